@@ -1,0 +1,475 @@
+"""The HDF5 cache: the one module that writes and reads it (the contract between ``lift`` and ``train``).
+
+Layout (``docs/cache-format.md`` is the full description):
+
+* ``<name>.h5`` — the entry file: attribute ``format``/``format_version``, a JSON ``manifest``
+  dataset, ``splits/<name>`` sample-index arrays, and ``shards/<k>`` HDF5 external links to
+* ``<name>.shards/shard-<k>.h5`` — shard files. Each holds *groups* of ragged per-sample data stored
+  CSR-style: a group has ``offsets`` (S+1,) int64 and member arrays whose first axis is
+  ``offsets[-1]``; the rows ``offsets[s]:offsets[s+1]`` belong to sample ``s`` of the shard. Index
+  arrays carry an ``indexes`` attribute naming the group(s) they index, so a reader can check them.
+
+Everything is little-endian fixed-width (no pickles, no variable-length strings in data), written
+to a temporary name and renamed into place, and bytes are reproducible: same content, same file.
+Files are immutable once renamed, so any number of readers can open them at once (no HDF5 locks).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import os
+import tempfile
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+FORMAT_NAME = "empcn-cache"
+FORMAT_VERSION = 1
+SAMPLE_GROUP = "sample"  # the group with one row per sample (offsets = 0..S)
+
+# Compression: gzip level 4 with byte shuffling is deterministic and ~3x smaller than raw.
+_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+_CHUNK_ROWS_BYTES = 1 << 20  # ~1 MiB chunks
+
+
+class CacheError(Exception):
+    """A cache that cannot be used: missing, wrong format version, failed checksum. One-line message."""
+
+
+@dataclass
+class RaggedGroup:
+    """Per-sample ragged arrays sharing one offsets vector.
+
+    offsets: (S+1,) int64, non-decreasing, offsets[0] == 0; arrays: name -> (offsets[-1], ...) array.
+    indexes: name -> tuple of group names that the array's last-axis columns index (local indices);
+    a 1-D index array names one group.
+    """
+
+    offsets: np.ndarray
+    arrays: dict[str, np.ndarray]
+    indexes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass
+class ShardContent:
+    """Everything one shard file holds: groups by path (e.g. ``"nodes"``, ``"nbr/0_1"``) and attributes."""
+
+    groups: dict[str, RaggedGroup]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_samples(self) -> int:
+        return int(len(self.groups[SAMPLE_GROUP].offsets) - 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# paths, hashing, atomic writes
+
+
+def shard_dir(entry: Path) -> Path:
+    """Folder beside the entry file that holds its shards: ``data/qm9.h5`` -> ``data/qm9.shards``."""
+    entry = Path(entry)
+    return entry.with_name(entry.stem + ".shards")
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.h5"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _temporary_beside(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _replace_atomically(tmp: Path, path: Path) -> None:
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _le(array: np.ndarray) -> np.ndarray:
+    """Little-endian, C-contiguous copy of ``array`` where needed (the on-disk byte order)."""
+    array = np.ascontiguousarray(array)
+    if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and np.little_endian is False):
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return array
+
+
+def _write_array(group: h5py.Group, name: str, array: np.ndarray) -> h5py.Dataset:
+    array = _le(array)
+    if array.size == 0 or array.nbytes < 4096:
+        return group.create_dataset(name, data=array)
+    row_bytes = max(1, array.nbytes // max(1, array.shape[0]))
+    rows = int(min(array.shape[0], max(1, _CHUNK_ROWS_BYTES // row_bytes)))
+    return group.create_dataset(name, data=array, chunks=(rows, *array.shape[1:]), **_COMPRESSION)
+
+
+def _json_attr(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+# ----------------------------------------------------------------------------------------------
+# shards
+
+
+def write_shard(path: Path, content: ShardContent) -> str:
+    """Write ``content`` to ``path`` atomically (temporary file + rename); return its sha256."""
+    path = Path(path)
+    check_shard_content(content, where=str(path))
+    tmp = _temporary_beside(path)
+    try:
+        with h5py.File(tmp, "w", libver=("earliest", "v110")) as f:
+            f.attrs["format"] = FORMAT_NAME
+            f.attrs["format_version"] = FORMAT_VERSION
+            for key in sorted(content.attrs):
+                f.attrs[key] = _json_attr(content.attrs[key])
+            for gname in sorted(content.groups):
+                group = content.groups[gname]
+                g = f.create_group(gname)
+                _write_array(g, "offsets", np.asarray(group.offsets, dtype=np.int64))
+                for aname in sorted(group.arrays):
+                    ds = _write_array(g, aname, group.arrays[aname])
+                    if aname in group.indexes:
+                        ds.attrs["indexes"] = ",".join(group.indexes[aname])
+        digest = sha256_file(tmp)
+        _replace_atomically(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return digest
+
+
+def read_shard(path: Path) -> ShardContent:
+    """Load a whole shard into memory (the fast way to read: one sequential pass, then numpy slicing)."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            if f.attrs.get("format") != FORMAT_NAME:
+                raise CacheError(f"{path}: not an {FORMAT_NAME} shard")
+            version = int(f.attrs.get("format_version", -1))
+            if version != FORMAT_VERSION:
+                raise CacheError(f"{path}: shard format version {version}, this empcn reads {FORMAT_VERSION}")
+            attrs = {k: json.loads(v) for k, v in f.attrs.items() if k not in ("format", "format_version")}
+            groups: dict[str, RaggedGroup] = {}
+
+            def visit(name: str, obj: Any) -> None:
+                if isinstance(obj, h5py.Group) and "offsets" in obj:
+                    arrays, indexes = {}, {}
+                    for aname, ds in obj.items():
+                        if aname == "offsets" or not isinstance(ds, h5py.Dataset):
+                            continue
+                        arrays[aname] = ds[()]
+                        if "indexes" in ds.attrs:
+                            indexes[aname] = tuple(str(ds.attrs["indexes"]).split(","))
+                    groups[name] = RaggedGroup(obj["offsets"][()], arrays, indexes)
+
+            f.visititems(visit)
+    except CacheError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise CacheError(f"{path}: unreadable shard ({exc.__class__.__name__}: {exc})") from None
+    if SAMPLE_GROUP not in groups:
+        raise CacheError(f"{path}: shard has no '{SAMPLE_GROUP}' group")
+    return ShardContent(groups, attrs)
+
+
+def check_shard_content(content: ShardContent, where: str) -> None:
+    """Structural checks: offsets well formed, array lengths agree, indices in range, floats finite.
+
+    Raises CacheError naming ``where`` and the first fault.
+    """
+    if SAMPLE_GROUP not in content.groups:
+        raise CacheError(f"{where}: no '{SAMPLE_GROUP}' group")
+    num = content.num_samples
+    counts: dict[str, np.ndarray] = {}
+    for gname, group in content.groups.items():
+        off = np.asarray(group.offsets)
+        if off.ndim != 1 or len(off) != num + 1 or off[0] != 0 or np.any(np.diff(off) < 0):
+            raise CacheError(f"{where}: group '{gname}' has malformed offsets")
+        counts[gname] = np.diff(off)
+        for aname, arr in group.arrays.items():
+            if arr.shape[0] != off[-1]:
+                raise CacheError(
+                    f"{where}: '{gname}/{aname}' has {arr.shape[0]} rows, offsets say {int(off[-1])}"
+                )
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                raise CacheError(f"{where}: '{gname}/{aname}' holds NaN or inf")
+    for gname, group in content.groups.items():
+        owner = np.repeat(np.arange(num), counts[gname])
+        for aname, targets in group.indexes.items():
+            arr = group.arrays[aname]
+            cols = arr.reshape(arr.shape[0], -1)
+            if cols.shape[1] != len(targets) and len(targets) != 1:
+                raise CacheError(f"{where}: '{gname}/{aname}' names {len(targets)} indexed groups")
+            for c in range(cols.shape[1]):
+                target = targets[c] if len(targets) > 1 else targets[0]
+                if target not in counts:
+                    raise CacheError(f"{where}: '{gname}/{aname}' indexes missing group '{target}'")
+                limit = counts[target][owner]
+                col = cols[:, c]
+                if np.any(col < 0) or np.any(col >= limit):
+                    raise CacheError(f"{where}: '{gname}/{aname}' has indices out of range of '{target}'")
+
+
+# ----------------------------------------------------------------------------------------------
+# entry file
+
+
+def write_entry(
+    entry: Path, manifest: dict[str, Any], splits: Mapping[str, np.ndarray], shard_files: list[str]
+) -> None:
+    """Write the entry file atomically: manifest JSON, split index arrays, external links to shards."""
+    entry = Path(entry)
+    tmp = _temporary_beside(entry)
+    try:
+        with h5py.File(tmp, "w", libver=("earliest", "v110")) as f:
+            f.attrs["format"] = FORMAT_NAME
+            f.attrs["format_version"] = FORMAT_VERSION
+            text = json.dumps(manifest, sort_keys=True, indent=1)
+            f.create_dataset("manifest", data=np.frombuffer(text.encode("utf-8"), dtype=np.uint8))
+            sg = f.create_group("splits")
+            for name in sorted(splits):
+                _write_array(sg, name, np.asarray(splits[name], dtype=np.int64))
+            links = f.create_group("shards")
+            for k, rel in enumerate(shard_files):
+                links[f"{k:05d}"] = h5py.ExternalLink(rel, "/")
+        _replace_atomically(tmp, entry)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _read_entry(entry: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    if not entry.exists():
+        raise CacheError(f"{entry}: no such cache (run `empcn lift` first)")
+    try:
+        with h5py.File(entry, "r", locking=False) as f:
+            if f.attrs.get("format") != FORMAT_NAME:
+                raise CacheError(f"{entry}: not an {FORMAT_NAME} file")
+            version = int(f.attrs.get("format_version", -1))
+            if version != FORMAT_VERSION:
+                raise CacheError(
+                    f"{entry}: cache format version {version}, this empcn reads version {FORMAT_VERSION}; "
+                    "lift it again"
+                )
+            manifest = json.loads(bytes(f["manifest"][()]).decode("utf-8"))
+            splits = {name: ds[()] for name, ds in f["splits"].items()}
+    except CacheError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise CacheError(f"{entry}: unreadable cache entry file ({exc.__class__.__name__}: {exc})") from None
+    return manifest, splits
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+
+
+class Sample(dict):
+    """One sample: ``"group/array"`` keys for every stored array, plus dataset-level conveniences.
+
+    QM9: ``pos`` (N,3) float32 Å, ``z`` (N,) uint8, ``edges`` (E,2) atom indices, ``rings`` (list of
+    atom-index tuples in cyclic order), ``y`` (target name -> float, manifest units), ``id``.
+    """
+
+
+class Cache:
+    """Read-only view of a lifted cache. ``len(cache)``, ``cache[i]``, ``cache.manifest``, ``cache.splits``.
+
+    Shards are loaded whole on first use (an LRU of ``max_shards_in_memory``); sample access is then
+    numpy slicing. Opening is cheap and safe in many processes at once; open it *after* forking.
+    """
+
+    def __init__(self, path: Path | str, max_shards_in_memory: int = 2) -> None:
+        self.path = Path(path)
+        self.manifest, self.splits = _read_entry(self.path)
+        self._root = self.path.parent
+        shards = self.manifest["shards"]
+        self._starts = [int(s["samples"][0]) for s in shards]
+        self._stops = [int(s["samples"][1]) for s in shards]
+        self._max = max(1, max_shards_in_memory)
+        self._loaded: OrderedDict[int, ShardContent] = OrderedDict()
+        self._targets: list[str] = list(self.manifest.get("targets", {}).get("names", []))
+
+    # -- sizes ------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.manifest["counts"]["samples"])
+
+    @property
+    def num_shards(self) -> int:
+        return len(self._starts)
+
+    def shard_range(self, k: int) -> tuple[int, int]:
+        """Global sample indices [start, stop) held by shard ``k``."""
+        return self._starts[k], self._stops[k]
+
+    def shard_path(self, k: int) -> Path:
+        return self._root / self.manifest["shards"][k]["file"]
+
+    # -- access -----------------------------------------------------------------------------
+    def shard(self, k: int) -> ShardContent:
+        """Shard ``k`` fully in memory."""
+        if k in self._loaded:
+            self._loaded.move_to_end(k)
+            return self._loaded[k]
+        content = read_shard(self.shard_path(k))
+        if content.num_samples != self._stops[k] - self._starts[k]:
+            raise CacheError(f"{self.shard_path(k)}: holds {content.num_samples} samples, manifest says otherwise")
+        self._loaded[k] = content
+        while len(self._loaded) > self._max:
+            self._loaded.popitem(last=False)
+        return content
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(shard, row within shard) of global sample ``index``."""
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"sample {index} out of range for a cache of {n}")
+        k = bisect.bisect_right(self._starts, index) - 1
+        return k, index - self._starts[k]
+
+    def __getitem__(self, index: int) -> Sample:
+        k, row = self.locate(int(index))
+        return sample_from_shard(self.shard(k), row, self._targets)
+
+    def __iter__(self) -> Iterator[Sample]:
+        for k in range(self.num_shards):
+            content = self.shard(k)
+            for row in range(content.num_samples):
+                yield sample_from_shard(content, row, self._targets)
+
+    def close(self) -> None:
+        self._loaded.clear()
+
+    def __enter__(self) -> "Cache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Cache({str(self.path)!r}, dataset={self.manifest.get('dataset')!r}, samples={len(self)})"
+
+
+def sample_from_shard(content: ShardContent, row: int, target_names: list[str] | None = None) -> Sample:
+    """Slice sample ``row`` out of an in-memory shard."""
+    out = Sample()
+    for gname, group in content.groups.items():
+        a, b = int(group.offsets[row]), int(group.offsets[row + 1])
+        for aname, arr in group.arrays.items():
+            out[f"{gname}/{aname}"] = arr[a:b]
+    # conveniences shared by every dataset
+    if "nodes/pos" in out:
+        out["pos"] = out["nodes/pos"]
+    if "nodes/z" in out:
+        out["z"] = out["nodes/z"]
+    if "edges/index" in out:
+        out["edges"] = out["edges/index"]
+    if "ring_slots/node" in out:
+        ends = np.cumsum(out["rings/size"])[:-1]
+        out["rings"] = [tuple(r.tolist()) for r in np.split(out["ring_slots/node"], ends)] if len(
+            out["rings/size"]
+        ) else []
+    if "sample/id" in out:
+        out["id"] = int(out["sample/id"][0])
+    if "sample/y" in out and target_names:
+        out["y"] = dict(zip(target_names, out["sample/y"][0].tolist()))
+    for name in ("vel", "charge", "mass", "target_pos"):
+        if f"nodes/{name}" in out:
+            out[name] = out[f"nodes/{name}"]
+    return out
+
+
+def open_cache(path: Path | str) -> Cache:
+    """Open a lifted cache read-only (``empcn lift`` writes it)."""
+    return Cache(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# verification and summary
+
+
+@dataclass
+class VerifyReport:
+    path: Path
+    problems: list[str]
+    shards_checked: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_cache(path: Path | str, progress: bool = False) -> VerifyReport:
+    """Check every shard's sha256 against the manifest, then its structure; collect one line per fault."""
+    path = Path(path)
+    problems: list[str] = []
+    try:
+        manifest, splits = _read_entry(path)
+    except CacheError as exc:
+        return VerifyReport(path, [str(exc)], 0)
+    shards = manifest.get("shards", [])
+    total = int(manifest.get("counts", {}).get("samples", -1))
+    expected_start = 0
+    iterator = shards
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(shards, desc="verify", unit="shard")
+    checked = 0
+    for k, meta in enumerate(iterator):
+        spath = path.parent / meta["file"]
+        start, stop = meta["samples"]
+        if start != expected_start:
+            problems.append(f"{spath}: sample range starts at {start}, expected {expected_start}")
+        expected_start = stop
+        if not spath.exists():
+            problems.append(f"{spath}: missing shard")
+            continue
+        digest = sha256_file(spath)
+        if digest != meta["sha256"]:
+            problems.append(f"{spath}: sha256 mismatch (file changed or corrupted)")
+            continue
+        try:
+            content = read_shard(spath)
+            check_shard_content(content, str(spath))
+            if content.num_samples != stop - start:
+                problems.append(f"{spath}: holds {content.num_samples} samples, manifest says {stop - start}")
+        except CacheError as exc:
+            problems.append(str(exc))
+        checked += 1
+    if expected_start != total:
+        problems.append(f"{path}: shards hold {expected_start} samples, manifest counts {total}")
+    for name, idx in splits.items():
+        if len(idx) and (idx.min() < 0 or idx.max() >= total):
+            problems.append(f"{path}: split '{name}' has sample indices out of range")
+        if len(np.unique(idx)) != len(idx):
+            problems.append(f"{path}: split '{name}' repeats samples")
+    return VerifyReport(path, problems, checked)
+
+
+def cache_size_bytes(path: Path | str) -> int:
+    """Bytes on disk of the entry file and all its shards."""
+    path = Path(path)
+    manifest, _ = _read_entry(path)
+    return path.stat().st_size + sum(
+        (path.parent / s["file"]).stat().st_size for s in manifest["shards"] if (path.parent / s["file"]).exists()
+    )

@@ -1,0 +1,196 @@
+"""Command-line interface: ``empcn lift | train | evaluate | predict | cache info | cache verify``.
+
+Heavy imports (RDKit, torch models) happen inside the commands that need them, so ``empcn train``
+never imports the lift stage and ``empcn cache info`` starts quickly.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import NoReturn, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="E(n)-equivariant message passing on cell complexes.")
+cache_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect and check lifted caches.")
+app.add_typer(cache_app, name="cache")
+
+
+class Dataset(str, Enum):
+    qm9 = "qm9"
+    nbody = "nbody"
+    mocap = "mocap"
+
+
+class RingChoice(str, Enum):
+    chordless = "chordless"
+    sssr = "sssr"
+
+
+class SplitChoice(str, Enum):
+    cormorant = "cormorant"
+    empsn = "empsn"
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print a one-line error and exit non-zero."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from empcn.cache import CacheError
+    from empcn.data.qm9 import SourceError
+    from empcn.lift.pipeline import LiftError
+
+    return (CacheError, SourceError, LiftError)
+
+
+@app.command()
+def lift(
+    dataset: Dataset = typer.Option(Dataset.qm9, help="Which data set to lift."),
+    source: Optional[Path] = typer.Option(
+        None, help="Raw data: QM9 dsgdb9nsd.xyz.tar.bz2 or a folder of .xyz files (default: the qm9pack CSVs)."
+    ),
+    out: Optional[Path] = typer.Option(None, help="Entry file to write (default: data/<dataset>.h5)."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Lift only the first N samples."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: all cores)."),
+    rings: RingChoice = typer.Option(RingChoice.chordless, help="2-cells: chordless cycles, or RDKit's symmetrised SSSR."),
+    max_ring: int = typer.Option(8, min=3, help="Largest ring (number of atoms) that becomes a 2-cell."),
+    split: SplitChoice = typer.Option(SplitChoice.cormorant, help="QM9 split: cormorant (EGNN) or empsn."),
+    shard_size: int = typer.Option(4096, min=1, help="Samples per shard file."),
+    strict: bool = typer.Option(False, help="Stop at the first bad sample instead of skipping it."),
+    resume: bool = typer.Option(False, help="Keep verified shards of an interrupted run with the same parameters."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Lift raw data to cell complexes and write the HDF5 cache."""
+    from empcn.lift.pipeline import default_workers
+
+    out = out or Path("data") / f"{dataset.value}.h5"
+    n_workers = workers or default_workers()
+    try:
+        if dataset is Dataset.qm9:
+            from empcn.lift.qm9 import QM9LiftConfig, lift_qm9
+
+            if source is not None and not source.exists():
+                fail(f"{source}: no such file or folder")
+            cfg = QM9LiftConfig(
+                source=source,
+                out=out,
+                limit=limit,
+                rings=rings.value,
+                max_ring=max_ring,
+                split=split.value,
+                shard_size=shard_size,
+                workers=n_workers,
+                strict=strict,
+                resume=resume,
+                progress=progress,
+            )
+            path = lift_qm9(cfg)
+        else:
+            fail(f"--dataset {dataset.value} is not available in this version")
+    except _known_errors() as exc:
+        fail(str(exc))
+    _print_summary(path)
+
+
+def _print_summary(path: Path) -> None:
+    from empcn.cache import cache_size_bytes, open_cache
+
+    cache = open_cache(path)
+    m = cache.manifest
+    skipped = m.get("skipped", [])
+    typer.echo(f"wrote {path}: {len(cache)} samples in {cache.num_shards} shards, {cache_size_bytes(path) / 2**20:.1f} MiB")
+    if skipped:
+        first = skipped[0]
+        typer.echo(f"skipped {len(skipped)} samples (first: id {first.get('id')}: {first.get('reason')}); see `empcn cache info`")
+
+
+@cache_app.command("info")
+def cache_info(
+    path: Path = typer.Argument(..., help="Entry file of a cache, e.g. data/qm9.h5."),
+    json_out: bool = typer.Option(False, "--json", help="Print the whole manifest as JSON."),
+) -> None:
+    """What a cache holds: counts, cells per rank, parameters, splits, targets, size."""
+    import json
+
+    from empcn.cache import CacheError, cache_size_bytes, open_cache
+
+    try:
+        cache = open_cache(path)
+        size = cache_size_bytes(path)
+    except CacheError as exc:
+        fail(str(exc))
+    m = cache.manifest
+    if json_out:
+        typer.echo(json.dumps(m, indent=1, sort_keys=True))
+        return
+    counts = m["counts"]
+    lines = [
+        f"cache       {path}  (format {m['format']} v{m['format_version']}, dataset {m['dataset']})",
+        f"source      {m['source']['name']}  [{m['source']['kind']}]  {m['source']['fingerprint'][:23]}…",
+        f"created by  " + ", ".join(f"{k} {v}" for k, v in sorted(m.get("created_by", {}).items())),
+        f"samples     {counts['samples']}  in {len(m['shards'])} shards, {size / 2**20:.1f} MiB on disk",
+        f"cells       rank 0: {counts.get('nodes', 0)}   rank 1: {counts.get('edges', 0)}   "
+        f"rank 2: {counts.get('rings', 0)}",
+    ]
+    cells = m.get("cells", {})
+    if cells.get("ring_sizes"):
+        lines.append("ring sizes  " + "  ".join(f"{s}:{n}" for s, n in cells["ring_sizes"].items()))
+    if "bond_fallback_samples" in cells:
+        lines.append(f"bonds       from coordinates (SMILES mismatch) in {cells['bond_fallback_samples']} samples")
+    nbr = {k.split("/", 1)[1]: v for k, v in counts.items() if k.startswith("nbr/")}
+    if nbr:
+        lines.append("neighbours  " + "  ".join(f"{k}:{v}" for k, v in sorted(nbr.items())))
+    lines.append("params      " + "  ".join(f"{k}={v}" for k, v in sorted(m.get("params", {}).items())))
+    sp = m.get("splits", {})
+    if sp:
+        lines.append(f"splits      {sp.get('scheme')}: " + "  ".join(f"{k} {v}" for k, v in sp.get("counts", {}).items()))
+    tg = m.get("targets")
+    if tg:
+        lines.append("targets     " + "  ".join(f"{n} [{tg['units'][n]}]" for n in tg["names"]))
+    skipped = m.get("skipped", [])
+    lines.append(f"skipped     {len(skipped)}")
+    for s in skipped[:10]:
+        lines.append(f"            id {s.get('id')}: {s.get('reason')}")
+    if len(skipped) > 10:
+        lines.append(f"            … {len(skipped) - 10} more (--json lists all)")
+    typer.echo("\n".join(lines))
+
+
+@cache_app.command("verify")
+def cache_verify(path: Path = typer.Argument(..., help="Entry file of a cache.")) -> None:
+    """Check every shard's sha256 and structure; exit 1 on any fault."""
+    from empcn.cache import verify_cache
+
+    report = verify_cache(path, progress=sys.stderr.isatty())
+    for line in report.problems:
+        typer.echo(f"FAULT {line}", err=True)
+    if report.ok:
+        typer.echo(f"ok: {path}: {report.shards_checked} shards verified")
+    else:
+        typer.echo(f"{path}: {len(report.problems)} fault(s)", err=True)
+        raise typer.Exit(1)
+
+
+def _register_train_commands() -> None:
+    """train / evaluate / predict live in empcn.train.commands (their heavy imports stay inside them)."""
+    try:
+        from empcn.train import commands
+    except ImportError:  # pragma: no cover - only while the train stage is absent
+        return
+    commands.register(app)
+
+
+_register_train_commands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Per-sample cells → one shard's arrays: concatenation, neighbourhoods, invariants, local indices.
+
+Dataset-independent: QM9 molecules, N-body systems and MoCap skeletons all arrive here as
+:class:`SampleCells` and leave as a :class:`~empcn.cache.ShardContent` in the layout of
+``docs/cache-format.md``. Everything after the per-sample list is vectorised over the shard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from empcn import geometry
+from empcn.cache import SAMPLE_GROUP, RaggedGroup, ShardContent
+from empcn.lift.complex import NEIGHBOURHOODS, ShardTopology, build_neighbourhoods
+
+RANK_GROUPS = {0: "nodes", 1: "edges", 2: "rings"}
+
+FIELD_DOCS: dict[str, str] = {
+    "sample/id": "(S,) int64 dataset id of the sample (QM9: 1-based GDB-9 index)",
+    "sample/y": "(S, T) float64 targets in the manifest's units, columns as targets.names",
+    "sample/bonds_from_smiles": "(S,) uint8 1 if bonds came from the SMILES, 0 if perceived from coordinates",
+    "nodes/pos": "(N, 3) float32 positions (QM9: Å)",
+    "nodes/z": "(N,) uint8 atomic numbers",
+    "edges/index": "(E, 2) int32 local node indices i < j of each 1-cell",
+    "edges/order": "(E,) float32 bond order (1, 1.5 aromatic, 2, 3; 0 = unknown, geometric fallback)",
+    "edges/length": "(E,) float32 edge length = 1-cell volume",
+    "rings/size": "(R,) int32 number of vertices of each 2-cell",
+    "rings/area": "(R,) float32 area by barycentric subdivision (sum of triangles from the barycentre)",
+    "rings/perimeter": "(R,) float32 sum of the ring's edge lengths",
+    "rings/radius": "(R,) float32 half the largest distance between two of the ring's vertices",
+    "ring_slots/node": "(L,) int32 local node index of every ring vertex, rings contiguous, cyclic order",
+    "ring_slots/edge": "(L,) int32 local edge index joining slot k to slot k+1 of the same ring",
+    "nbr/<name>/index": "(P, 2) int32 local [sender, receiver] cell indices of a neighbourhood",
+    "nbr/<name>/dist": "(P,) float32 distance between the barycentres of sender and receiver",
+}
+
+
+@dataclass
+class SampleCells:
+    """The cells of one sample before concatenation (local indices).
+
+    pos: (N, 3) float64; edge_index: (E, 2) int; rings: vertex tuples in cyclic order;
+    ring_edge: (sum of ring sizes,) edge index joining consecutive ring vertices;
+    node_arrays: extra per-node arrays to store under ``nodes/`` (z, velocities, charges, …);
+    edge_arrays: extra per-edge arrays (bond order, …).
+    """
+
+    pos: np.ndarray
+    edge_index: np.ndarray
+    rings: Sequence[tuple[int, ...]]
+    ring_edge: np.ndarray
+    node_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    edge_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=out[1:])
+    return out
+
+
+def _concat(parts: list[np.ndarray], dtype: type | np.dtype, tail: tuple[int, ...] = ()) -> np.ndarray:
+    if not parts:
+        return np.zeros((0, *tail), dtype=dtype)
+    return np.concatenate([np.asarray(p, dtype=dtype).reshape(-1, *tail) for p in parts])
+
+
+def complex_shard(cells: Sequence[SampleCells], per_sample: Mapping[str, np.ndarray]) -> ShardContent:
+    """Concatenate ``cells`` into one shard with neighbourhoods and invariants.
+
+    per_sample: arrays with one row per sample (stored in the ``sample`` group).
+    """
+    num = len(cells)
+    n_nodes = np.array([len(c.pos) for c in cells], dtype=np.int64)
+    n_edges = np.array([len(c.edge_index) for c in cells], dtype=np.int64)
+    n_rings = np.array([len(c.rings) for c in cells], dtype=np.int64)
+    ring_sizes = np.array([len(r) for c in cells for r in c.rings], dtype=np.int64)
+    n_slots = np.array([sum(len(r) for r in c.rings) for c in cells], dtype=np.int64)
+    node_off, edge_off, ring_off, slot_off = map(_offsets, (n_nodes, n_edges, n_rings, n_slots))
+
+    # positions rounded to the stored float32 first, so stored invariants match the stored positions
+    pos32 = _concat([c.pos for c in cells], np.float32, (3,))
+    edge_local = _concat([c.edge_index for c in cells], np.int64, (2,))
+    edge_global = edge_local + np.repeat(node_off[:-1], n_edges)[:, None]
+    slot_node_local = _concat([np.asarray([v for r in c.rings for v in r]) for c in cells], np.int64)
+    slot_edge_local = _concat([c.ring_edge for c in cells], np.int64)
+    slot_node = slot_node_local + np.repeat(node_off[:-1], n_slots)
+    slot_edge = slot_edge_local + np.repeat(edge_off[:-1], n_slots)
+
+    topo = ShardTopology(
+        node_offsets=node_off,
+        edge_index=edge_global,
+        edge_offsets=edge_off,
+        ring_node=slot_node,
+        ring_edge=slot_edge,
+        ring_sizes=ring_sizes,
+        ring_offsets=ring_off,
+    )
+    nbrs = build_neighbourhoods(topo)
+
+    pos = torch.from_numpy(pos32.astype(np.float64))
+    edge_t = torch.from_numpy(edge_global)
+    ring_of = torch.from_numpy(np.repeat(np.arange(len(ring_sizes)), ring_sizes))
+    ring = geometry.ring_geometry(pos, torch.from_numpy(slot_node), ring_of, len(ring_sizes))
+    lengths = geometry.edge_lengths(pos, edge_t)
+    bary = geometry.cell_barycentres(pos, edge_t, ring)
+    cell_off = {0: node_off, 1: edge_off, 2: ring_off}
+
+    groups: dict[str, RaggedGroup] = {
+        SAMPLE_GROUP: RaggedGroup(np.arange(num + 1, dtype=np.int64), {k: np.asarray(v) for k, v in per_sample.items()}),
+        "nodes": RaggedGroup(node_off, {"pos": pos32}),
+        "edges": RaggedGroup(
+            edge_off,
+            {"index": edge_local.astype(np.int32), "length": lengths.numpy().astype(np.float32)},
+            {"index": ("nodes",)},
+        ),
+        "rings": RaggedGroup(
+            ring_off,
+            {
+                "size": ring_sizes.astype(np.int32),
+                "area": ring.area.numpy().astype(np.float32),
+                "perimeter": ring.perimeter.numpy().astype(np.float32),
+                "radius": ring.radius.numpy().astype(np.float32),
+            },
+        ),
+        "ring_slots": RaggedGroup(
+            slot_off,
+            {"node": slot_node_local.astype(np.int32), "edge": slot_edge_local.astype(np.int32)},
+            {"node": ("nodes",), "edge": ("edges",)},
+        ),
+    }
+    for key in sorted({k for c in cells for k in c.node_arrays}):
+        sample_arr = [np.asarray(c.node_arrays[key]) for c in cells]
+        tail = sample_arr[0].shape[1:] if sample_arr else ()
+        groups["nodes"].arrays[key] = _concat(sample_arr, sample_arr[0].dtype if sample_arr else np.float32, tail)
+    for key in sorted({k for c in cells for k in c.edge_arrays}):
+        sample_arr = [np.asarray(c.edge_arrays[key]) for c in cells]
+        tail = sample_arr[0].shape[1:] if sample_arr else ()
+        groups["edges"].arrays[key] = _concat(sample_arr, sample_arr[0].dtype if sample_arr else np.float32, tail)
+
+    for spec in NEIGHBOURHOODS:
+        index, offsets = nbrs[spec.name]
+        index = np.asarray(index, dtype=np.int64).reshape(-1, 2)
+        owner = np.repeat(np.arange(num), np.diff(offsets))
+        local = np.stack(
+            [index[:, 0] - cell_off[spec.sender_rank][owner], index[:, 1] - cell_off[spec.receiver_rank][owner]],
+            axis=1,
+        )
+        idx_t = torch.from_numpy(index)
+        dist = geometry.pair_distances(bary[spec.sender_rank], bary[spec.receiver_rank], idx_t)
+        groups[f"nbr/{spec.name}"] = RaggedGroup(
+            np.asarray(offsets, dtype=np.int64),
+            {"index": local.astype(np.int32), "dist": dist.numpy().astype(np.float32)},
+            {"index": (RANK_GROUPS[spec.sender_rank], RANK_GROUPS[spec.receiver_rank])},
+        )
+    return ShardContent(groups)

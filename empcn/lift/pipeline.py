@@ -1,0 +1,218 @@
+"""Dataset-independent lift machinery: shard tasks in worker processes, atomic shards, resume, the entry file.
+
+A lift is a list of :class:`ShardTask` (fixed ranges of input items, independent of the number of
+workers, so the bytes of every shard are the same whatever ``--workers``). Each task is built into a
+:class:`~empcn.cache.ShardContent` by a dataset-specific function and written by the worker that
+built it. The entry file is written last: until it exists nothing looks like a complete cache.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from empcn import cache as cache_format
+
+
+class LiftError(Exception):
+    """The lift cannot go on (bad source, bad molecule in --strict mode). One-line message."""
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Input items [start, stop) become shard ``index``."""
+
+    index: int
+    start: int
+    stop: int
+
+
+@dataclass
+class ShardResult:
+    """What the entry file needs to know of one written shard."""
+
+    index: int
+    file: str  # path relative to the entry file's folder
+    sha256: str
+    bytes: int
+    num_samples: int
+    counts: dict[str, int]  # rows per group
+    skipped: list[dict[str, Any]]
+    summary: dict[str, Any]  # dataset-specific per-shard statistics (JSON-able)
+    sample_arrays: dict[str, np.ndarray] = field(default_factory=dict)  # the "sample" group, for splits/stats
+    reused: bool = False
+
+
+BuildFn = Callable[[ShardTask], cache_format.ShardContent]
+
+_WORKER_BUILD: BuildFn | None = None
+
+
+def plan_shards(num_items: int, shard_size: int) -> list[ShardTask]:
+    """Split ``num_items`` input items into consecutive tasks of ``shard_size`` (the last one shorter)."""
+    if shard_size < 1:
+        raise LiftError(f"shard size must be positive, got {shard_size}")
+    return [
+        ShardTask(k, start, min(start + shard_size, num_items))
+        for k, start in enumerate(range(0, max(num_items, 1), shard_size))
+        if start < num_items or (num_items == 0 and k == 0)
+    ]
+
+
+def _result_from_content(
+    task: ShardTask, path: Path, rel: str, digest: str, content: cache_format.ShardContent, reused: bool
+) -> ShardResult:
+    return ShardResult(
+        index=task.index,
+        file=rel,
+        sha256=digest,
+        bytes=path.stat().st_size,
+        num_samples=content.num_samples,
+        counts={g: int(grp.offsets[-1]) for g, grp in content.groups.items()},
+        skipped=list(content.attrs.get("skipped", [])),
+        summary=dict(content.attrs.get("summary", {})),
+        sample_arrays=dict(content.groups[cache_format.SAMPLE_GROUP].arrays),
+        reused=reused,
+    )
+
+
+def _try_reuse(path: Path, rel: str, task: ShardTask, lift_key: str) -> ShardResult | None:
+    """A shard from an earlier, interrupted run of the same lift, if it is whole and verifies."""
+    if not path.exists():
+        return None
+    try:
+        content = cache_format.read_shard(path)
+        cache_format.check_shard_content(content, str(path))
+    except cache_format.CacheError:
+        return None
+    if content.attrs.get("lift_key") != lift_key or content.attrs.get("input_range") != [task.start, task.stop]:
+        return None
+    return _result_from_content(task, path, rel, cache_format.sha256_file(path), content, reused=True)
+
+
+def _build_and_write(args: tuple[ShardTask, str, str, str, bool]) -> ShardResult:
+    task, path_s, rel, lift_key, resume = args
+    path = Path(path_s)
+    if resume:
+        reused = _try_reuse(path, rel, task, lift_key)
+        if reused is not None:
+            return reused
+    assert _WORKER_BUILD is not None
+    content = _WORKER_BUILD(task)
+    content.attrs["lift_key"] = lift_key
+    content.attrs["input_range"] = [task.start, task.stop]
+    digest = cache_format.write_shard(path, content)
+    return _result_from_content(task, path, rel, digest, content, reused=False)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_shards(
+    entry: Path,
+    tasks: Sequence[ShardTask],
+    build: BuildFn,
+    lift_key: str,
+    workers: int,
+    resume: bool,
+    progress: bool,
+    desc: str,
+) -> list[ShardResult]:
+    """Build and write every shard (in ``workers`` forked processes), in task order.
+
+    ``build`` runs in the workers; it and the data it closes over are inherited by fork, never pickled.
+    """
+    global _WORKER_BUILD
+    folder = cache_format.shard_dir(entry)
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = [
+        (t, str(folder / cache_format.shard_name(t.index)), f"{folder.name}/{cache_format.shard_name(t.index)}",
+         lift_key, resume)
+        for t in tasks
+    ]
+    total_items = sum(t.stop - t.start for t in tasks)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_items, desc=desc, unit="sample", file=sys.stderr, dynamic_ncols=True)
+    results: list[ShardResult] = []
+    _WORKER_BUILD = build
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            _init_worker()
+            for job in jobs:
+                results.append(_build_and_write(job))
+                if bar is not None:
+                    bar.update(job[0].stop - job[0].start)
+        else:
+            ctx = mp.get_context("fork")
+            with ctx.Pool(processes=min(workers, len(jobs)), initializer=_init_worker) as pool:
+                for res in pool.imap(_build_and_write, jobs, chunksize=1):
+                    results.append(res)
+                    if bar is not None:
+                        task = tasks[res.index]
+                        bar.update(task.stop - task.start)
+    finally:
+        _WORKER_BUILD = None
+        if bar is not None:
+            bar.close()
+    # shards of an earlier, larger lift of the same name would be stale: remove them
+    keep = {cache_format.shard_name(t.index) for t in tasks}
+    for stale in folder.glob("shard-*.h5"):
+        if stale.name not in keep:
+            stale.unlink()
+    return results
+
+
+def assemble_manifest(
+    results: Sequence[ShardResult], base: dict[str, Any], extra_skipped: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """The entry file's manifest: ``base`` (dataset, params, source, …) plus shard list, counts, skips."""
+    start = 0
+    shards = []
+    for r in results:
+        shards.append(
+            {"file": r.file, "samples": [start, start + r.num_samples], "sha256": r.sha256, "bytes": r.bytes}
+        )
+        start += r.num_samples
+    counts: dict[str, int] = {"samples": start}
+    for r in results:
+        for g, n in r.counts.items():
+            if g != cache_format.SAMPLE_GROUP:
+                counts[g] = counts.get(g, 0) + n
+    skipped = list(extra_skipped) + [s for r in results for s in r.skipped]
+    manifest = dict(base)
+    manifest.update(
+        {
+            "format": cache_format.FORMAT_NAME,
+            "format_version": cache_format.FORMAT_VERSION,
+            "shards": shards,
+            "counts": counts,
+            "skipped": skipped,
+        }
+    )
+    return manifest
+
+
+def lift_key_of(params: dict[str, Any], source_fingerprint: str, version: str) -> str:
+    """Identifies a lift: shards carrying another key are never reused by --resume."""
+    import hashlib
+
+    blob = json.dumps({"params": params, "source": source_fingerprint, "version": version}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))

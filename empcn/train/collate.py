@@ -1,0 +1,142 @@
+"""Collation: cache samples → one :class:`ComplexBatch` of disjoint complexes.
+
+Every index array is offset by the number of cells of the rank it indexes in the samples before
+it — nodes for edge endpoints and ring vertices, edges for ring edges, the sender's and the
+receiver's rank for each neighbourhood pair. (Two public reference models shipped exactly this
+offset bug for years; ``tests/train/test_collate.py`` checks batched == per-sample forward passes.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from empcn.cache import Sample
+from empcn.train.batch import ComplexBatch
+
+QM9_SPECIES = (1, 6, 7, 8, 9)  # H C N O F
+RANK_GROUPS = {0: "nodes", 1: "edges", 2: "rings"}
+BOND_ORDERS = (1.0, 1.5, 2.0, 3.0)
+
+
+@dataclass(frozen=True)
+class CollateSpec:
+    """What to put in a batch: neighbourhoods (name -> (sender rank, receiver rank)) and the target column."""
+
+    neighbourhoods: dict[str, tuple[int, int]]
+    target_index: int | None = None  # column of sample/y; None: no target
+    species: tuple[int, ...] = QM9_SPECIES
+    charge_power: int = 2  # EGNN's node features: one_hot(z) * (z / max z)^p for p = 0..charge_power
+
+    @property
+    def node_features(self) -> int:
+        return len(self.species) * (self.charge_power + 1)
+
+    @property
+    def edge_features(self) -> int:
+        return len(BOND_ORDERS)
+
+    @staticmethod
+    def from_manifest(manifest: dict, target: str | None) -> "CollateSpec":
+        nbrs = {n["name"]: (int(n["sender_rank"]), int(n["receiver_rank"])) for n in manifest.get("neighbourhoods", [])}
+        index = None
+        if target is not None:
+            names = manifest.get("targets", {}).get("names", [])
+            if target not in names:
+                raise ValueError(f"target {target!r} is not in this cache (it has {', '.join(names)})")
+            index = names.index(target)
+        return CollateSpec(neighbourhoods=nbrs, target_index=index)
+
+
+def node_features(z: np.ndarray, spec: CollateSpec) -> np.ndarray:
+    """(N, len(species)*(charge_power+1)) float32: one-hot species times powers of z/max(z), as EGNN."""
+    species = np.asarray(spec.species)
+    onehot = (np.asarray(z)[:, None] == species[None, :]).astype(np.float32)
+    scaled = (np.asarray(z, dtype=np.float32) / float(species.max()))[:, None]
+    return np.concatenate([onehot * scaled**p for p in range(spec.charge_power + 1)], axis=1)
+
+
+def _cat(samples: Sequence[Sample], key: str, dtype: np.dtype, tail: tuple[int, ...] = ()) -> np.ndarray:
+    parts = [s[key] for s in samples]
+    if not parts:
+        return np.zeros((0, *tail), dtype=dtype)
+    return np.concatenate(parts).astype(dtype, copy=False).reshape(-1, *tail)
+
+
+def _shift(counts: np.ndarray, per_sample: np.ndarray) -> np.ndarray:
+    """For each row, the number of cells before its sample: repeat(exclusive cumsum(counts), per_sample)."""
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return np.repeat(starts, per_sample)
+
+
+def collate(samples: Sequence[Sample], spec: CollateSpec) -> ComplexBatch:
+    """Concatenate ``samples`` into one batch with batch-global indices."""
+    b = len(samples)
+    n = {r: np.array([len(s[f"{g}/{'pos' if r == 0 else 'index' if r == 1 else 'size'}"]) for s in samples], np.int64)
+         for r, g in RANK_GROUPS.items()}
+    n_slots = np.array([len(s["ring_slots/node"]) for s in samples], np.int64)
+
+    pos = _cat(samples, "nodes/pos", np.float32, (3,))
+    z = _cat(samples, "nodes/z", np.int64) if samples and "nodes/z" in samples[0] else np.zeros(len(pos), np.int64)
+    edge_index = _cat(samples, "edges/index", np.int64, (2,)) + _shift(n[0], n[1])[:, None]
+    ring_node = _cat(samples, "ring_slots/node", np.int64) + _shift(n[0], n_slots)
+    ring_edge = _cat(samples, "ring_slots/edge", np.int64) + _shift(n[1], n_slots)
+    ring_sizes = _cat(samples, "rings/size", np.int64)
+    ring_of = np.repeat(np.arange(len(ring_sizes)), ring_sizes)
+
+    nbr: dict[str, torch.Tensor] = {}
+    nbr_dist: dict[str, torch.Tensor] = {}
+    for name, (rs, rr) in spec.neighbourhoods.items():
+        key = f"nbr/{name}/index"
+        if not samples or key not in samples[0]:
+            continue
+        per = np.array([len(s[key]) for s in samples], np.int64)
+        idx = _cat(samples, key, np.int64, (2,))
+        idx[:, 0] += _shift(n[rs], per)
+        idx[:, 1] += _shift(n[rr], per)
+        nbr[name] = torch.from_numpy(idx)
+        nbr_dist[name] = torch.from_numpy(_cat(samples, f"nbr/{name}/dist", np.float32))
+
+    edge_feat = None
+    if samples and "edges/order" in samples[0]:
+        order = _cat(samples, "edges/order", np.float32)
+        edge_feat = torch.from_numpy((order[:, None] == np.asarray(BOND_ORDERS, np.float32)[None, :]).astype(np.float32))
+
+    y = None
+    if spec.target_index is not None:
+        y = torch.from_numpy(np.array([s["sample/y"][0, spec.target_index] for s in samples], dtype=np.float64))
+
+    def opt_node(key: str) -> torch.Tensor | None:
+        if samples and key in samples[0]:
+            return torch.from_numpy(_cat(samples, key, np.float32, samples[0][key].shape[1:]))
+        return None
+
+    charge = opt_node("nodes/charge")
+    return ComplexBatch(
+        num_graphs=b,
+        pos=torch.from_numpy(pos),
+        node_feat=torch.from_numpy(node_features(z, spec)),
+        node_graph=torch.from_numpy(np.repeat(np.arange(b), n[0])),
+        edge_index=torch.from_numpy(edge_index),
+        edge_graph=torch.from_numpy(np.repeat(np.arange(b), n[1])),
+        edge_len=torch.from_numpy(_cat(samples, "edges/length", np.float32)),
+        ring_node=torch.from_numpy(ring_node),
+        ring_edge=torch.from_numpy(ring_edge),
+        ring_of=torch.from_numpy(ring_of),
+        ring_graph=torch.from_numpy(np.repeat(np.arange(b), n[2])),
+        ring_size=torch.from_numpy(ring_sizes.astype(np.float32)),
+        ring_area=torch.from_numpy(_cat(samples, "rings/area", np.float32)),
+        ring_perimeter=torch.from_numpy(_cat(samples, "rings/perimeter", np.float32)),
+        ring_radius=torch.from_numpy(_cat(samples, "rings/radius", np.float32)),
+        nbr=nbr,
+        nbr_dist=nbr_dist,
+        edge_feat=edge_feat,
+        vel=opt_node("nodes/vel"),
+        node_scalar=charge.reshape(-1, 1) if charge is not None else None,
+        target_pos=opt_node("nodes/target_pos"),
+        y=y,
+        sample_index=None,
+    )

@@ -1,0 +1,179 @@
+"""Shared building blocks of the models: MLPs, invariant embeddings, gated messages, scatter sums.
+
+Everything here is torch-native (``index_add_``), dtype-agnostic (works in float32 and float64:
+buffers follow ``module.to(dtype)``) and vectorised over cells and pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from empcn.train.batch import ComplexBatch
+
+EmbeddingKind = Literal["fourier", "rbf"]
+
+
+def mlp(dims: Sequence[int], *, final_activation: bool = False) -> nn.Sequential:
+    """``Linear → SiLU → … → Linear`` through ``dims`` (at least 2); SiLU after the last too if asked."""
+    if len(dims) < 2:
+        raise ValueError(f"mlp needs at least an input and an output size, got {list(dims)}")
+    layers: list[nn.Module] = []
+    for k in range(len(dims) - 1):
+        layers.append(nn.Linear(dims[k], dims[k + 1]))
+        if k < len(dims) - 2 or final_activation:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+def scatter_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
+    """Sum the rows of ``src: (P, D)`` into ``(dim_size, D)`` at rows ``index: (P,)``."""
+    out = src.new_zeros((dim_size,) + tuple(src.shape[1:]))
+    return out.index_add_(0, index, src)
+
+
+def scatter_mean(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
+    """Mean of the rows of ``src`` per target row (0 where a row receives nothing)."""
+    total = scatter_sum(src, index, dim_size)
+    count = torch.bincount(index, minlength=dim_size).clamp_min(1).to(src.dtype)
+    return total / count.view((-1,) + (1,) * (src.dim() - 1))
+
+
+class GaussianFourierFeatures(nn.Module):
+    """Random Fourier features of Tancik et al. (2020): ``[v, cos 2πBv, sin 2πBv]``.
+
+    ``B: (num_frequencies, in_dim)`` is drawn once from ``N(0, scale²)`` with a private generator
+    seeded by ``seed`` (so building a model does not consume the global RNG) and kept as a buffer
+    (saved with the state dict, cast with the module). ``scale`` is in inverse units of the
+    invariants (1/Å for QM9 distances): ``scale = 1`` resolves features over ~1 Å.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        num_frequencies: int = 16,
+        scale: float = 1.0,
+        include_input: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.register_buffer("freq", torch.randn(num_frequencies, in_dim, generator=gen) * scale)
+        self.in_dim = in_dim
+        self.include_input = include_input
+        self.out_dim = 2 * num_frequencies + (in_dim if include_input else 0)
+
+    def forward(self, v: Tensor) -> Tensor:
+        """``v: (..., in_dim)`` → ``(..., out_dim)``."""
+        proj = 2.0 * math.pi * (v @ self.freq.t())
+        parts = [v] if self.include_input else []
+        parts += [torch.cos(proj), torch.sin(proj)]
+        return torch.cat(parts, dim=-1)
+
+
+class GaussianRBF(nn.Module):
+    """Gaussian radial basis per input channel: ``exp(-((v_d − μ_k)/w)²)``, μ_k evenly on [0, max_value].
+
+    Width ``w`` = the spacing of the centres. Output ``(..., in_dim · num_centres [+ in_dim])``.
+    """
+
+    def __init__(
+        self, in_dim: int, num_centres: int = 16, max_value: float = 10.0, include_input: bool = True
+    ) -> None:
+        super().__init__()
+        if num_centres < 2:
+            raise ValueError(f"GaussianRBF needs at least 2 centres, got {num_centres}")
+        self.register_buffer("centres", torch.linspace(0.0, max_value, num_centres))
+        self.width = max_value / (num_centres - 1)
+        self.in_dim = in_dim
+        self.include_input = include_input
+        self.out_dim = in_dim * num_centres + (in_dim if include_input else 0)
+
+    def forward(self, v: Tensor) -> Tensor:
+        """``v: (..., in_dim)`` → ``(..., out_dim)``."""
+        rbf = torch.exp(-(((v.unsqueeze(-1) - self.centres) / self.width) ** 2)).flatten(-2)
+        return torch.cat([v, rbf], dim=-1) if self.include_input else rbf
+
+
+def invariant_embedding(
+    kind: EmbeddingKind, in_dim: int, size: int, fourier_scale: float, rbf_max: float, seed: int = 0
+) -> GaussianFourierFeatures | GaussianRBF:
+    """The fixed (parameter-free) embedding of ``in_dim`` scalar invariants; ``.out_dim`` gives its width."""
+    if kind == "fourier":
+        return GaussianFourierFeatures(in_dim, size, fourier_scale, include_input=True, seed=seed)
+    if kind == "rbf":
+        return GaussianRBF(in_dim, size, rbf_max, include_input=True)
+    raise ValueError(f"unknown invariant embedding {kind!r}; expected 'fourier' or 'rbf'")
+
+
+class GatedMessage(nn.Module):
+    """``m = [Linear, SiLU, Linear, SiLU](x)``, ``e = sigmoid(Linear(m))``; returns ``e·m``.
+
+    The soft edge gate of EGNN's QM9 model (its "attention") and of EMPSN/EMPCN.
+    ``x: (P, in_dim)`` → ``(P, out_dim)``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, gate: bool = True) -> None:
+        super().__init__()
+        self.net = mlp([in_dim, out_dim, out_dim], final_activation=True)
+        self.gate = nn.Linear(out_dim, 1) if gate else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        m = self.net(x)
+        if self.gate is None:
+            return m
+        return torch.sigmoid(self.gate(m)) * m
+
+
+def pool_sum(src: Tensor, graph: Tensor, num_graphs: int) -> Tensor:
+    """Sum-pool cell features ``src: (n, D)`` into ``(num_graphs, D)`` by graph index ``graph: (n,)``."""
+    return scatter_sum(src, graph, num_graphs)
+
+
+def check_node_features(batch: ComplexBatch, expected: int, model: str) -> None:
+    """Raise a one-line error when ``batch.node_feat`` has the wrong width."""
+    if batch.node_feat.dim() != 2 or batch.node_feat.shape[1] != expected:
+        raise ValueError(
+            f"{model}: batch.node_feat has shape {tuple(batch.node_feat.shape)}, the config expects "
+            f"in_node_features={expected}"
+        )
+
+
+def check_sizes(name: str, **sizes: int) -> None:
+    """Raise if any of the named sizes is < 1."""
+    for key, value in sizes.items():
+        if value < 1:
+            raise ValueError(f"{name}: {key} must be ≥ 1, got {value}")
+
+
+def check_dropout(name: str, p: float) -> None:
+    """Raise unless 0 ≤ p < 1."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{name}: dropout must be in [0, 1), got {p}")
+
+
+def neighbourhood_ranks(name: str) -> tuple[int, int]:
+    """``"<sender>_<receiver>[_<relation>]"`` → ``(sender rank, receiver rank)``, ranks in {0, 1, 2}."""
+    parts = name.split("_")
+    if len(parts) not in (2, 3) or not all(p in ("0", "1", "2") for p in parts[:2]):
+        raise ValueError(f"bad neighbourhood name {name!r}; expected '<sender>_<receiver>[_<relation>]' with ranks 0-2")
+    return int(parts[0]), int(parts[1])
+
+
+def get_neighbourhood(batch: ComplexBatch, name: str, model: str) -> tuple[Tensor, Tensor]:
+    """``(batch.nbr[name]: (P, 2) long, batch.nbr_dist[name]: (P,))`` or a one-line error naming what is missing."""
+    if name not in batch.nbr or name not in batch.nbr_dist:
+        raise ValueError(
+            f"{model}: the batch has no neighbourhood {name!r} (nbr has {sorted(batch.nbr)}, "
+            f"nbr_dist has {sorted(batch.nbr_dist)})"
+        )
+    idx, dist = batch.nbr[name], batch.nbr_dist[name]
+    if idx.dim() != 2 or idx.shape[1] != 2 or dist.shape != (idx.shape[0],):
+        raise ValueError(
+            f"{model}: neighbourhood {name!r} has index shape {tuple(idx.shape)} and distance shape "
+            f"{tuple(dist.shape)}; expected (P, 2) and (P,)"
+        )
+    return idx, dist

@@ -1,0 +1,52 @@
+"""Model names → (config class, constructor), and :func:`build_model`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+from empcn.train.models.decoupled import DecoupledConfig, DecoupledEMPCN
+from empcn.train.models.egnn import EGNN, EGNNConfig
+from empcn.train.models.empcn import EMPCN, EMPCNConfig
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its frozen config dataclass and the constructor taking one."""
+
+    config_class: type
+    constructor: Callable[[Any], nn.Module]
+
+
+MODELS: dict[str, ModelSpec] = {
+    "egnn": ModelSpec(EGNNConfig, EGNN),
+    "empcn": ModelSpec(EMPCNConfig, EMPCN),
+    "decoupled": ModelSpec(DecoupledConfig, DecoupledEMPCN),
+}
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` of ``name``, or a one-line error listing the known names."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}") from None
+
+
+def config_class(name: str) -> type:
+    """The config dataclass of model ``name`` (build the default config with ``config_class(name)()``)."""
+    return model_spec(name).config_class
+
+
+def build_model(name: str, config: Any = None) -> nn.Module:
+    """Build model ``name`` from ``config`` (its config dataclass; ``None`` = the defaults)."""
+    spec = model_spec(name)
+    if config is None:
+        config = spec.config_class()
+    if not isinstance(config, spec.config_class):
+        raise TypeError(
+            f"build_model({name!r}): config must be a {spec.config_class.__name__}, got {type(config).__name__}"
+        )
+    return spec.constructor(config)

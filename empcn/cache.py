@@ -214,7 +214,7 @@ def check_shard_content(content: ShardContent, where: str) -> None:
         owner = np.repeat(np.arange(num), counts[gname])
         for aname, targets in group.indexes.items():
             arr = group.arrays[aname]
-            cols = arr.reshape(arr.shape[0], -1)
+            cols = arr.reshape(arr.shape[0], int(np.prod(arr.shape[1:], dtype=np.int64)))
             if cols.shape[1] != len(targets) and len(targets) != 1:
                 raise CacheError(f"{where}: '{gname}/{aname}' names {len(targets)} indexed groups")
             for c in range(cols.shape[1]):

@@ -14,7 +14,7 @@ from empcn.data import qm9 as qm9_source
 from empcn.lift import pipeline
 from empcn.lift.assemble import SampleCells, complex_shard
 from empcn.lift.bonds import BadMolecule, molecule_bonds
-from empcn.lift.rings import chordless_cycles, ring_edge_slots, sssr_cycles
+from empcn.lift.rings import chordless_cycles, ring_edge_slots, sssr_cycles, sssr_cycles_from_edges
 from empcn.lift.splits import qm9_splits, target_statistics
 
 RingKind = Literal["chordless", "sssr"]
@@ -64,7 +64,11 @@ def _molecule_cells(z: np.ndarray, pos: np.ndarray, smiles: str, config: QM9Lift
     """One molecule's cells and whether its bonds came from the SMILES. Raises BadMolecule."""
     bonds = molecule_bonds(z, pos, smiles)
     if config.rings == "sssr":
-        rings = sssr_cycles(smiles, z, bonds, config.max_ring)
+        if bonds.from_smiles:
+            rings = sssr_cycles(smiles, np.flatnonzero(z != 1))
+        else:
+            rings = sssr_cycles_from_edges(len(z), bonds.index)
+        rings = [r for r in rings if len(r) <= config.max_ring]
     else:
         rings = chordless_cycles(len(z), bonds.index, config.max_ring)
     slots = ring_edge_slots(rings, bonds.index, len(z))

@@ -34,8 +34,9 @@ FORMAT_NAME = "empcn-cache"
 FORMAT_VERSION = 1
 SAMPLE_GROUP = "sample"  # the group with one row per sample (offsets = 0..S)
 
-# Compression: gzip level 4 with byte shuffling is deterministic and ~3x smaller than raw.
-_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+# Compression: gzip level 1 is deterministic, ~4x smaller than raw, and decompresses fastest of the
+# standard HDF5 filters we measured (shuffle or higher levels save ~15% more space but read ~40% slower).
+_COMPRESSION = {"compression": "gzip", "compression_opts": 1}
 _CHUNK_ROWS_BYTES = 1 << 20  # ~1 MiB chunks
 
 
@@ -369,13 +370,41 @@ class Cache:
         return f"Cache({str(self.path)!r}, dataset={self.manifest.get('dataset')!r}, samples={len(self)})"
 
 
+def _slicing_plan(content: ShardContent) -> list[tuple[str, np.ndarray, list[int]]]:
+    """(key, array, offsets as a Python list) for every stored array; cached on the shard object."""
+    plan = getattr(content, "_plan", None)
+    if plan is None:
+        plan = []
+        for gname, group in content.groups.items():
+            offsets = np.asarray(group.offsets).tolist()
+            for aname, arr in group.arrays.items():
+                plan.append((f"{gname}/{aname}", arr, offsets))
+        content._plan = plan  # type: ignore[attr-defined]
+    return plan
+
+
+def _row_values(content: ShardContent) -> dict[str, list]:
+    """Per-sample Python values (ids, target rows), converted once per shard."""
+    rows = getattr(content, "_rows", None)
+    if rows is None:
+        arrays = content.groups[SAMPLE_GROUP].arrays
+        rows = {}
+        if "id" in arrays:
+            rows["id"] = arrays["id"].tolist()
+        if "y" in arrays:
+            rows["y"] = arrays["y"].tolist()
+        content._rows = rows  # type: ignore[attr-defined]
+    return rows
+
+
+_NODE_ALIASES = ("vel", "charge", "mass", "target_pos")
+
+
 def sample_from_shard(content: ShardContent, row: int, target_names: list[str] | None = None) -> Sample:
     """Slice sample ``row`` out of an in-memory shard."""
     out = Sample()
-    for gname, group in content.groups.items():
-        a, b = int(group.offsets[row]), int(group.offsets[row + 1])
-        for aname, arr in group.arrays.items():
-            out[f"{gname}/{aname}"] = arr[a:b]
+    for key, arr, offsets in _slicing_plan(content):
+        out[key] = arr[offsets[row] : offsets[row + 1]]
     # conveniences shared by every dataset
     if "nodes/pos" in out:
         out["pos"] = out["nodes/pos"]
@@ -384,17 +413,21 @@ def sample_from_shard(content: ShardContent, row: int, target_names: list[str] |
     if "edges/index" in out:
         out["edges"] = out["edges/index"]
     if "ring_slots/node" in out:
-        ends = np.cumsum(out["rings/size"])[:-1]
-        out["rings"] = [tuple(r.tolist()) for r in np.split(out["ring_slots/node"], ends)] if len(
-            out["rings/size"]
-        ) else []
-    if "sample/id" in out:
-        out["id"] = int(out["sample/id"][0])
-    if "sample/y" in out and target_names:
-        out["y"] = dict(zip(target_names, out["sample/y"][0].tolist()))
-    for name in ("vel", "charge", "mass", "target_pos"):
-        if f"nodes/{name}" in out:
-            out[name] = out[f"nodes/{name}"]
+        slots = out["ring_slots/node"].tolist()
+        rings, start = [], 0
+        for size in out["rings/size"].tolist():
+            rings.append(tuple(slots[start : start + size]))
+            start += size
+        out["rings"] = rings
+    rows = _row_values(content)
+    if "id" in rows:
+        out["id"] = rows["id"][row]
+    if "y" in rows and target_names:
+        out["y"] = dict(zip(target_names, rows["y"][row]))
+    for name in _NODE_ALIASES:
+        key = f"nodes/{name}"
+        if key in out:
+            out[name] = out[key]
     return out
 
 

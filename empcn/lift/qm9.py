@@ -126,9 +126,9 @@ def lift_qm9(config: QM9LiftConfig) -> Path:
     """Run the whole QM9 lift; returns the entry file path. Raises LiftError / SourceError on bad input."""
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    raw, skipped = qm9_source.read_qm9(config.source, limit=config.limit, strict=config.strict)
     if out.exists():
         out.unlink()  # an interrupted re-lift must not leave the old entry pointing at new shards
-    raw, skipped = qm9_source.read_qm9(config.source, limit=config.limit, strict=config.strict)
     targets = qm9_source.standard_targets(raw)
     fingerprint = qm9_source.source_fingerprint(config.source)
     params = config.recorded_params()

@@ -8,6 +8,14 @@ from typing import Any, Callable
 from torch import nn
 
 from empcn.train.models.decoupled import DecoupledConfig, DecoupledEMPCN
+from empcn.train.models.dynamics import (
+    DecoupledDynamics,
+    DecoupledDynamicsConfig,
+    EGNNDynamics,
+    EGNNDynamicsConfig,
+    EMPCNDynamics,
+    EMPCNDynamicsConfig,
+)
 from empcn.train.models.egnn import EGNN, EGNNConfig
 from empcn.train.models.empcn import EMPCN, EMPCNConfig
 
@@ -25,14 +33,24 @@ MODELS: dict[str, ModelSpec] = {
     "empcn": ModelSpec(EMPCNConfig, EMPCN),
     "decoupled": ModelSpec(DecoupledConfig, DecoupledEMPCN),
 }
+"""Graph-level regressors: ``forward(batch) -> (B,)`` (QM9)."""
+
+DYNAMICS_MODELS: dict[str, ModelSpec] = {
+    "egnn_dynamics": ModelSpec(EGNNDynamicsConfig, EGNNDynamics),
+    "empcn_dynamics": ModelSpec(EMPCNDynamicsConfig, EMPCNDynamics),
+    "decoupled_dynamics": ModelSpec(DecoupledDynamicsConfig, DecoupledDynamics),
+}
+"""Position predictors: ``forward(batch) -> (N, 3)`` (N-body; a cache whose manifest says task "positions")."""
+
+ALL_MODELS: dict[str, ModelSpec] = {**MODELS, **DYNAMICS_MODELS}
 
 
 def model_spec(name: str) -> ModelSpec:
     """The :class:`ModelSpec` of ``name``, or a one-line error listing the known names."""
     try:
-        return MODELS[name]
+        return ALL_MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}") from None
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(ALL_MODELS))}") from None
 
 
 def config_class(name: str) -> type:

@@ -29,6 +29,11 @@ class RingChoice(str, Enum):
     sssr = "sssr"
 
 
+class SystemChoice(str, Enum):
+    charged = "charged"
+    gravity = "gravity"
+
+
 class SplitChoice(str, Enum):
     cormorant = "cormorant"
     empsn = "empsn"
@@ -60,7 +65,11 @@ def lift(
     rings: RingChoice = typer.Option(RingChoice.chordless, help="2-cells: chordless cycles, or RDKit's symmetrised SSSR."),
     max_ring: int = typer.Option(8, min=3, help="Largest ring (number of atoms) that becomes a 2-cell."),
     split: SplitChoice = typer.Option(SplitChoice.cormorant, help="QM9 split: cormorant (EGNN) or empsn."),
-    shard_size: int = typer.Option(4096, min=1, help="Samples per shard file."),
+    shard_size: Optional[int] = typer.Option(None, min=1, help="Samples per shard file (QM9 4096, N-body 1000)."),
+    system: SystemChoice = typer.Option(SystemChoice.charged, help="N-body: charged 5-body or 100-body gravity."),
+    sims: Optional[str] = typer.Option(
+        None, help="N-body: simulations per split as TRAIN,VALID,TEST (default 3000,2000,2000)."
+    ),
     strict: bool = typer.Option(False, help="Stop at the first bad sample instead of skipping it."),
     resume: bool = typer.Option(False, help="Keep verified shards of an interrupted run with the same parameters."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -83,18 +92,43 @@ def lift(
                 rings=rings.value,
                 max_ring=max_ring,
                 split=split.value,
-                shard_size=shard_size,
+                shard_size=shard_size or 4096,
                 workers=n_workers,
                 strict=strict,
                 resume=resume,
                 progress=progress,
             )
             path = lift_qm9(cfg)
+        elif dataset is Dataset.nbody:
+            from empcn.lift.nbody import NBodyLiftConfig, lift_nbody, standard_splits
+
+            n_cfg = NBodyLiftConfig(
+                system=system.value,
+                out=out,
+                splits=standard_splits(_parse_sims(sims)),
+                shard_size=shard_size or 1000,
+                workers=n_workers,
+                resume=resume,
+                progress=progress,
+            )
+            path = lift_nbody(n_cfg)
         else:
             fail(f"--dataset {dataset.value} is not available in this version")
     except _known_errors() as exc:
         fail(str(exc))
     _print_summary(path)
+
+
+def _parse_sims(text: Optional[str]) -> tuple[int, int, int] | None:
+    if text is None:
+        return None
+    try:
+        parts = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 1:
+        fail(f"--sims takes three positive integers TRAIN,VALID,TEST, got {text!r}")
+    return parts  # type: ignore[return-value]
 
 
 def _print_summary(path: Path) -> None:

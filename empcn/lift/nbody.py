@@ -75,6 +75,13 @@ _EDGE_BLOCK = 1 << 16  # edges per block of the (E, N) common-neighbour mask in 
 # configuration
 
 
+def standard_splits(sizes: tuple[int, int, int] | None = None) -> tuple[NBodySplit, ...]:
+    """The standard train/valid/test splits (seeds as STANDARD_CHARGED_SPLITS), optionally resized."""
+    if sizes is None:
+        return STANDARD_CHARGED_SPLITS
+    return tuple(NBodySplit(s.name, int(n), s.seed) for s, n in zip(STANDARD_CHARGED_SPLITS, sizes))
+
+
 @dataclass(frozen=True)
 class NBodyLiftConfig:
     """Every parameter of an N-body lift (all but out/workers/progress/resume recorded in the manifest).

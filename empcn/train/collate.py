@@ -115,6 +115,8 @@ def collate(samples: Sequence[Sample], spec: CollateSpec) -> ComplexBatch:
         return None
 
     charge = opt_node("nodes/charge")
+    if charge is None:
+        charge = opt_node("nodes/mass")
     return ComplexBatch(
         num_graphs=b,
         pos=torch.from_numpy(pos),

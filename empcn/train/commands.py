@@ -1,0 +1,219 @@
+"""``empcn train | evaluate | predict``: the typer commands of the train stage.
+
+:func:`register` adds them to the CLI app. This module imports only typer at import time (the CLI
+loads it for every command); torch, the models and the data path are imported inside the commands.
+Errors a user can fix print one line (``error: …``) and exit with status 2; a diverged run exits 1.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import NoReturn, Optional
+
+import typer
+
+
+class ModelChoice(str, Enum):
+    egnn = "egnn"
+    empcn = "empcn"
+    decoupled = "decoupled"
+
+
+class DeviceChoice(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class DtypeChoice(str, Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+class SplitName(str, Enum):
+    train = "train"
+    valid = "valid"
+    test = "test"
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (a DataLoader worker's wrapped traceback → its last line)."""
+    text = str(exc)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        head, sep, tail = last.partition(": ")
+        text = tail if sep and "." in head and " " not in head else last
+    return " ".join(text.split())
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    prefix = f"error (rank {_rank()}): " if _rank() else "error: "
+    typer.echo(prefix + message, err=True)
+    raise typer.Exit(code)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from empcn.cache import CacheError
+    from empcn.train.checkpoint import CheckpointError
+    from empcn.train.config import ConfigError
+    from empcn.train.loop import TrainError
+
+    return (CacheError, CheckpointError, ConfigError, TrainError)
+
+
+def train(
+    cache: Optional[Path] = typer.Option(None, help="Entry file of a lifted cache, e.g. data/qm9.h5."),
+    target: Optional[str] = typer.Option(None, help="Target column of the cache, e.g. U0, gap, homo."),
+    model: Optional[ModelChoice] = typer.Option(None, help="Model to train (default: empcn)."),
+    out: Optional[Path] = typer.Option(None, help="Run folder (default: runs/<target>-<model>)."),
+    resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder exactly where it stopped."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Epochs (default: 1000)."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Molecules per batch and rank (default: 96)."),
+    hidden: Optional[int] = typer.Option(None, min=1, help="Hidden width (default: the model's QM9 setting)."),
+    layers: Optional[int] = typer.Option(None, min=1, help="Message-passing layers (default: the model's)."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: 1e-3 for gap/homo/lumo, else 5e-4)."),
+    weight_decay: Optional[float] = typer.Option(None, help="Adam weight decay (default: 1e-12)."),
+    clip: Optional[float] = typer.Option(None, help="Max gradient norm, 0 = off (default: 10)."),
+    dropout: Optional[float] = typer.Option(None, help="Dropout probability (default: 0)."),
+    seed: Optional[int] = typer.Option(None, help="Seed of initialisation, shuffling and --train-size (default: 0)."),
+    train_size: Optional[int] = typer.Option(
+        None, min=1, help="Train on the first N of a seeded permutation of the train split (mean/MAD over those N)."
+    ),
+    time_limit: Optional[float] = typer.Option(
+        None, help="Stop cleanly after this many minutes, then test at the best epoch."
+    ),
+    device: Optional[DeviceChoice] = typer.Option(None, help="auto: CUDA when available (default: auto)."),
+    dtype: Optional[DtypeChoice] = typer.Option(None, help="Parameter precision (default: float32)."),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast on CUDA (default: on)."),
+    edge_features: Optional[bool] = typer.Option(
+        None, "--edge-features/--no-edge-features", help="EMPCN reads bond orders (default: on)."
+    ),
+    workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes per rank (default: 0)."),
+    buffer_shards: Optional[int] = typer.Option(None, min=1, help="Shards shuffled together (default: 4)."),
+    limit_batches: Optional[int] = typer.Option(None, min=1, help="At most N batches per epoch and split (smoke tests)."),
+    verify: Optional[bool] = typer.Option(None, "--verify/--no-verify", help="Check the cache's checksums first (default: on)."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar per epoch (default: on)."),
+) -> None:
+    """Train EGNN, EMPCN or decoupled EMPCN on a lifted cache (data-parallel under torchrun)."""
+    from empcn.train.config import ConfigError, TrainConfig, merge_for_resume
+
+    given = {
+        "cache": str(cache) if cache is not None else None,
+        "target": target,
+        "model": model.value if model is not None else None,
+        "out": str(out) if out is not None else None,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "hidden": hidden,
+        "layers": layers,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "clip": clip,
+        "dropout": dropout,
+        "seed": seed,
+        "train_size": train_size,
+        "time_limit": time_limit,
+        "device": device.value if device is not None else None,
+        "dtype": dtype.value if dtype is not None else None,
+        "amp": amp,
+        "edge_features": edge_features,
+        "workers": workers,
+        "buffer_shards": buffer_shards,
+        "limit_batches": limit_batches,
+        "verify": verify,
+        "progress": progress,
+    }
+    try:
+        if resume is not None:
+            if out is not None and out.resolve() != resume.resolve():
+                raise ConfigError(f"--out {out} and --resume {resume} name different run folders")
+            given["out"] = str(resume)
+            config = merge_for_resume(TrainConfig.load(resume), given)
+        else:
+            if cache is None or target is None:
+                raise ConfigError("--cache and --target are required (or --resume RUN_FOLDER)")
+            config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
+    except ConfigError as exc:
+        _fail(str(exc))
+
+    from empcn.train.loop import TrainingDiverged, train as run_training
+
+    try:
+        run_training(config, resume=resume is not None)
+    except TrainingDiverged as exc:
+        _fail(one_line(exc), code=1)
+    except _user_errors() as exc:
+        _fail(one_line(exc))
+    except RuntimeError as exc:
+        if "--device" in str(exc):
+            _fail(one_line(exc))
+        raise
+
+
+def evaluate(
+    run: Path = typer.Argument(..., help="Run folder written by `empcn train`."),
+    split: SplitName = typer.Option(SplitName.test, help="Split of the cache to evaluate on."),
+    cache: Optional[Path] = typer.Option(None, help="Cache to read (default: the run's)."),
+    device: DeviceChoice = typer.Option(DeviceChoice.auto, help="auto: CUDA when available."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Molecules per batch (default: the run's)."),
+    workers: int = typer.Option(0, min=0, help="DataLoader worker processes."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """MAE of a run's best checkpoint on a split, in the target's unit."""
+    from empcn.train.evaluate import evaluate_run
+
+    try:
+        result = evaluate_run(run, split.value, cache, device.value, batch_size, workers)
+    except _user_errors() as exc:
+        _fail(one_line(exc))
+    except RuntimeError as exc:
+        if "--device" in str(exc):
+            _fail(one_line(exc))
+        raise
+    if json_out:
+        import dataclasses
+        import json
+
+        typer.echo(json.dumps(dataclasses.asdict(result), sort_keys=True))
+    else:
+        typer.echo(result.line())
+
+
+def predict(
+    run: Path = typer.Argument(..., help="Run folder written by `empcn train`."),
+    files: list[Path] = typer.Argument(..., help="Molecules as .xyz files (raw QM9 or plain XYZ)."),
+    device: DeviceChoice = typer.Option(DeviceChoice.auto, help="auto: CUDA when available."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list instead of lines."),
+) -> None:
+    """Predict the run's target for each molecule file: `file  value unit` per line."""
+    from empcn.train.predict import PredictError, predict_files
+
+    try:
+        predictions = predict_files(run, files, device.value)
+    except (PredictError, *_user_errors()) as exc:
+        _fail(one_line(exc))
+    except RuntimeError as exc:
+        if "--device" in str(exc):
+            _fail(one_line(exc))
+        raise
+    if json_out:
+        import dataclasses
+        import json
+
+        typer.echo(json.dumps([dataclasses.asdict(p) for p in predictions], indent=1))
+    else:
+        for p in predictions:
+            typer.echo(p.line())
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train``, ``evaluate`` and ``predict`` to ``app``."""
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)
+    app.command("predict")(predict)

@@ -1,0 +1,194 @@
+"""Evaluation: MAE of a model on a split, in the target's unit; rebuilding a trained model from its run.
+
+``empcn evaluate RUN --split test`` loads ``RUN/best.pt`` (model weights, model config and the
+target normalisation), streams the split of the cache the run trained on and prints the MAE with
+the manifest's unit. The training loop uses :func:`mean_absolute_error` for its validation and
+test numbers, so both report the same quantity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from empcn.cache import CacheError
+from empcn.train.checkpoint import BEST, CheckpointError, RunMeta, run_checkpoint
+from empcn.train.collate import CollateSpec
+from empcn.train.config import TrainConfig
+from empcn.train.distributed import DistEnv, all_reduce_sum, resolve_device
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """MAE of a run's model on one split. ``mae`` in ``unit``; ``epoch``: the checkpoint's epoch."""
+
+    run: str
+    split: str
+    target: str
+    unit: str
+    mae: float
+    samples: int
+    epoch: int
+
+    def line(self) -> str:
+        return f"{self.split} MAE {self.mae:.6g} {self.unit}  ({self.target}, {self.samples} molecules, epoch {self.epoch})"
+
+
+@dataclass
+class TrainedModel:
+    """A model restored from a checkpoint, ready for inference (``eval()`` mode, on ``device``)."""
+
+    model: nn.Module
+    meta: RunMeta
+    config: TrainConfig
+    epoch: int
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def spec(self) -> CollateSpec:
+        return collate_spec(self.meta)
+
+
+def autocast(device: torch.device, dtype: torch.dtype, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA for float32 models when ``enabled``; nothing otherwise (never on CPU)."""
+    if enabled and device.type == "cuda" and dtype == torch.float32:
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def model_config_from_dict(model: str, values: dict[str, Any]) -> Any:
+    """The model's config dataclass from a saved dict (JSON lists back to tuples where the field is one)."""
+    from empcn.train.models.registry import config_class
+
+    cls = config_class(model)
+    defaults = cls()
+    fixed = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            v = values[f.name]
+            fixed[f.name] = tuple(v) if isinstance(getattr(defaults, f.name), tuple) and isinstance(v, list) else v
+    return cls(**fixed)
+
+
+def model_from_meta(meta: RunMeta) -> nn.Module:
+    from empcn.train.models.registry import build_model
+
+    return build_model(meta.model, model_config_from_dict(meta.model, meta.model_config))
+
+
+def collate_spec(meta: RunMeta) -> CollateSpec:
+    """The collation the run trained with: its neighbourhoods, target column, species and charge powers."""
+    return CollateSpec(
+        neighbourhoods=dict(meta.neighbourhoods),
+        target_index=meta.target_index,
+        species=tuple(meta.species),
+        charge_power=meta.charge_power,
+    )
+
+
+def load_trained(run_dir: Path, which: str = BEST, device: str = "auto") -> TrainedModel:
+    """The model of ``run_dir/which`` on ``device``; CheckpointError naming the file when unusable."""
+    dev = resolve_device(device)
+    state = run_checkpoint(Path(run_dir), which, map_location="cpu")
+    try:
+        meta = RunMeta.from_dict(state["meta"])
+        config = TrainConfig.from_dict(state["config"])
+        model = model_from_meta(meta)
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise CheckpointError(f"{Path(run_dir) / which}: does not fit this empcn ({first})") from None
+    dtype = DTYPES[config.dtype]
+    model.to(device=dev, dtype=dtype).eval()
+    return TrainedModel(model, meta, config, int(state.get("epoch", 0)), dev, dtype)
+
+
+@torch.no_grad()
+def predict_loader(
+    model: nn.Module, loader: Any, device: torch.device, dtype: torch.dtype, amp: bool, mean: float, mad: float
+) -> Any:
+    """Yield ``(prediction, batch)`` per batch: prediction ``(B,)`` float64 CPU in the target's unit."""
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in loader:
+            with autocast(device, dtype, amp):
+                out = model(batch.to(device, dtype))
+            yield out.detach().double().cpu() * mad + mean, batch
+    finally:
+        model.train(was_training)
+
+
+def mean_absolute_error(
+    model: nn.Module,
+    loader: Any,
+    device: torch.device,
+    dtype: torch.dtype,
+    amp: bool,
+    mean: float,
+    mad: float,
+    env: DistEnv | None = None,
+) -> tuple[float, int]:
+    """(MAE in the target's unit, number of samples) over everything ``loader`` yields on all ranks."""
+    total = torch.zeros(2, dtype=torch.float64)
+    for pred, batch in predict_loader(model, loader, device, dtype, amp, mean, mad):
+        total[0] += (pred - batch.y).abs().sum()
+        total[1] += len(pred)
+    if env is not None and env.distributed:
+        total = total.to(env.device)
+        all_reduce_sum(total, env)
+        total = total.cpu()
+    n = int(total[1].item())
+    return (float(total[0] / n) if n else float("nan")), n
+
+
+def evaluate_run(
+    run_dir: Path,
+    split: str = "test",
+    cache: Path | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+    workers: int = 0,
+    which: str = BEST,
+) -> EvalResult:
+    """MAE of ``run_dir``'s best model on ``split`` of its cache (or of ``cache`` when given)."""
+    from empcn.train.dataset import CacheLayout, ShardStream, make_loader
+
+    trained = load_trained(run_dir, which, device)
+    meta, config = trained.meta, trained.config
+    path = _find_cache(run_dir, cache, config, meta)
+    layout = CacheLayout.read(path)
+    names = layout.manifest.get("targets", {}).get("names", [])
+    if meta.target not in names or names.index(meta.target) != meta.target_index:
+        raise CacheError(f"{path}: target {meta.target!r} is not column {meta.target_index} of this cache")
+    stream = ShardStream(
+        layout,
+        layout.split(split),
+        trained.spec,
+        batch_size or config.batch_size,
+        shuffle=False,
+        buffer_shards=config.buffer_shards,
+    )
+    mae, n = mean_absolute_error(
+        trained.model, make_loader(stream, workers), trained.device, trained.dtype, config.amp, meta.mean, meta.mad
+    )
+    return EvalResult(str(run_dir), split, meta.target, meta.unit, mae, n, trained.epoch)
+
+
+def _find_cache(run_dir: Path, cache: Path | None, config: TrainConfig, meta: RunMeta) -> Path:
+    """The cache to evaluate on: ``cache`` if given, else the run's (as typed, then its absolute path)."""
+    if cache is not None:
+        return Path(cache)
+    for candidate in (Path(config.cache), Path(meta.cache_path)):
+        if candidate.exists():
+            return candidate
+    raise CacheError(f"{config.cache}: the cache of run {run_dir} is not there (pass --cache)")

@@ -1,0 +1,492 @@
+"""The training loop of ``empcn train``: cache → shards → batches → model → checkpoints and metrics.
+
+Per run: L1 loss on ``(y − mean)/MAD`` (see :class:`~empcn.train.config.TrainConfig` for which
+statistics), Adam with a cosine learning-rate schedule over all optimiser steps, gradient-norm
+clipping, validation MAE (target unit) after every epoch, test MAE at the best validation epoch.
+Files in the run folder (rank 0 only): ``config.json``, ``last.pt``/``best.pt``, ``metrics.jsonl``,
+``learning_curve.png``, ``result.json``.
+
+Never imports the lift stage (RDKit, networkx): training reads cached complexes only.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from empcn.cache import CacheError, verify_cache
+from empcn.train import metrics as metrics_io
+from empcn.train.checkpoint import BEST, LAST, RunMeta, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from empcn.train.collate import CollateSpec
+from empcn.train.config import TrainConfig
+from empcn.train.dataset import CacheLayout, ShardStream, make_loader, subset_of_split
+from empcn.train.distributed import (
+    DistEnv,
+    all_reduce_max,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    init_distributed,
+    shutdown,
+    wrap_model,
+)
+from empcn.train.evaluate import DTYPES, autocast, mean_absolute_error
+
+
+class TrainError(Exception):
+    """A run that cannot start or go on (bad option, unusable cache, run folder clash); one line."""
+
+
+class TrainingDiverged(TrainError):
+    """The loss or the gradient became NaN/inf; the checkpoints on disk are from the last good epoch."""
+
+
+@dataclass
+class RunState:
+    """Progress of a run: finished epochs, optimiser steps, best validation MAE (target unit) and its epoch."""
+
+    epoch: int = 0
+    step: int = 0
+    best_valid: float = math.inf
+    best_epoch: int = 0
+
+
+# ----------------------------------------------------------------------------------------------
+# set-up helpers
+
+
+def needed_neighbourhoods(model: str, model_config: Any) -> tuple[str, ...]:
+    """Neighbourhoods the model reads from the batch (only those are collated)."""
+    if hasattr(model_config, "neighbourhoods"):
+        return tuple(model_config.neighbourhoods)
+    if model == "decoupled":
+        from empcn.train.models.decoupled import RING_TO_NODE
+
+        return (RING_TO_NODE,)
+    return ()
+
+
+def build_model_config(config: TrainConfig, spec: CollateSpec, has_edge_order: bool) -> Any:
+    """The model's config dataclass for this run: the model's defaults with the run's sizes.
+
+    ``has_edge_order``: the cache stores ``edges/order`` (bond orders), which EMPCN then reads as a
+    one-hot edge input unless ``--no-edge-features``.
+    """
+    from empcn.train.models.registry import config_class
+
+    try:
+        base = config_class(config.model)()
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
+    changes: dict[str, Any] = {"in_node_features": spec.node_features, "dropout": config.dropout}
+    if config.hidden is not None:
+        changes["hidden"] = config.hidden
+    if config.layers is not None:
+        changes["layers"] = config.layers
+    if hasattr(base, "in_edge_features") and config.edge_features and has_edge_order:
+        changes["in_edge_features"] = spec.edge_features
+    try:
+        return replace(base, **changes)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
+
+
+def target_statistics(layout: CacheLayout, indices: np.ndarray, target_index: int) -> tuple[float, float]:
+    """Mean and mean absolute deviation of the target over ``indices`` (reads their shards' ``sample/y``)."""
+    from empcn.cache import Cache
+
+    cache = Cache(layout.path, max_shards_in_memory=1)
+    shard = layout.shard_of(indices)
+    ys = []
+    for k in np.unique(shard).tolist():
+        rows = indices[shard == k] - layout.shard_starts[k]
+        ys.append(cache.shard(k).groups["sample"].arrays["y"][rows, target_index])
+    cache.close()
+    y = np.concatenate(ys).astype(np.float64) if ys else np.zeros(0)
+    if len(y) == 0:
+        return 0.0, 1.0
+    mean = float(y.mean())
+    mad = float(np.abs(y - mean).mean())
+    return mean, (mad if mad > 0 else 1.0)
+
+
+def _check_cache(layout: CacheLayout, config: TrainConfig, env: DistEnv) -> None:
+    """Refuse a cache failing its checksums (rank 0 verifies, every rank gets the verdict)."""
+    problems: list[str] = []
+    if config.verify and env.is_main:
+        problems = verify_cache(layout.path).problems
+    problems = broadcast_object(problems, env)
+    if problems:
+        more = f" (and {len(problems) - 1} more; see `empcn cache verify {layout.path}`)" if len(problems) > 1 else ""
+        raise TrainError(f"refusing cache: {problems[0]}{more}")
+
+
+def _cosine(total_steps: int):
+    def factor(step: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
+
+    return factor
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class _Log:
+    """Prints one line per event on rank 0 (through tqdm so a progress bar is not torn)."""
+
+    def __init__(self, env: DistEnv) -> None:
+        self.enabled = env.is_main
+
+    def __call__(self, message: str) -> None:
+        if self.enabled:
+            from tqdm import tqdm
+
+            tqdm.write(message, file=sys.stdout)
+            sys.stdout.flush()
+
+
+# ----------------------------------------------------------------------------------------------
+# the run
+
+
+class Trainer:
+    """One training run (one process of it under torchrun). ``Trainer(config).run()``.
+
+    ``resume``: continue the run in ``config.out`` from its ``last.pt``. ``stop_after_epoch``: end
+    this invocation after finishing that epoch, as if interrupted (for tests and wall-time slots).
+    """
+
+    def __init__(
+        self, config: TrainConfig, resume: bool = False, env: DistEnv | None = None, stop_after_epoch: int | None = None
+    ) -> None:
+        self.env = env or init_distributed(config.device)
+        self.config = config.resolved()
+        self.resume = resume
+        self.stop_after_epoch = stop_after_epoch
+        self.run_dir = self.config.run_dir
+        self.log = _Log(self.env)
+        self.device = self.env.device
+        self.dtype = DTYPES[self.config.dtype]
+        self._setup()
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg, env = self.config, self.env
+        self._check_run_folder()
+        try:
+            self.layout = CacheLayout.read(cfg.cache)
+        except CacheError as exc:
+            raise TrainError(str(exc)) from None
+        _check_cache(self.layout, cfg, env)
+        manifest = self.layout.manifest
+        try:
+            base_spec = CollateSpec.from_manifest(manifest, cfg.target)
+        except ValueError as exc:
+            raise TrainError(f"{cfg.cache}: {exc}") from None
+        _seed_everything(cfg.seed)
+        self.model_config = build_model_config(cfg, base_spec, "edges/order" in self.layout.sample_keys())
+        wanted = needed_neighbourhoods(cfg.model, self.model_config)
+        missing = [n for n in wanted if n not in base_spec.neighbourhoods]
+        if missing:
+            raise TrainError(f"{cfg.cache}: has no neighbourhood {', '.join(missing)} (needed by --model {cfg.model})")
+        self.spec = replace(base_spec, neighbourhoods={n: base_spec.neighbourhoods[n] for n in wanted})
+
+        train_idx = subset_of_split(self.layout.split("train"), cfg.train_size, cfg.seed)
+        if len(train_idx) < env.world_size:
+            raise TrainError(f"{cfg.cache}: the train split has {len(train_idx)} samples, fewer than {env.world_size} ranks")
+        targets = manifest.get("targets", {})
+        if cfg.train_size is not None and cfg.train_size < len(self.layout.split("train")):
+            self.mean, self.mad = target_statistics(self.layout, train_idx, self.spec.target_index or 0)
+        else:
+            self.mean = float(targets.get("train_mean", {}).get(cfg.target, 0.0))
+            self.mad = float(targets.get("train_mad", {}).get(cfg.target, 1.0)) or 1.0
+        self.unit = str(targets.get("units", {}).get(cfg.target, ""))
+
+        common: dict[str, Any] = dict(
+            batch_size=cfg.batch_size, buffer_shards=cfg.buffer_shards, limit_batches=cfg.limit_batches,
+            rank=env.rank, world_size=env.world_size,
+        )
+        self.train_stream = ShardStream(
+            self.layout, train_idx, self.spec, shuffle=True, seed=cfg.seed, drop_remainder=True, **common
+        )
+        self.eval_streams = {
+            name: ShardStream(self.layout, self.layout.split(name), self.spec, shuffle=False, **common)
+            for name in ("valid", "test")
+            if name in self.layout.splits
+        }
+        if "valid" not in self.eval_streams:
+            raise TrainError(f"{cfg.cache}: has no 'valid' split")
+        self.train_loader = make_loader(self.train_stream, cfg.workers)
+        self.eval_loaders = {name: make_loader(s, cfg.workers) for name, s in self.eval_streams.items()}
+
+        from empcn.train.models.registry import build_model
+
+        self.model = build_model(cfg.model, self.model_config).to(device=self.device, dtype=self.dtype)
+        self.ddp_model = wrap_model(self.model, env)
+        self.parameters = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.steps_per_epoch = len(self.train_stream)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _cosine(self.total_steps))
+        self.meta = RunMeta(
+            model=cfg.model,
+            model_config=asdict(self.model_config),
+            target=cfg.target,
+            target_index=int(self.spec.target_index or 0),
+            unit=self.unit,
+            mean=self.mean,
+            mad=self.mad,
+            neighbourhoods=dict(self.spec.neighbourhoods),
+            species=tuple(self.spec.species),
+            charge_power=self.spec.charge_power,
+            dataset=str(manifest.get("dataset", "")),
+            lift_params=dict(manifest.get("params", {})),
+            cache_path=str(Path(cfg.cache).resolve()),
+            cache_fingerprint=self.layout.fingerprint(),
+        )
+        self.state = RunState()
+        if self.resume:
+            self._load_last()
+        elif env.is_main:
+            cfg.save(self.run_dir)
+        barrier(env)
+
+    def _check_run_folder(self) -> None:
+        """Rank 0 looks (before anyone writes there), every rank gets its verdict."""
+        problem = None
+        if self.env.is_main:
+            last = self.run_dir / LAST
+            if self.resume:
+                if not last.exists():
+                    problem = f"{self.run_dir}: nothing to resume (no {LAST})"
+            elif last.exists():  # a folder whose run never finished an epoch may be reused
+                problem = (
+                    f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
+                    "or choose another --out"
+                )
+        problem = broadcast_object(problem, self.env)
+        if problem:
+            raise TrainError(problem)
+
+    def _load_last(self) -> None:
+        path = self.run_dir / LAST
+        state = load_checkpoint(path, map_location="cpu")
+        saved = RunMeta.from_dict(state["meta"])
+        if saved.cache_fingerprint != self.meta.cache_fingerprint:
+            raise TrainError(f"{self.config.cache}: not the cache run {self.run_dir} was trained on (fingerprint differs)")
+        if saved.model_config != self.meta.model_config or saved.model != self.meta.model:
+            raise TrainError(f"{path}: its model differs from the run config's")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.state = RunState(**state["state"])
+        self.meta = saved  # keeps the normalisation the run started with
+        self.mean, self.mad = saved.mean, saved.mad
+        restore_rng(state["rng"])
+        if self.env.is_main:
+            metrics_io.truncate_records(self.run_dir, self.state.epoch)
+        self.log(f"resuming {self.run_dir} after epoch {self.state.epoch} (step {self.state.step})")
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def _checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "state": asdict(self.state),
+            "epoch": self.state.epoch,
+            "config": self.config.to_dict(),
+            "meta": self.meta.to_dict(),
+            "rng": capture_rng(),
+        }
+
+    def _save(self, improved: bool) -> None:
+        if not self.env.is_main:
+            return
+        state = self._checkpoint_state()
+        save_checkpoint(self.run_dir / LAST, state)
+        if improved:
+            save_checkpoint(self.run_dir / BEST, state)
+
+    # -- one epoch ------------------------------------------------------------------------------
+    def _train_epoch(self, epoch: int, deadline: float | None) -> tuple[float, int, float, bool]:
+        """Train one epoch → (mean normalised L1 over all ranks, molecules over all ranks, seconds, cut short)."""
+        cfg, env = self.config, self.env
+        self.train_stream.set_epoch(epoch)
+        self.ddp_model.train()
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=self.steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+            disable=True if not (cfg.progress and env.is_main) else None,  # None: off when not a TTY
+            file=sys.stderr, dynamic_ncols=True,
+        )
+        totals = torch.zeros(2, dtype=torch.float64)  # Σ loss·n, n
+        cut = False
+        start = time.perf_counter()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        for batch in self.train_loader:
+            y = ((batch.y - self.mean) / self.mad).to(device=self.device, dtype=self.dtype)
+            gpu_batch = batch.to(self.device, self.dtype)
+            with autocast(self.device, self.dtype, cfg.amp):
+                pred = self.ddp_model(gpu_batch)
+            loss = (pred.to(y.dtype) - y).abs().mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip if cfg.clip > 0 else math.inf)
+            loss_value = float(loss.detach())
+            if not (math.isfinite(loss_value) and math.isfinite(float(norm))):
+                bar.close()
+                raise TrainingDiverged(self._diverged_message(epoch, loss_value, float(norm)))
+            self.optimizer.step()
+            self.scheduler.step()
+            self.state.step += 1
+            n = batch.num_graphs
+            totals[0] += loss_value * n
+            totals[1] += n
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}")
+            if deadline is not None:
+                flag = torch.tensor([float(time.monotonic() > deadline)], device=self.device)
+                if float(all_reduce_max(flag, env)) > 0:
+                    cut = True
+                    break
+        bar.close()
+        seconds = time.perf_counter() - start
+        if env.distributed:
+            totals = totals.to(self.device)
+            all_reduce_sum(totals, env)
+            totals = totals.cpu()
+        count = int(totals[1])
+        return (float(totals[0] / count) if count else float("nan")), count, seconds, cut
+
+    def _diverged_message(self, epoch: int, loss: float, norm: float) -> str:
+        what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
+        if self.state.epoch > 0:
+            kept = f"kept the last good checkpoint {self.run_dir / LAST} (epoch {self.state.epoch})"
+        else:
+            kept = "no checkpoint was written"
+        return (
+            f"training diverged: non-finite {what} at epoch {epoch}, step {self.state.step + 1}; "
+            f"stopped and {kept} (try a lower --lr or --clip)"
+        )
+
+    def evaluate(self, split: str) -> tuple[float, int]:
+        """MAE (target unit) and sample count of the current model on ``split``, over all ranks."""
+        return mean_absolute_error(
+            self.model, self.eval_loaders[split], self.device, self.dtype, self.config.amp, self.mean, self.mad, self.env
+        )
+
+    # -- the whole run --------------------------------------------------------------------------
+    def run(self) -> metrics_io.RunResult:
+        """Train the remaining epochs, then test at the best one.
+
+        On CPU, denormal floats are flushed to zero while it runs: Adam's second moments of tiny
+        gradients otherwise become denormal and slow every step down ~15x (measured on EGNN).
+        """
+        flush = self.device.type == "cpu" and torch.set_flush_denormal(True)
+        try:
+            return self._run()
+        finally:
+            if flush:
+                torch.set_flush_denormal(False)
+
+    def _run(self) -> metrics_io.RunResult:
+        cfg, env = self.config, self.env
+        started = time.monotonic()
+        deadline = started + cfg.time_limit * 60.0 if cfg.time_limit is not None else None
+        if self.state.epoch == 0:
+            self.log(
+                f"training {cfg.model} ({self.parameters:,} parameters) on {cfg.target} [{self.unit}] from {cfg.cache}: "
+                f"{len(self.train_stream.indices)} train molecules, {self.steps_per_epoch} batches/epoch"
+                f"{f' x {env.world_size} ranks' if env.distributed else ''}, device {self.device}"
+            )
+        stopped = "completed"
+        for epoch in range(self.state.epoch + 1, cfg.epochs + 1):
+            loss, count, seconds, cut = self._train_epoch(epoch, deadline)
+            valid, _ = self.evaluate("valid")
+            improved = valid < self.state.best_valid or self.state.best_epoch == 0
+            self.state.epoch = epoch
+            if improved:
+                self.state.best_valid, self.state.best_epoch = valid, epoch
+            self._save(improved)
+            record = metrics_io.EpochRecord(
+                epoch=epoch, lr=float(self.optimizer.param_groups[0]["lr"]), train_loss=loss, valid_mae=valid,
+                best_valid_mae=self.state.best_valid, unit=self.unit, time_s=seconds,
+                throughput=count / seconds if seconds > 0 else 0.0, steps=self.state.step, partial=cut,
+            )
+            if env.is_main:
+                metrics_io.append_record(self.run_dir, record)
+                metrics_io.plot_learning_curve(self.run_dir)
+            self.log(
+                f"epoch {epoch}/{cfg.epochs}  loss {loss:.4f}  valid MAE {valid:.5g} {self.unit}  "
+                f"(best {self.state.best_valid:.5g} @ {self.state.best_epoch})  {record.throughput:.0f} mol/s  {seconds:.1f} s"
+            )
+            barrier(env)
+            if cut or (deadline is not None and time.monotonic() > deadline):
+                stopped = "time_limit"
+                self.log(f"time limit of {cfg.time_limit:g} min reached after epoch {epoch}")
+                break
+            if self.stop_after_epoch is not None and epoch >= self.stop_after_epoch and epoch < cfg.epochs:
+                stopped = "interrupted"
+                break
+        return self._finish(stopped, time.monotonic() - started)
+
+    def _finish(self, stopped: str, wall: float) -> metrics_io.RunResult:
+        """Test MAE at the best validation epoch; ``result.json``."""
+        barrier(self.env)
+        test_mae = float("nan")
+        if stopped != "interrupted" and "test" in self.eval_loaders:
+            best = load_checkpoint(self.run_dir / BEST, map_location="cpu")
+            self.model.load_state_dict(best["model"])
+            test_mae, _ = self.evaluate("test")
+        result = metrics_io.RunResult(
+            target=self.config.target, unit=self.unit, model=self.config.model, epochs_run=self.state.epoch,
+            best_epoch=self.state.best_epoch, best_valid_mae=self.state.best_valid, test_mae=test_mae,
+            stopped=stopped, wall_time_s=wall, parameters=self.parameters,
+        )
+        if stopped == "interrupted":
+            self.log(f"stopped after epoch {self.state.epoch}; continue with --resume {self.run_dir}")
+            return result
+        if self.env.is_main:
+            metrics_io.write_result(self.run_dir, result)
+        self.log(
+            f"test MAE {test_mae:.5g} {self.unit} at best epoch {self.state.best_epoch} "
+            f"(valid {self.state.best_valid:.5g} {self.unit}); run folder {self.run_dir}"
+        )
+        return result
+
+
+def train(
+    config: TrainConfig, resume: bool = False, env: DistEnv | None = None, stop_after_epoch: int | None = None
+) -> metrics_io.RunResult:
+    """Run (or resume) training; the process group is left when done. Raises TrainError on bad input."""
+    own_env = env is None
+    trainer_env = env or init_distributed(config.device)
+    try:
+        return Trainer(config, resume=resume, env=trainer_env, stop_after_epoch=stop_after_epoch).run()
+    finally:
+        if own_env:
+            shutdown_quietly(trainer_env)
+
+
+def shutdown_quietly(env: DistEnv) -> None:
+    """Leave the process group; after an error on one rank the barrier may fail — then just destroy."""
+    try:
+        shutdown(env)
+    except Exception:  # noqa: BLE001
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -60,7 +60,7 @@ class _QM9Inputs:
     config: QM9LiftConfig
 
 
-def _molecule_cells(z: np.ndarray, pos: np.ndarray, smiles: str, config: QM9LiftConfig) -> tuple[SampleCells, bool]:
+def molecule_cells(z: np.ndarray, pos: np.ndarray, smiles: str, config: QM9LiftConfig) -> tuple[SampleCells, bool]:
     """One molecule's cells and whether its bonds came from the SMILES. Raises BadMolecule."""
     bonds = molecule_bonds(z, pos, smiles)
     if config.rings == "sssr":
@@ -92,7 +92,7 @@ def _build_shard(inputs: _QM9Inputs, task: pipeline.ShardTask) -> cache_format.S
     for m in range(task.start, task.stop):
         a, b = int(raw.offsets[m]), int(raw.offsets[m + 1])
         try:
-            sample, smiles_ok = _molecule_cells(raw.z[a:b], raw.pos[a:b], raw.smiles[m], config)
+            sample, smiles_ok = molecule_cells(raw.z[a:b], raw.pos[a:b], raw.smiles[m], config)
         except BadMolecule as exc:
             message = f"molecule {int(raw.ids[m])}: {exc}"
             if config.strict:

@@ -144,7 +144,7 @@ def lift_molecules(molecules: Sequence[Molecule], lift_params: dict[str, Any]) -
     from empcn.cache import sample_from_shard
     from empcn.lift.assemble import complex_shard
     from empcn.lift.bonds import BadMolecule
-    from empcn.lift.qm9 import QM9LiftConfig, _molecule_cells
+    from empcn.lift.qm9 import QM9LiftConfig, molecule_cells
 
     config = QM9LiftConfig(
         rings=lift_params.get("rings", "chordless"), max_ring=int(lift_params.get("max_ring", 8))
@@ -152,7 +152,7 @@ def lift_molecules(molecules: Sequence[Molecule], lift_params: dict[str, Any]) -
     samples = []
     for mol in molecules:
         try:
-            cells, _ = _molecule_cells(mol.z, mol.pos, mol.smiles, config)
+            cells, _ = molecule_cells(mol.z, mol.pos, mol.smiles, config)
             content = complex_shard([cells], {"id": np.zeros(1, dtype=np.int64)})
         except (BadMolecule, ValueError) as exc:
             raise PredictError(f"{mol.path}: cannot lift ({' '.join(str(exc).split())})") from None

@@ -13,7 +13,7 @@ from empcn import cache as cache_format
 from empcn.data import qm9 as qm9_source
 from empcn.lift import pipeline
 from empcn.lift.assemble import SampleCells, complex_shard
-from empcn.lift.bonds import BadMolecule, molecule_bonds
+from empcn.lift.bonds import BadMolecule, geometric_bonds, molecule_bonds
 from empcn.lift.rings import chordless_cycles, ring_edge_slots, sssr_cycles, sssr_cycles_from_edges
 from empcn.lift.splits import qm9_splits, target_statistics
 
@@ -60,9 +60,14 @@ class _QM9Inputs:
     config: QM9LiftConfig
 
 
-def molecule_cells(z: np.ndarray, pos: np.ndarray, smiles: str, config: QM9LiftConfig) -> tuple[SampleCells, bool]:
-    """One molecule's cells and whether its bonds came from the SMILES. Raises BadMolecule."""
-    bonds = molecule_bonds(z, pos, smiles)
+def molecule_cells(
+    z: np.ndarray, pos: np.ndarray, smiles: str | None, config: QM9LiftConfig
+) -> tuple[SampleCells, bool]:
+    """One molecule's cells and whether its bonds came from the SMILES. Raises BadMolecule.
+
+    ``smiles=None`` (a plain XYZ file): bonds are perceived from coordinates.
+    """
+    bonds = geometric_bonds(z, pos) if smiles is None else molecule_bonds(z, pos, smiles)
     if config.rings == "sssr":
         if bonds.from_smiles:
             rings = sssr_cycles(smiles, np.flatnonzero(z != 1))

@@ -36,7 +36,7 @@ class Molecule:
     path: str
     z: np.ndarray
     pos: np.ndarray
-    smiles: str
+    smiles: str | None  # None for plain XYZ: bonds from coordinates
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def read_molecule(path: Path) -> Molecule:
         z, pos = parse_plain_xyz(text)
     except ValueError as exc:
         raise PredictError(f"{path}: {exc}") from None
-    return Molecule(str(path), z, pos, "")
+    return Molecule(str(path), z, pos, None)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -137,8 +137,26 @@ def _check_positive(owner: str, **values: float) -> None:
             raise ValueError(f"{owner}: {name} must be a finite positive number, got {value!r}")
 
 
+class _SavedFrames:
+    """Frame bookkeeping shared by the simulator configs (which define dt, num_steps, save_every)."""
+
+    dt: float
+    num_steps: int
+    save_every: int
+
+    @property
+    def num_frames(self) -> int:
+        """Number of saved frames (frame 0 is the initial state)."""
+        return self.num_steps // self.save_every
+
+    @property
+    def dt_frame(self) -> float:
+        """Simulation time between consecutive saved frames."""
+        return self.dt * self.save_every
+
+
 @dataclass(frozen=True)
-class ChargedConfig:
+class ChargedConfig(_SavedFrames):
     """Charged-particle system (EGNN / NRI setting by default).
 
     ``num_frames = num_steps // save_every`` frames are saved, frame t at step ``t · save_every``.
@@ -167,19 +185,9 @@ class ChargedConfig:
         ):
             raise ValueError(f"{owner}: max_force must be positive or None, got {self.max_force!r}")
 
-    @property
-    def num_frames(self) -> int:
-        """Number of saved frames (frame 0 is the initial state)."""
-        return self.num_steps // self.save_every
-
-    @property
-    def dt_frame(self) -> float:
-        """Simulation time between consecutive saved frames."""
-        return self.dt * self.save_every
-
 
 @dataclass(frozen=True)
-class GravityConfig:
+class GravityConfig(_SavedFrames):
     """Softened self-gravitating system, kick-drift-kick leapfrog.
 
     ``chunk_bytes`` bounds the scratch memory of the O(N²) force evaluation: simulations are
@@ -212,16 +220,6 @@ class GravityConfig:
                 raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
         if not isinstance(self.chunk_bytes, (int, np.integer)) or self.chunk_bytes < 1:
             raise ValueError(f"{owner}: chunk_bytes must be a positive integer, got {self.chunk_bytes!r}")
-
-    @property
-    def num_frames(self) -> int:
-        """Number of saved frames (frame 0 is the initial state)."""
-        return self.num_steps // self.save_every
-
-    @property
-    def dt_frame(self) -> float:
-        """Simulation time between consecutive saved frames."""
-        return self.dt * self.save_every
 
 
 @dataclass(frozen=True)

@@ -212,15 +212,12 @@ def test_decoupled_ring_invariants_follow_the_moving_positions(batch, monkeypatc
 
 @pytest.mark.parametrize("name", NAMES)
 def test_gravity_knn_complex(name, gravity):
-    """kNN cells (edges vary per system): equivariant and batch-consistent; masses are not in the batch."""
+    """kNN cells (edges vary per system): equivariant and batch-consistent; masses are the node scalars."""
     samples = lifted(**gravity, system="gravity", k=4)
     batch = to_batch(samples)
-    assert batch.node_scalar is None and batch.num_rings > 0
-    with pytest.raises(ValueError, match="node_scalar"):
-        small_model(name)(batch)
-    changes = {"use_node_scalar": False}
-    if name == "egnn_dynamics":
-        changes["connectivity"] = "complex"
+    masses = torch.cat([torch.as_tensor(s["nodes/mass"], dtype=batch.pos.dtype).reshape(-1, 1) for s in samples])
+    assert torch.equal(batch.node_scalar, masses) and batch.num_rings > 0
+    changes = {"connectivity": "complex"} if name == "egnn_dynamics" else {}
     model = small_model(name, **changes)
     base = model(batch)
     matrix, shift = orthogonal_maps(seed=9)[3][1:]

@@ -166,7 +166,7 @@ def cache_info(
     lines = [
         f"cache       {path}  (format {m['format']} v{m['format_version']}, dataset {m['dataset']})",
         f"source      {m['source']['name']}  [{m['source']['kind']}]  {m['source']['fingerprint'][:23]}…",
-        f"created by  " + ", ".join(f"{k} {v}" for k, v in sorted(m.get("created_by", {}).items())),
+        "created by  " + ", ".join(f"{k} {v}" for k, v in sorted(m.get("created_by", {}).items())),
         f"samples     {counts['samples']}  in {len(m['shards'])} shards, {size / 2**20:.1f} MiB on disk",
         f"cells       rank 0: {counts.get('nodes', 0)}   rank 1: {counts.get('edges', 0)}   "
         f"rank 2: {counts.get('rings', 0)}",

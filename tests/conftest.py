@@ -9,6 +9,17 @@ import pytest
 QM9_TEST_MOLECULES = 300
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """The test models are tiny: intra-op threads only add overhead (and stall on a busy 2-core machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def qm9_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Entry file of a cache of the first 300 QM9 molecules (qm9pack CSVs), 3 shards of 128."""

@@ -17,15 +17,6 @@ from empcn.train.models import DecoupledConfig, EGNNConfig, EMPCNConfig, build_m
 NAMES = ("egnn", "empcn", "decoupled")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: intra-op threads only add overhead (and stall badly on a shared 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def samples(qm9_cache: Path) -> list:
     """Eight cached molecules: the four with the most rings, then small ring-free ones (H and F included)."""

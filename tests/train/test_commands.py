@@ -25,15 +25,6 @@ runner = CliRunner()
 TINY = ["--hidden", "16", "--layers", "2", "--epochs", "1", "--batch-size", "32", "--no-progress"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: intra-op threads only add overhead (and stall badly on a shared 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def invoke(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 

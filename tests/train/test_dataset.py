@@ -24,15 +24,6 @@ from empcn.train.dataset import (
 TARGET = "U0"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: intra-op threads only add overhead (and stall badly on a shared 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def layout(qm9_cache: Path) -> CacheLayout:
     return CacheLayout.read(qm9_cache)

@@ -21,15 +21,6 @@ from empcn.train.loop import TrainError, TrainingDiverged, train
 from empcn.train.metrics import read_records
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: intra-op threads only add overhead (and stall badly on a shared 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def small(cache: Path, out: Path, **changes) -> TrainConfig:
     base = TrainConfig(
         cache=str(cache), target="U0", model="empcn", out=str(out), epochs=2, batch_size=32, hidden=16, layers=2,

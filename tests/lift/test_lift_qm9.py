@@ -200,3 +200,53 @@ def test_lift_stage_is_separate_from_training_imports():
     code = "import sys, empcn, empcn.cache; print(json.dumps(['rdkit' in sys.modules, 'networkx' in sys.modules]))"
     out = subprocess.run([sys.executable, "-c", "import json;" + code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == [False, False]
+
+
+def _cells_of(z, pos, smiles):
+    from empcn.lift.assemble import complex_shard
+    from empcn.lift.qm9 import molecule_cells
+
+    cells, _ = molecule_cells(z, pos, smiles, QM9LiftConfig())
+    return cf.sample_from_shard(complex_shard([cells], {"id": np.zeros(1, np.int64)}), 0)
+
+
+def test_cells_and_invariants_follow_an_atom_relabelling():
+    """Shuffling the XYZ order (heavy atoms keep their SMILES order) relabels the cells, nothing more."""
+    raw, _ = qm9_source.read_qm9(None, limit=300)
+    rng = np.random.default_rng(0)
+    ring_molecules = [m for m in range(len(raw.ids)) if "1" in raw.smiles[m]][:15]
+    assert len(ring_molecules) == 15
+    for m in ring_molecules:
+        a, b = raw.offsets[m], raw.offsets[m + 1]
+        z, pos = raw.z[a:b], raw.pos[a:b]
+        heavy, hydro = np.flatnonzero(z != 1), np.flatnonzero(z == 1)
+        # a permutation that keeps the heavy atoms' relative order but moves atoms around
+        slots = np.sort(rng.permutation(len(z))[: len(heavy)])
+        perm = np.empty(len(z), dtype=np.int64)  # new position -> old atom
+        perm[slots] = heavy
+        perm[np.setdiff1d(np.arange(len(z)), slots)] = rng.permutation(hydro)
+        old_to_new = np.argsort(perm)
+        s, t = _cells_of(z, pos, raw.smiles[m]), _cells_of(z[perm], pos[perm], raw.smiles[m])
+        relabel = lambda pairs: {tuple(sorted(old_to_new[list(p)])) for p in pairs}  # noqa: E731
+        assert relabel(s["edges"]) == {tuple(e) for e in t["edges"].tolist()}
+        ring_sets = lambda rings: sorted(sorted(r) for r in rings)  # noqa: E731
+        assert ring_sets([old_to_new[list(r)] for r in s["rings"]]) == ring_sets(t["rings"])
+        np.testing.assert_allclose(np.sort(s["edges/length"]), np.sort(t["edges/length"]), rtol=1e-6)
+        np.testing.assert_allclose(np.sort(s["rings/area"]), np.sort(t["rings/area"]), rtol=1e-5)
+        for name in ("1_1_lower", "2_0", "2_2_lower"):
+            np.testing.assert_allclose(np.sort(s[f"nbr/{name}/dist"]), np.sort(t[f"nbr/{name}/dist"]), rtol=1e-5)
+
+
+def _read_everything(path: str) -> float:
+    cache = open_cache(path)
+    return float(sum(float(s["pos"].sum()) + len(s["rings"]) for s in cache))
+
+
+def test_many_readers_at_once(qm9_cache):
+    """Immutable files opened without locks: several processes read the same cache concurrently."""
+    import multiprocessing as mp
+
+    expected = _read_everything(str(qm9_cache))
+    with mp.get_context("fork").Pool(3) as pool:
+        results = pool.map(_read_everything, [str(qm9_cache)] * 3)
+    assert results == [expected] * 3

@@ -176,6 +176,22 @@ def test_float32_matches_float64(name, molecules):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_bf16_autocast_keeps_the_readout_in_float32(name, molecules):
+    """Message passing may run in bf16; the per-graph sums and the head must not (they set the MAE floor)."""
+    model = small_model(name).float()
+    batch = S.collate([S.lift(m) for m in molecules]).to("cpu", torch.float32)
+    seen: list[torch.dtype] = []
+    heads = [m for n, m in model.named_modules() if n.split(".")[-1] in ("graph_dec", "head")]
+    assert heads
+    for head in heads:
+        head.register_forward_pre_hook(lambda _m, args: seen.append(args[0].dtype))
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = model(batch)
+    assert out.dtype == torch.float32 and seen and set(seen) == {torch.float32}
+    assert_close(out.double(), model(batch).double(), rtol=0.1)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_backward_gives_finite_gradients_everywhere(name, molecules):
     model = small_model(name).train()
     batch = S.collate([S.lift(m) for m in molecules])

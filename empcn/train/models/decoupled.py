@@ -25,6 +25,8 @@ from empcn.train.models.layers import (
     get_neighbourhood,
     invariant_embedding,
     mlp,
+    full_precision,
+    in_param_dtype,
     pool_sum,
     scatter_sum,
 )
@@ -169,5 +171,6 @@ class DecoupledEMPCN(nn.Module):
             extra = ring_layer.node_term(h, g, ring, node, q)
             g = ring_layer.ring_step(h, g, ring, node, q)
             h = egnn_layer.node_update(h, agg, extra)
-        pooled = pool_sum(np_.node_dec(h), batch.node_graph, batch.num_graphs)
-        return np_.graph_dec(pooled).squeeze(-1)
+        with full_precision(h):
+            pooled = pool_sum(np_.node_dec(in_param_dtype(h, np_.node_dec)), batch.node_graph, batch.num_graphs)
+            return np_.graph_dec(pooled).squeeze(-1)

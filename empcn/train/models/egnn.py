@@ -21,6 +21,8 @@ from empcn.train.models.layers import (
     check_node_features,
     check_sizes,
     mlp,
+    full_precision,
+    in_param_dtype,
     pool_sum,
     scatter_mean,
     scatter_sum,
@@ -198,5 +200,6 @@ class EGNN(nn.Module):
         x = batch.pos
         for layer in self.layers:
             h, x = layer(h, x, pairs)
-        pooled = pool_sum(self.node_dec(h), batch.node_graph, batch.num_graphs)
-        return self.graph_dec(pooled).squeeze(-1)
+        with full_precision(h):
+            pooled = pool_sum(self.node_dec(in_param_dtype(h, self.node_dec)), batch.node_graph, batch.num_graphs)
+            return self.graph_dec(pooled).squeeze(-1)

@@ -24,6 +24,8 @@ from empcn.train.models.layers import (
     invariant_embedding,
     mlp,
     neighbourhood_ranks,
+    full_precision,
+    in_param_dtype,
     pool_sum,
     scatter_sum,
 )
@@ -200,5 +202,9 @@ class EMPCN(nn.Module):
         for layer in self.layers:
             h = layer(h, nbr, inv)
         graph_of = {0: batch.node_graph, 1: batch.edge_graph, 2: batch.ring_graph}
-        pooled = [pool_sum(self.readout[str(r)](h[r]), graph_of[r], batch.num_graphs) for r in self.ranks]
-        return self.head(torch.cat(pooled, dim=-1)).squeeze(-1)
+        with full_precision(batch.pos):
+            pooled = [
+                pool_sum(self.readout[str(r)](in_param_dtype(h[r], self.head)), graph_of[r], batch.num_graphs)
+                for r in self.ranks
+            ]
+            return self.head(torch.cat(pooled, dim=-1)).squeeze(-1)

@@ -11,25 +11,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cores} cores, {cpu}"
+from machine import describe
 
 
 def main() -> None:
@@ -68,9 +55,9 @@ def main() -> None:
     command = " ".join(["python benchmarks/lift_qm9.py", f"--workers {args.workers}"]
                        + ([f"--limit {args.limit}"] if args.limit else []))
     rows = [
-        f"| QM9 lift, {n} molecules, --workers {args.workers} | {lift_s:.1f} s wall | `{command}` | {machine()} | {date} |",
-        f"| QM9 cache size on disk | {size / 2**20:.1f} MiB | `{command}` | {machine()} | {date} |",
-        f"| open_cache iteration, 1 core | {n / read_s:,.0f} molecules/s | `{command}` | {machine()} | {date} |",
+        f"| QM9 lift, {n} molecules, --workers {args.workers} | {lift_s:.1f} s wall | `{command}` | {describe()} | {date} |",
+        f"| QM9 cache size on disk | {size / 2**20:.1f} MiB | `{command}` | {describe()} | {date} |",
+        f"| open_cache iteration, 1 core | {n / read_s:,.0f} molecules/s | `{command}` | {describe()} | {date} |",
     ]
     text = "\n".join(rows)
     print(text)

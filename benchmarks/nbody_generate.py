@@ -22,6 +22,8 @@ import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
+from machine import describe  # noqa: E402
+
 
 def _pin_to_one_cpu() -> None:
     """Restrict this process to one CPU of those it may use (no-op where unsupported)."""
@@ -31,9 +33,7 @@ def _pin_to_one_cpu() -> None:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    system = f"{platform.system()} {platform.release()} {cpu}"
-    return f"{system}, {os.cpu_count()} CPUs (1 used), Python {platform.python_version()}"
+    return f"{describe(cores_used=1)}, Python {platform.python_version()}"
 
 
 def main() -> int:

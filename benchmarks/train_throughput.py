@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -23,6 +21,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from machine import describe
 
 from empcn.train.config import TrainConfig
 from empcn.train.dataset import make_loader
@@ -32,19 +32,7 @@ MODELS = ("egnn", "empcn", "decoupled")
 
 
 def machine(device: str) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    text = f"{cpu}, {cores} cores, {torch.get_num_threads()} torch threads"
-    if device == "cuda":
-        text = f"{torch.cuda.get_device_name(0)} ({text})"
-    return text
+    return f"{describe(device)}, {torch.get_num_threads()} torch threads"
 
 
 def trainer(cache: Path, model: str, device: str, batches: int, batch_size: int, workers: int, out: Path) -> Trainer:

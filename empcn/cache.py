@@ -40,6 +40,11 @@ _COMPRESSION = {"compression": "gzip", "compression_opts": 1}
 _CHUNK_ROWS_BYTES = 1 << 20  # ~1 MiB chunks
 
 
+def compression_settings() -> dict[str, Any]:
+    """The HDF5 filter settings shards are written with (part of a lift's identity for --resume)."""
+    return dict(_COMPRESSION)
+
+
 class CacheError(Exception):
     """A cache that cannot be used: missing, wrong format version, failed checksum. One-line message."""
 

@@ -210,7 +210,10 @@ def lift_key_of(params: dict[str, Any], source_fingerprint: str, version: str) -
     """Identifies a lift: shards carrying another key are never reused by --resume."""
     import hashlib
 
-    blob = json.dumps({"params": params, "source": source_fingerprint, "version": version}, sort_keys=True)
+    writer = {"format_version": cache_format.FORMAT_VERSION, "compression": cache_format.compression_settings()}
+    blob = json.dumps(
+        {"params": params, "source": source_fingerprint, "version": version, "writer": writer}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 

@@ -16,9 +16,20 @@ import typer
 
 
 class ModelChoice(str, Enum):
+    """QM9 caches: the graph-level regressors; positions caches (N-body): the same names select the
+    position models, which may also be named explicitly (``*_dynamics``)."""
+
     egnn = "egnn"
     empcn = "empcn"
     decoupled = "decoupled"
+    egnn_dynamics = "egnn_dynamics"
+    empcn_dynamics = "empcn_dynamics"
+    decoupled_dynamics = "decoupled_dynamics"
+
+
+class ScheduleChoice(str, Enum):
+    cosine = "cosine"
+    constant = "constant"
 
 
 class DeviceChoice(str, Enum):
@@ -68,29 +79,38 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def train(
-    cache: Optional[Path] = typer.Option(None, help="Entry file of a lifted cache, e.g. data/qm9.h5."),
-    target: Optional[str] = typer.Option(None, help="Target column of the cache, e.g. U0, gap, homo."),
-    model: Optional[ModelChoice] = typer.Option(None, help="Model to train (default: empcn)."),
-    out: Optional[Path] = typer.Option(None, help="Run folder (default: runs/<target>-<model>)."),
+    cache: Optional[Path] = typer.Option(None, help="Entry file of a lifted cache, e.g. data/qm9.h5 or data/nbody.h5."),
+    target: Optional[str] = typer.Option(
+        None, help="Target column of a QM9 cache, e.g. U0, gap, homo (not for a positions cache such as N-body)."
+    ),
+    model: Optional[ModelChoice] = typer.Option(
+        None, help="Model to train (default: empcn); on a positions cache egnn/empcn/decoupled are the *_dynamics models."
+    ),
+    out: Optional[Path] = typer.Option(None, help="Run folder (default: runs/<target>-<model>, N-body runs/nbody-<model>)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder exactly where it stopped."),
-    epochs: Optional[int] = typer.Option(None, min=1, help="Epochs (default: 1000)."),
-    batch_size: Optional[int] = typer.Option(None, min=1, help="Molecules per batch and rank (default: 96)."),
-    hidden: Optional[int] = typer.Option(None, min=1, help="Hidden width (default: the model's QM9 setting)."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Epochs (default: QM9 1000, N-body 10000)."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Samples per batch and rank (default: QM9 96, N-body 100)."),
+    hidden: Optional[int] = typer.Option(None, min=1, help="Hidden width (default: the model's paper setting)."),
     layers: Optional[int] = typer.Option(None, min=1, help="Message-passing layers (default: the model's)."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: 1e-3 for gap/homo/lumo, else 5e-4)."),
+    lr: Optional[float] = typer.Option(
+        None, help="Peak learning rate (default: 5e-4; 1e-3 for QM9 gap/homo/lumo)."
+    ),
+    schedule: Optional[ScheduleChoice] = typer.Option(
+        None, help="Learning-rate schedule over all steps (default: QM9 cosine, N-body constant as in the papers)."
+    ),
     weight_decay: Optional[float] = typer.Option(None, help="Adam weight decay (default: 1e-12)."),
     clip: Optional[float] = typer.Option(None, help="Max gradient norm, 0 = off (default: 10)."),
-    dropout: Optional[float] = typer.Option(None, help="Dropout probability (default: 0)."),
+    dropout: Optional[float] = typer.Option(None, help="Dropout probability (default: the model's; EMPCN N-body 0.2)."),
     seed: Optional[int] = typer.Option(None, help="Seed of initialisation, shuffling and --train-size (default: 0)."),
     train_size: Optional[int] = typer.Option(
-        None, min=1, help="Train on the first N of a seeded permutation of the train split (mean/MAD over those N)."
+        None, min=1, help="Train on the first N of a seeded permutation of the train split (QM9: mean/MAD over those N)."
     ),
     time_limit: Optional[float] = typer.Option(
         None, help="Stop cleanly after this many minutes, then test at the best epoch."
     ),
     device: Optional[DeviceChoice] = typer.Option(None, help="auto: CUDA when available (default: auto)."),
     dtype: Optional[DtypeChoice] = typer.Option(None, help="Parameter precision (default: float32)."),
-    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast on CUDA (default: on)."),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast on CUDA (default: QM9 on, N-body off)."),
     edge_features: Optional[bool] = typer.Option(
         None, "--edge-features/--no-edge-features", help="EMPCN reads bond orders (default: on)."
     ),
@@ -100,7 +120,10 @@ def train(
     verify: Optional[bool] = typer.Option(None, "--verify/--no-verify", help="Check the cache's checksums first (default: on)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar per epoch (default: on)."),
 ) -> None:
-    """Train EGNN, EMPCN or decoupled EMPCN on a lifted cache (data-parallel under torchrun)."""
+    """Train EGNN, EMPCN or decoupled EMPCN on a lifted cache (data-parallel under torchrun).
+
+    The cache decides the task: QM9 (--target, MAE) or N-body positions (MSE, no --target).
+    """
     from empcn.train.config import ConfigError, TrainConfig, merge_for_resume
 
     given = {
@@ -113,6 +136,7 @@ def train(
         "hidden": hidden,
         "layers": layers,
         "lr": lr,
+        "schedule": schedule.value if schedule is not None else None,
         "weight_decay": weight_decay,
         "clip": clip,
         "dropout": dropout,
@@ -136,8 +160,11 @@ def train(
             given["out"] = str(resume)
             config = merge_for_resume(TrainConfig.load(resume), given)
         else:
-            if cache is None or target is None:
-                raise ConfigError("--cache and --target are required (or --resume RUN_FOLDER)")
+            if cache is None:
+                raise ConfigError(
+                    "--cache and --target are required (a positions cache such as N-body takes no --target), "
+                    "or --resume RUN_FOLDER"
+                )
             config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
     except ConfigError as exc:
         _fail(str(exc))
@@ -165,7 +192,7 @@ def evaluate(
     workers: int = typer.Option(0, min=0, help="DataLoader worker processes."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """MAE of a run's best checkpoint on a split, in the target's unit."""
+    """The run's metric on a split: MAE in the target's unit (QM9), MSE of positions (N-body)."""
     from empcn.train.evaluate import evaluate_run
 
     try:
@@ -177,10 +204,9 @@ def evaluate(
             _fail(one_line(exc))
         raise
     if json_out:
-        import dataclasses
         import json
 
-        typer.echo(json.dumps(dataclasses.asdict(result), sort_keys=True))
+        typer.echo(json.dumps(result.to_dict(), sort_keys=True))
     else:
         typer.echo(result.line())
 
@@ -191,10 +217,16 @@ def predict(
     device: DeviceChoice = typer.Option(DeviceChoice.auto, help="auto: CUDA when available."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list instead of lines."),
 ) -> None:
-    """Predict the run's target for each molecule file: `file  value unit` per line."""
+    """Predict the run's target for each molecule file: `file  value unit` per line (QM9 runs)."""
+    from empcn.train.evaluate import task_of_run
     from empcn.train.predict import PredictError, predict_files
 
     try:
+        if task_of_run(run).kind != "scalar":
+            raise PredictError(
+                f"{run}: a positions run (N-body); `empcn predict` takes runs trained on QM9 targets "
+                f"(score it with `empcn evaluate {run}`)"
+            )
         predictions = predict_files(run, files, device.value)
     except (PredictError, *_user_errors()) as exc:
         _fail(one_line(exc))

@@ -101,6 +101,23 @@ def subset_of_split(indices: np.ndarray, size: int | None, seed: int) -> np.ndar
     return np.sort(indices[perm])
 
 
+def target_statistics(layout: CacheLayout, indices: np.ndarray, target_index: int) -> tuple[float, float]:
+    """Mean and mean absolute deviation of the target over ``indices`` (reads their shards' ``sample/y``)."""
+    cache = Cache(layout.path, max_shards_in_memory=1)
+    shard = layout.shard_of(indices)
+    ys = []
+    for k in np.unique(shard).tolist():
+        rows = indices[shard == k] - layout.shard_starts[k]
+        ys.append(cache.shard(k).groups["sample"].arrays["y"][rows, target_index])
+    cache.close()
+    y = np.concatenate(ys).astype(np.float64) if ys else np.zeros(0)
+    if len(y) == 0:
+        return 0.0, 1.0
+    mean = float(y.mean())
+    mad = float(np.abs(y - mean).mean())
+    return mean, (mad if mad > 0 else 1.0)
+
+
 def epoch_order(
     indices: np.ndarray, shard_of: np.ndarray, seed: int, epoch: int, shuffle: bool, buffer_shards: int
 ) -> tuple[np.ndarray, np.ndarray]:

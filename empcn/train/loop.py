@@ -1,10 +1,13 @@
 """The training loop of ``empcn train``: cache → shards → batches → model → checkpoints and metrics.
 
-Per run: L1 loss on ``(y − mean)/MAD`` (see :class:`~empcn.train.config.TrainConfig` for which
-statistics), Adam with a cosine learning-rate schedule over all optimiser steps, gradient-norm
-clipping, validation MAE (target unit) after every epoch, test MAE at the best validation epoch.
-Files in the run folder (rank 0 only): ``config.json``, ``last.pt``/``best.pt``, ``metrics.jsonl``,
-``learning_curve.png``, ``result.json``.
+The cache's manifest picks the task (:mod:`empcn.train.evaluate`, :class:`~empcn.train.evaluate.Task`):
+scalar targets (QM9: L1 loss on ``(y − mean)/MAD``, MAE) or positions (N-body: MSE of the predicted
+positions, no normalisation). The task owns the loss, the metric and its unit and which models fit;
+the loop itself is the same for both. Per run: Adam with a cosine or constant learning-rate
+schedule over all optimiser steps, gradient-norm clipping, the validation metric after every epoch,
+the test metric at the best validation epoch. Files in the run folder (rank 0 only): ``config.json``,
+``last.pt``/``best.pt``, ``metrics.jsonl``, ``learning_curve.png`` (redrawn at most every
+:data:`PLOT_EVERY_S` seconds and at the end), ``result.json``.
 
 Never imports the lift stage (RDKit, networkx): training reads cached complexes only.
 """
@@ -26,8 +29,8 @@ from empcn.cache import CacheError, verify_cache
 from empcn.train import metrics as metrics_io
 from empcn.train.checkpoint import BEST, LAST, RunMeta, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from empcn.train.collate import CollateSpec
-from empcn.train.config import TrainConfig
-from empcn.train.dataset import CacheLayout, ShardStream, make_loader, subset_of_split
+from empcn.train.config import ScheduleChoice, TrainConfig
+from empcn.train.dataset import CacheLayout, ShardStream, make_loader, subset_of_split, target_statistics  # noqa: F401
 from empcn.train.distributed import (
     DistEnv,
     all_reduce_max,
@@ -38,7 +41,10 @@ from empcn.train.distributed import (
     shutdown,
     wrap_model,
 )
-from empcn.train.evaluate import DTYPES, autocast, mean_absolute_error
+from empcn.train.evaluate import DTYPES, Task, TaskError, autocast, task_error, task_for_cache
+
+#: Seconds between two redraws of ``learning_curve.png`` (drawing costs ~0.1–0.3 s; N-body epochs ~1 s).
+PLOT_EVERY_S = 60.0
 
 
 class TrainError(Exception):
@@ -51,7 +57,7 @@ class TrainingDiverged(TrainError):
 
 @dataclass
 class RunState:
-    """Progress of a run: finished epochs, optimiser steps, best validation MAE (target unit) and its epoch."""
+    """Progress of a run: finished epochs, optimiser steps, best validation metric (task unit) and its epoch."""
 
     epoch: int = 0
     step: int = 0
@@ -64,9 +70,11 @@ class RunState:
 
 
 def needed_neighbourhoods(model: str, model_config: Any) -> tuple[str, ...]:
-    """Neighbourhoods the model reads from the batch (only those are collated)."""
+    """Neighbourhoods the model reads from the batch (only those are collated). ``model``: registry name."""
     if hasattr(model_config, "neighbourhoods"):
         return tuple(model_config.neighbourhoods)
+    if hasattr(model_config, "communications"):  # EMPCN dynamics
+        return tuple(model_config.communications)
     if model == "decoupled":
         from empcn.train.models.decoupled import RING_TO_NODE
 
@@ -74,19 +82,24 @@ def needed_neighbourhoods(model: str, model_config: Any) -> tuple[str, ...]:
     return ()
 
 
-def build_model_config(config: TrainConfig, spec: CollateSpec, has_edge_order: bool) -> Any:
+def build_model_config(config: TrainConfig, spec: CollateSpec, has_edge_order: bool, model: str | None = None) -> Any:
     """The model's config dataclass for this run: the model's defaults with the run's sizes.
 
-    ``has_edge_order``: the cache stores ``edges/order`` (bond orders), which EMPCN then reads as a
-    one-hot edge input unless ``--no-edge-features``.
+    ``model``: the registry name (default ``config.model``). ``has_edge_order``: the cache stores
+    ``edges/order`` (bond orders), which EMPCN then reads as a one-hot edge input unless
+    ``--no-edge-features``. Position models take no node-feature width (they embed speeds).
     """
     from empcn.train.models.registry import config_class
 
     try:
-        base = config_class(config.model)()
+        base = config_class(model or config.model)()
     except ValueError as exc:
         raise TrainError(str(exc)) from None
-    changes: dict[str, Any] = {"in_node_features": spec.node_features, "dropout": config.dropout}
+    changes: dict[str, Any] = {}
+    if hasattr(base, "in_node_features"):
+        changes["in_node_features"] = spec.node_features
+    if config.dropout is not None:
+        changes["dropout"] = config.dropout
     if config.hidden is not None:
         changes["hidden"] = config.hidden
     if config.layers is not None:
@@ -97,25 +110,6 @@ def build_model_config(config: TrainConfig, spec: CollateSpec, has_edge_order: b
         return replace(base, **changes)
     except ValueError as exc:
         raise TrainError(str(exc)) from None
-
-
-def target_statistics(layout: CacheLayout, indices: np.ndarray, target_index: int) -> tuple[float, float]:
-    """Mean and mean absolute deviation of the target over ``indices`` (reads their shards' ``sample/y``)."""
-    from empcn.cache import Cache
-
-    cache = Cache(layout.path, max_shards_in_memory=1)
-    shard = layout.shard_of(indices)
-    ys = []
-    for k in np.unique(shard).tolist():
-        rows = indices[shard == k] - layout.shard_starts[k]
-        ys.append(cache.shard(k).groups["sample"].arrays["y"][rows, target_index])
-    cache.close()
-    y = np.concatenate(ys).astype(np.float64) if ys else np.zeros(0)
-    if len(y) == 0:
-        return 0.0, 1.0
-    mean = float(y.mean())
-    mad = float(np.abs(y - mean).mean())
-    return mean, (mad if mad > 0 else 1.0)
 
 
 def _check_cache(layout: CacheLayout, config: TrainConfig, env: DistEnv) -> None:
@@ -134,6 +128,15 @@ def _cosine(total_steps: int):
         return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
 
     return factor
+
+
+def _constant(step: int) -> float:
+    return 1.0
+
+
+def lr_factor(schedule: ScheduleChoice, total_steps: int):
+    """Multiplier of the peak learning rate at each optimiser step: cosine to 0 over ``total_steps``, or 1."""
+    return _cosine(total_steps) if schedule == "cosine" else _constant
 
 
 def _seed_everything(seed: int) -> None:
@@ -171,7 +174,18 @@ class Trainer:
         self, config: TrainConfig, resume: bool = False, env: DistEnv | None = None, stop_after_epoch: int | None = None
     ) -> None:
         self.env = env or init_distributed(config.device)
-        self.config = config.resolved()
+        try:
+            self.layout = CacheLayout.read(config.cache)
+        except CacheError as exc:
+            raise TrainError(str(exc)) from None
+        manifest = self.layout.manifest
+        try:
+            self.task: Task = task_for_cache(manifest, config.cache, config.target)
+            self.model_name = self.task.model_name(config.model)  # the registry name
+            defaults = self.task.defaults(config.model, str(manifest.get("dataset", "")))
+        except TaskError as exc:
+            raise TrainError(str(exc)) from None
+        self.config = config.resolved(defaults)
         self.resume = resume
         self.stop_after_epoch = stop_after_epoch
         self.run_dir = self.config.run_dir
@@ -182,36 +196,27 @@ class Trainer:
 
     # -- set-up ---------------------------------------------------------------------------------
     def _setup(self) -> None:
-        cfg, env = self.config, self.env
+        cfg, env, task = self.config, self.env, self.task
         self._check_run_folder()
-        try:
-            self.layout = CacheLayout.read(cfg.cache)
-        except CacheError as exc:
-            raise TrainError(str(exc)) from None
         _check_cache(self.layout, cfg, env)
         manifest = self.layout.manifest
-        try:
-            base_spec = CollateSpec.from_manifest(manifest, cfg.target)
-        except ValueError as exc:
-            raise TrainError(f"{cfg.cache}: {exc}") from None
+        base_spec = task.collate_spec(CollateSpec.from_manifest(manifest, None).neighbourhoods)
         _seed_everything(cfg.seed)
-        self.model_config = build_model_config(cfg, base_spec, "edges/order" in self.layout.sample_keys())
-        wanted = needed_neighbourhoods(cfg.model, self.model_config)
+        self.model_config = build_model_config(cfg, base_spec, "edges/order" in self.layout.sample_keys(), self.model_name)
+        wanted = needed_neighbourhoods(self.model_name, self.model_config)
         missing = [n for n in wanted if n not in base_spec.neighbourhoods]
         if missing:
             raise TrainError(f"{cfg.cache}: has no neighbourhood {', '.join(missing)} (needed by --model {cfg.model})")
         self.spec = replace(base_spec, neighbourhoods={n: base_spec.neighbourhoods[n] for n in wanted})
 
-        train_idx = subset_of_split(self.layout.split("train"), cfg.train_size, cfg.seed)
+        try:
+            train_idx = subset_of_split(self.layout.split("train"), cfg.train_size, cfg.seed)
+        except CacheError as exc:
+            raise TrainError(str(exc)) from None
         if len(train_idx) < env.world_size:
             raise TrainError(f"{cfg.cache}: the train split has {len(train_idx)} samples, fewer than {env.world_size} ranks")
-        targets = manifest.get("targets", {})
-        if cfg.train_size is not None and cfg.train_size < len(self.layout.split("train")):
-            self.mean, self.mad = target_statistics(self.layout, train_idx, self.spec.target_index or 0)
-        else:
-            self.mean = float(targets.get("train_mean", {}).get(cfg.target, 0.0))
-            self.mad = float(targets.get("train_mad", {}).get(cfg.target, 1.0)) or 1.0
-        self.unit = str(targets.get("units", {}).get(cfg.target, ""))
+        self.task = task = task.normalised(self.layout, train_idx)
+        self.unit = task.unit
 
         common: dict[str, Any] = dict(
             batch_size=cfg.batch_size, buffer_shards=cfg.buffer_shards, limit_batches=cfg.limit_batches,
@@ -232,21 +237,17 @@ class Trainer:
 
         from empcn.train.models.registry import build_model
 
-        self.model = build_model(cfg.model, self.model_config).to(device=self.device, dtype=self.dtype)
+        self.model = build_model(self.model_name, self.model_config).to(device=self.device, dtype=self.dtype)
         self.ddp_model = wrap_model(self.model, env)
         self.parameters = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.steps_per_epoch = len(self.train_stream)
         self.total_steps = cfg.epochs * self.steps_per_epoch
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _cosine(self.total_steps))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(cfg.schedule, self.total_steps))
         self.meta = RunMeta(
-            model=cfg.model,
+            model=self.model_name,
             model_config=asdict(self.model_config),
-            target=cfg.target,
-            target_index=int(self.spec.target_index or 0),
-            unit=self.unit,
-            mean=self.mean,
-            mad=self.mad,
+            **task.meta_fields(),
             neighbourhoods=dict(self.spec.neighbourhoods),
             species=tuple(self.spec.species),
             charge_power=self.spec.charge_power,
@@ -256,6 +257,7 @@ class Trainer:
             cache_fingerprint=self.layout.fingerprint(),
         )
         self.state = RunState()
+        self._last_plot = -math.inf
         if self.resume:
             self._load_last()
         elif env.is_main:
@@ -292,11 +294,21 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.state = RunState(**state["state"])
         self.meta = saved  # keeps the normalisation the run started with
-        self.mean, self.mad = saved.mean, saved.mad
+        self.task = self.task.restored(saved)
         restore_rng(state["rng"])
         if self.env.is_main:
             metrics_io.truncate_records(self.run_dir, self.state.epoch)
         self.log(f"resuming {self.run_dir} after epoch {self.state.epoch} (step {self.state.step})")
+
+    @property
+    def mean(self) -> float:
+        """Target mean the loss normalises with (scalar task; 0 for positions)."""
+        return float(getattr(self.task, "mean", 0.0))
+
+    @property
+    def mad(self) -> float:
+        """Target MAD the loss normalises with (scalar task; 1 for positions)."""
+        return float(getattr(self.task, "mad", 1.0))
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _checkpoint_state(self) -> dict[str, Any]:
@@ -321,7 +333,7 @@ class Trainer:
 
     # -- one epoch ------------------------------------------------------------------------------
     def _train_epoch(self, epoch: int, deadline: float | None) -> tuple[float, int, float, bool]:
-        """Train one epoch → (mean normalised L1 over all ranks, molecules over all ranks, seconds, cut short)."""
+        """Train one epoch → (mean task loss over all ranks, samples over all ranks, seconds, cut short)."""
         cfg, env = self.config, self.env
         self.train_stream.set_epoch(epoch)
         self.ddp_model.train()
@@ -337,11 +349,10 @@ class Trainer:
         start = time.perf_counter()
         params = [p for p in self.model.parameters() if p.requires_grad]
         for batch in self.train_loader:
-            y = ((batch.y - self.mean) / self.mad).to(device=self.device, dtype=self.dtype)
             gpu_batch = batch.to(self.device, self.dtype)
-            with autocast(self.device, self.dtype, cfg.amp):
+            with autocast(self.device, self.dtype, bool(cfg.amp)):
                 pred = self.ddp_model(gpu_batch)
-            loss = (pred.to(y.dtype) - y).abs().mean()
+            loss = self.task.loss(pred, batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip if cfg.clip > 0 else math.inf)
@@ -356,7 +367,7 @@ class Trainer:
             totals[0] += loss_value * n
             totals[1] += n
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.4f}")
+            bar.set_postfix(loss=f"{loss_value:.4g}")
             if deadline is not None:
                 flag = torch.tensor([float(time.monotonic() > deadline)], device=self.device)
                 if float(all_reduce_max(flag, env)) > 0:
@@ -383,9 +394,9 @@ class Trainer:
         )
 
     def evaluate(self, split: str) -> tuple[float, int]:
-        """MAE (target unit) and sample count of the current model on ``split``, over all ranks."""
-        return mean_absolute_error(
-            self.model, self.eval_loaders[split], self.device, self.dtype, self.config.amp, self.mean, self.mad, self.env
+        """The task's metric (MAE or MSE, task unit) and sample count of the current model on ``split``, all ranks."""
+        return task_error(
+            self.model, self.eval_loaders[split], self.device, self.dtype, bool(self.config.amp), self.task, self.env
         )
 
     # -- the whole run --------------------------------------------------------------------------
@@ -406,11 +417,14 @@ class Trainer:
         cfg, env = self.config, self.env
         started = time.monotonic()
         deadline = started + cfg.time_limit * 60.0 if cfg.time_limit is not None else None
+        task = self.task
         if self.state.epoch == 0:
             self.log(
-                f"training {cfg.model} ({self.parameters:,} parameters) on {cfg.target} [{self.unit}] from {cfg.cache}: "
-                f"{len(self.train_stream.indices)} train molecules, {self.steps_per_epoch} batches/epoch"
-                f"{f' x {env.world_size} ranks' if env.distributed else ''}, device {self.device}"
+                f"training {cfg.model} [{self.model_name}] ({self.parameters:,} parameters) on {task.describe()} "
+                f"[{task.metric}, {self.unit}] from {cfg.cache}: {len(self.train_stream.indices)} train "
+                f"{task.sample_noun}, {self.steps_per_epoch} batches/epoch"
+                f"{f' x {env.world_size} ranks' if env.distributed else ''}, lr {cfg.lr:g} {cfg.schedule}, "
+                f"device {self.device}"
             )
         stopped = "completed"
         for epoch in range(self.state.epoch + 1, cfg.epochs + 1):
@@ -422,16 +436,18 @@ class Trainer:
                 self.state.best_valid, self.state.best_epoch = valid, epoch
             self._save(improved)
             record = metrics_io.EpochRecord(
-                epoch=epoch, lr=float(self.optimizer.param_groups[0]["lr"]), train_loss=loss, valid_mae=valid,
-                best_valid_mae=self.state.best_valid, unit=self.unit, time_s=seconds,
+                epoch=epoch, lr=float(self.optimizer.param_groups[0]["lr"]), train_loss=loss, valid_error=valid,
+                best_valid_error=self.state.best_valid, unit=self.unit, time_s=seconds,
                 throughput=count / seconds if seconds > 0 else 0.0, steps=self.state.step, partial=cut,
+                metric=task.metric,
             )
             if env.is_main:
                 metrics_io.append_record(self.run_dir, record)
-                metrics_io.plot_learning_curve(self.run_dir)
+                self._plot(force=epoch == cfg.epochs)
             self.log(
-                f"epoch {epoch}/{cfg.epochs}  loss {loss:.4f}  valid MAE {valid:.5g} {self.unit}  "
-                f"(best {self.state.best_valid:.5g} @ {self.state.best_epoch})  {record.throughput:.0f} mol/s  {seconds:.1f} s"
+                f"epoch {epoch}/{cfg.epochs}  loss {loss:.5g}  valid {task.metric} {valid:.5g} {self.unit}  "
+                f"(best {self.state.best_valid:.5g} @ {self.state.best_epoch})  "
+                f"{record.throughput:.0f} {task.sample_noun}/s  {seconds:.1f} s"
             )
             barrier(env)
             if cut or (deadline is not None and time.monotonic() > deadline):
@@ -441,20 +457,30 @@ class Trainer:
             if self.stop_after_epoch is not None and epoch >= self.stop_after_epoch and epoch < cfg.epochs:
                 stopped = "interrupted"
                 break
+        if env.is_main:
+            self._plot(force=True)
         return self._finish(stopped, time.monotonic() - started)
 
+    def _plot(self, force: bool) -> None:
+        """Redraw ``learning_curve.png`` when forced, on the first epoch, or :data:`PLOT_EVERY_S` after the last."""
+        now = time.monotonic()
+        if force or now - self._last_plot >= PLOT_EVERY_S:
+            metrics_io.plot_learning_curve(self.run_dir)
+            self._last_plot = time.monotonic()
+
     def _finish(self, stopped: str, wall: float) -> metrics_io.RunResult:
-        """Test MAE at the best validation epoch; ``result.json``."""
+        """The test metric at the best validation epoch; ``result.json``."""
         barrier(self.env)
-        test_mae = float("nan")
+        test = float("nan")
         if stopped != "interrupted" and "test" in self.eval_loaders:
             best = load_checkpoint(self.run_dir / BEST, map_location="cpu")
             self.model.load_state_dict(best["model"])
-            test_mae, _ = self.evaluate("test")
+            test, _ = self.evaluate("test")
+        metric = self.task.metric
         result = metrics_io.RunResult(
-            target=self.config.target, unit=self.unit, model=self.config.model, epochs_run=self.state.epoch,
-            best_epoch=self.state.best_epoch, best_valid_mae=self.state.best_valid, test_mae=test_mae,
-            stopped=stopped, wall_time_s=wall, parameters=self.parameters,
+            target=self.task.target, unit=self.unit, model=self.config.model, epochs_run=self.state.epoch,
+            best_epoch=self.state.best_epoch, best_valid_error=self.state.best_valid, test_error=test,
+            stopped=stopped, wall_time_s=wall, parameters=self.parameters, metric=metric,
         )
         if stopped == "interrupted":
             self.log(f"stopped after epoch {self.state.epoch}; continue with --resume {self.run_dir}")
@@ -462,7 +488,7 @@ class Trainer:
         if self.env.is_main:
             metrics_io.write_result(self.run_dir, result)
         self.log(
-            f"test MAE {test_mae:.5g} {self.unit} at best epoch {self.state.best_epoch} "
+            f"test {metric} {test:.5g} {self.unit} at best epoch {self.state.best_epoch} "
             f"(valid {self.state.best_valid:.5g} {self.unit}); run folder {self.run_dir}"
         )
         return result

@@ -1,8 +1,11 @@
-"""Per-epoch metrics of a run: ``metrics.jsonl`` (one JSON object per epoch) and ``learning_curve.png``.
+"""Per-epoch metrics of a run: ``metrics.jsonl`` (one JSON object per epoch), ``learning_curve.png``, ``result.json``.
 
-``train_loss`` is the mean L1 loss on normalised targets ((y − mean)/MAD, dimensionless);
-``valid_mae`` is in the target's unit (the cache manifest's ``targets.units``); ``throughput`` is
-training molecules per second over all ranks.
+The error metric is the task's (:mod:`empcn.train.evaluate`): MAE in the target's unit for scalar
+targets (QM9), MSE of positions in (simulation units)² for N-body. In the JSON files the values are
+named by their metric — ``valid_mae``/``best_valid_mae``/``test_mae`` or ``valid_mse``/
+``best_valid_mse``/``test_mse`` — next to ``"metric"`` (files without it are MAE). ``train_loss`` is
+the task's training loss (L1 on (y − mean)/MAD, dimensionless; or the MSE of positions, with dropout
+active); ``throughput`` is training samples per second over all ranks.
 """
 
 from __future__ import annotations
@@ -10,12 +13,35 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "learning_curve.png"
 RESULT_FILE = "result.json"
+
+#: Fields holding a value of the error metric: stored in JSON as ``<prefix><metric>`` (e.g. ``test_mse``).
+_METRIC_FIELDS = {"valid_error": "valid_", "best_valid_error": "best_valid_", "test_error": "test_"}
+
+
+def _to_json(obj: Any) -> dict[str, Any]:
+    d = asdict(obj)
+    suffix = d["metric"].lower()
+    for name, prefix in _METRIC_FIELDS.items():
+        if name in d:
+            d[prefix + suffix] = d.pop(name)
+    return d
+
+
+def _from_json(cls: type, d: dict[str, Any]) -> Any:
+    d = dict(d)
+    suffix = str(d.setdefault("metric", "MAE")).lower()
+    for name, prefix in _METRIC_FIELDS.items():
+        if prefix + suffix in d:
+            d[name] = d.pop(prefix + suffix)
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -24,37 +50,57 @@ class EpochRecord:
 
     epoch: int  # 1-based
     lr: float  # learning rate at the end of the epoch
-    train_loss: float  # mean normalised L1
-    valid_mae: float  # target unit
-    best_valid_mae: float
+    train_loss: float  # mean training loss of the task
+    valid_error: float  # the metric on the valid split, in ``unit``
+    best_valid_error: float
     unit: str
     time_s: float  # wall time of the epoch's training part
-    throughput: float  # training molecules / s, all ranks
+    throughput: float  # training samples / s, all ranks
     steps: int  # optimiser steps so far
     partial: bool = False
+    metric: str = "MAE"  # "MAE" | "MSE"
+
+    @property
+    def valid_mae(self) -> float:
+        """``valid_error`` (name kept for QM9 callers)."""
+        return self.valid_error
+
+    @property
+    def best_valid_mae(self) -> float:
+        return self.best_valid_error
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """``result.json``: the outcome of a run (test MAE at the best validation epoch)."""
+    """``result.json``: the outcome of a run (test metric at the best validation epoch)."""
 
     target: str
     unit: str
     model: str
     epochs_run: int
     best_epoch: int
-    best_valid_mae: float
-    test_mae: float
-    stopped: str  # "completed" | "time_limit"
-    wall_time_s: float
+    best_valid_error: float
+    test_error: float
+    stopped: str  # "completed" | "time_limit" | "interrupted"
+    wall_time_s: float  # this invocation (a resumed run counts from its resume)
     parameters: int
+    metric: str = "MAE"
+
+    @property
+    def test_mae(self) -> float:
+        """``test_error`` (name kept for QM9 callers)."""
+        return self.test_error
+
+    @property
+    def best_valid_mae(self) -> float:
+        return self.best_valid_error
 
 
 def append_record(run_dir: Path, record: EpochRecord) -> None:
     """Append ``record`` as one JSON line (flushed and fsynced)."""
     path = Path(run_dir) / METRICS_FILE
     with open(path, "a") as f:
-        f.write(json.dumps(asdict(record), sort_keys=True) + "\n")
+        f.write(json.dumps(_to_json(record), sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
@@ -67,7 +113,7 @@ def read_records(run_dir: Path) -> list[EpochRecord]:
     out = []
     for line in path.read_text().splitlines():
         if line.strip():
-            out.append(EpochRecord(**json.loads(line)))
+            out.append(_from_json(EpochRecord, json.loads(line)))
     return out
 
 
@@ -78,20 +124,28 @@ def truncate_records(run_dir: Path, last_epoch: int) -> None:
         return
     keep = [r for r in read_records(run_dir) if r.epoch <= last_epoch]
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in keep))
+    tmp.write_text("".join(json.dumps(_to_json(r), sort_keys=True) + "\n" for r in keep))
     os.replace(tmp, path)
 
 
 def write_result(run_dir: Path, result: RunResult) -> Path:
     path = Path(run_dir) / RESULT_FILE
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(asdict(result), indent=1, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(_to_json(result), indent=1, sort_keys=True) + "\n")
     os.replace(tmp, path)
     return path
 
 
+def read_result(run_dir: Path) -> RunResult | None:
+    """``result.json`` of a run (None when the run has not finished once)."""
+    path = Path(run_dir) / RESULT_FILE
+    if not path.exists():
+        return None
+    return _from_json(RunResult, json.loads(path.read_text()))
+
+
 def plot_learning_curve(run_dir: Path, records: list[EpochRecord] | None = None) -> Path | None:
-    """Draw train loss and validation MAE against epoch into ``learning_curve.png`` (Agg, no display)."""
+    """Draw train loss and the validation metric against epoch into ``learning_curve.png`` (Agg, no display)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -103,12 +157,14 @@ def plot_learning_curve(run_dir: Path, records: list[EpochRecord] | None = None)
     fig = Figure(figsize=(9, 3.6), dpi=100)
     FigureCanvasAgg(fig)
     ax1, ax2 = fig.subplots(1, 2)
+    metric = records[-1].metric
+    loss_label = "train L1 (normalised)" if metric == "MAE" else f"train {metric} [{records[-1].unit}]"
     ax1.plot(epochs, [r.train_loss for r in records], marker="." if len(records) < 50 else None)
-    ax1.set(xlabel="epoch", ylabel="train L1 (normalised)", title="training loss")
-    ax2.plot(epochs, [r.valid_mae for r in records], marker="." if len(records) < 50 else None, label="valid")
-    best = min(records, key=lambda r: r.valid_mae if math.isfinite(r.valid_mae) else math.inf)
-    ax2.axhline(best.valid_mae, color="grey", lw=0.8, ls="--", label=f"best {best.valid_mae:.4g} (epoch {best.epoch})")
-    ax2.set(xlabel="epoch", ylabel=f"MAE [{records[-1].unit}]", title="validation MAE")
+    ax1.set(xlabel="epoch", ylabel=loss_label, title="training loss")
+    ax2.plot(epochs, [r.valid_error for r in records], marker="." if len(records) < 50 else None, label="valid")
+    best = min(records, key=lambda r: r.valid_error if math.isfinite(r.valid_error) else math.inf)
+    ax2.axhline(best.valid_error, color="grey", lw=0.8, ls="--", label=f"best {best.valid_error:.4g} (epoch {best.epoch})")
+    ax2.set(xlabel="epoch", ylabel=f"{metric} [{records[-1].unit}]", title=f"validation {metric}")
     ax2.legend(fontsize=8)
     from matplotlib.ticker import MaxNLocator
 

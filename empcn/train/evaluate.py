@@ -107,6 +107,10 @@ class Task:
         """What is predicted, for log lines."""
         return self.target
 
+    def baseline(self) -> str:
+        """A trivial predictor's score to read the metric against, for log lines ('' when none)."""
+        return ""
+
 
 @dataclass(frozen=True)
 class ScalarTask(Task):
@@ -132,6 +136,9 @@ class ScalarTask(Task):
 
     def defaults(self, model: str, dataset: str) -> TaskDefaults:
         return TaskDefaults.scalar(self.target, self.model_name(model))
+
+    def baseline(self) -> str:
+        return f"predicting the train mean scores MAE ≈ {self.mad:.4g} {self.unit} (the train MAD)"
 
     def collate_spec(self, neighbourhoods: dict[str, tuple[int, int]]) -> CollateSpec:
         return CollateSpec(neighbourhoods=dict(neighbourhoods), target_index=self.target_index)

@@ -30,7 +30,7 @@ from empcn.train import metrics as metrics_io
 from empcn.train.checkpoint import BEST, LAST, RunMeta, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from empcn.train.collate import CollateSpec
 from empcn.train.config import ScheduleChoice, TrainConfig
-from empcn.train.dataset import CacheLayout, ShardStream, make_loader, subset_of_split, target_statistics  # noqa: F401
+from empcn.train.dataset import CacheLayout, ShardStream, make_loader, subset_of_split
 from empcn.train.distributed import (
     DistEnv,
     all_reduce_max,
@@ -426,6 +426,8 @@ class Trainer:
                 f"{f' x {env.world_size} ranks' if env.distributed else ''}, lr {cfg.lr:g} {cfg.schedule}, "
                 f"device {self.device}"
             )
+            if task.baseline():
+                self.log(task.baseline())
         stopped = "completed"
         for epoch in range(self.state.epoch + 1, cfg.epochs + 1):
             loss, count, seconds, cut = self._train_epoch(epoch, deadline)

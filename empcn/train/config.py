@@ -94,9 +94,9 @@ class TrainConfig:
     there (``partial`` in ``metrics.jsonl``), is validated and checkpointed as done, and the run
     tests its best epoch. A resumed run starts at the next epoch with a fresh time budget.
 
-    ``amp``: bf16 autocast on CUDA. bf16 keeps 8 significant bits, so a normalised output near 1 is
-    resolved to ~0.008·MAD (≈ 60 meV for U0, MAD ≈ 8 eV) unless the model pools and reads out in
-    float32; use ``--no-amp`` when chasing MAEs of a few meV.
+    ``amp``: bf16 autocast on CUDA for message passing; every model pools and reads out in float32
+    (bf16's 8 significant bits would otherwise resolve a normalised output only to ~0.008·MAD, ≈ 60
+    meV for U0). ``--no-amp`` runs everything in float32.
     """
 
     cache: str

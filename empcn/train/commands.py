@@ -218,7 +218,7 @@ def predict(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list instead of lines."),
 ) -> None:
     """Predict the run's target for each molecule file: `file  value unit` per line (QM9 runs)."""
-    from empcn.train.evaluate import task_of_run
+    from empcn.train.task import task_of_run
     from empcn.train.predict import PredictError, predict_files
 
     try:

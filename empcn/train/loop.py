@@ -1,6 +1,6 @@
 """The training loop of ``empcn train``: cache → shards → batches → model → checkpoints and metrics.
 
-The cache's manifest picks the task (:mod:`empcn.train.evaluate`, :class:`~empcn.train.evaluate.Task`):
+The cache's manifest picks the task (:mod:`empcn.train.task`, :class:`~empcn.train.task.Task`):
 scalar targets (QM9: L1 loss on ``(y − mean)/MAD``, MAE) or positions (N-body: MSE of the predicted
 positions, no normalisation). The task owns the loss, the metric and its unit and which models fit;
 the loop itself is the same for both. Per run: Adam with a cosine or constant learning-rate
@@ -41,7 +41,8 @@ from empcn.train.distributed import (
     shutdown,
     wrap_model,
 )
-from empcn.train.evaluate import DTYPES, Task, TaskError, autocast, task_error, task_for_cache
+from empcn.train.evaluate import DTYPES, autocast, task_error
+from empcn.train.task import Task, TaskError, task_for_cache
 
 #: Seconds between two redraws of ``learning_curve.png`` (drawing costs ~0.1–0.3 s; N-body epochs ~1 s).
 PLOT_EVERY_S = 60.0

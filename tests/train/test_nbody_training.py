@@ -25,7 +25,8 @@ from empcn.train.checkpoint import RunMeta, load_checkpoint
 from empcn.train.collate import collate
 from empcn.train.config import TaskDefaults, TrainConfig
 from empcn.train.dataset import subset_of_split
-from empcn.train.evaluate import PositionTask, evaluate_run, load_trained
+from empcn.train.evaluate import evaluate_run, load_trained
+from empcn.train.task import PositionTask
 from empcn.train.loop import TrainError, train
 from empcn.train.metrics import read_records, read_result
 

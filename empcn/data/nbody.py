@@ -137,6 +137,12 @@ def _check_positive(owner: str, **values: float) -> None:
             raise ValueError(f"{owner}: {name} must be a finite positive number, got {value!r}")
 
 
+def _check_nonnegative(owner: str, **values: float) -> None:
+    for name, value in values.items():
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
+
+
 class _SavedFrames:
     """Frame bookkeeping shared by the simulator configs (which define dt, num_steps, save_every)."""
 
@@ -177,9 +183,7 @@ class ChargedConfig(_SavedFrames):
         owner = "ChargedConfig"
         _check_stepping(owner, self.num_particles, self.dt, self.num_steps, self.save_every)
         _check_positive(owner, coulomb_k=self.coulomb_k, pos_std=self.pos_std)
-        vel_norm = self.vel_norm
-        if not (isinstance(vel_norm, (int, float)) and math.isfinite(vel_norm) and vel_norm >= 0):
-            raise ValueError(f"{owner}: vel_norm must be a finite number >= 0, got {self.vel_norm!r}")
+        _check_nonnegative(owner, vel_norm=self.vel_norm)
         if self.max_force is not None and not (
             isinstance(self.max_force, (int, float)) and self.max_force > 0
         ):
@@ -215,9 +219,7 @@ class GravityConfig(_SavedFrames):
             mass=self.mass,
             pos_std=self.pos_std,
         )
-        for name, value in (("softening", self.softening), ("vel_std", self.vel_std)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
+        _check_nonnegative(owner, softening=self.softening, vel_std=self.vel_std)
         if not isinstance(self.chunk_bytes, (int, np.integer)) or self.chunk_bytes < 1:
             raise ValueError(f"{owner}: chunk_bytes must be a positive integer, got {self.chunk_bytes!r}")
 

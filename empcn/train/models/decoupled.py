@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from empcn.train.batch import ComplexBatch
 from empcn.train.fully_connected import fully_connected_pairs
-from empcn.train.models.egnn import EGNNLayer
+from empcn.train.models.egnn import EGNN, EGNNConfig
 from empcn.train.models.layers import (
     EmbeddingKind,
     GatedMessage,
@@ -119,15 +119,13 @@ class DecoupledEMPCN(nn.Module):
         super().__init__()
         self.config = config
         h, hr = config.hidden, config.ring_hidden
-        node_part = nn.Module()
-        node_part.embed = nn.Linear(config.in_node_features, h)
-        node_part.layers = nn.ModuleList(
-            EGNNLayer(h, attention=config.attention, residual=config.residual, dropout=config.dropout)
-            for _ in range(config.layers)
+        # the node part is exactly the standalone EGNN (embed, layers, node_dec, graph_dec)
+        self.node_part = EGNN(
+            EGNNConfig(
+                in_node_features=config.in_node_features, hidden=h, layers=config.layers,
+                attention=config.attention, residual=config.residual, dropout=config.dropout,
+            )
         )
-        node_part.node_dec = mlp([h, h, h])
-        node_part.graph_dec = mlp([h, h, 1])
-        self.node_part = node_part
 
         def emb(in_dim: int, seed: int) -> nn.Module:
             return invariant_embedding(

@@ -51,11 +51,6 @@ class EvalResult:
     epoch: int
     noun: str = "molecules"
 
-    @property
-    def mae(self) -> float:
-        """The value (kept for QM9 callers; an MSE for a positions run)."""
-        return self.value
-
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d[self.metric.lower()] = d.pop("value")

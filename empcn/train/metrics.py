@@ -60,15 +60,6 @@ class EpochRecord:
     partial: bool = False
     metric: str = "MAE"  # "MAE" | "MSE"
 
-    @property
-    def valid_mae(self) -> float:
-        """``valid_error`` (name kept for QM9 callers)."""
-        return self.valid_error
-
-    @property
-    def best_valid_mae(self) -> float:
-        return self.best_valid_error
-
 
 @dataclass(frozen=True)
 class RunResult:
@@ -85,15 +76,6 @@ class RunResult:
     wall_time_s: float  # this invocation (a resumed run counts from its resume)
     parameters: int
     metric: str = "MAE"
-
-    @property
-    def test_mae(self) -> float:
-        """``test_error`` (name kept for QM9 callers)."""
-        return self.test_error
-
-    @property
-    def best_valid_mae(self) -> float:
-        return self.best_valid_error
 
 
 def append_record(run_dir: Path, record: EpochRecord) -> None:

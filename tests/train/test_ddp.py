@@ -50,7 +50,7 @@ WORKER = textwrap.dedent(
     rank = trainer.env.rank
     torch.save(final[0], f"{probe}/weights-{rank}.pt")  # run() ends holding best.pt's weights
     with open(f"{probe}/batches-{rank}.json", "w") as f:
-        json.dump({"epochs": seen, "steps": len(trainer.train_stream), "test_mae": result.test_mae}, f)
+        json.dump({"epochs": seen, "steps": len(trainer.train_stream), "test_mae": result.test_error}, f)
     shutdown_quietly(trainer.env)
     """
 )

@@ -54,18 +54,18 @@ def test_a_run_leaves_a_complete_folder(finished, qm9_cache: Path) -> None:
     assert TrainConfig.load(run) == config.resolved()
     records = read_records(run)
     assert [r.epoch for r in records] == [1, 2]
-    assert all(r.unit == unit and np.isfinite(r.valid_mae) and r.throughput > 0 for r in records)
+    assert all(r.unit == unit and np.isfinite(r.valid_error) and r.throughput > 0 for r in records)
     assert records[0].lr > records[1].lr >= 0  # cosine decay over the run's steps
-    assert records[-1].best_valid_mae == min(r.valid_mae for r in records)
+    assert records[-1].best_valid_error == min(r.valid_error for r in records)
     assert (run / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((run / "result.json").read_text())
     assert saved["unit"] == unit and saved["stopped"] == "completed" and saved["epochs_run"] == 2
     best = load_checkpoint(run / "best.pt")
-    assert best["epoch"] == result.best_epoch == min(records, key=lambda r: r.valid_mae).epoch
+    assert best["epoch"] == result.best_epoch == min(records, key=lambda r: r.valid_error).epoch
     # the test MAE the run reports is what `empcn evaluate` measures on best.pt
     again = evaluate_run(run, "test", device="cpu")
     assert again.unit == unit and again.samples == len(open_cache(qm9_cache).splits["test"])
-    assert again.mae == pytest.approx(result.test_mae, rel=1e-12)
+    assert again.value == pytest.approx(result.test_error, rel=1e-12)
     meta = RunMeta.from_dict(best["meta"])
     assert meta.mean == manifest["targets"]["train_mean"]["U0"] and meta.mad == manifest["targets"]["train_mad"]["U0"]
     assert meta.neighbourhoods.keys() == set(meta.model_config["neighbourhoods"])
@@ -90,7 +90,7 @@ def test_resume_continues_exactly(qm9_cache: Path, tmp_path: Path) -> None:
         assert all(torch.equal(pa[k], pb[k]) for k in pa)
     assert a["state"] == b["state"] and a["scheduler"] == b["scheduler"]
     ra, rb = read_records(tmp_path / "straight"), read_records(tmp_path / "split")
-    assert [(r.epoch, r.train_loss, r.valid_mae) for r in ra] == [(r.epoch, r.train_loss, r.valid_mae) for r in rb]
+    assert [(r.epoch, r.train_loss, r.valid_error) for r in ra] == [(r.epoch, r.train_loss, r.valid_error) for r in rb]
 
 
 class _PoisonAfter(torch.nn.Module):
@@ -157,7 +157,7 @@ def test_a_cache_failing_its_checksums_is_refused(qm9_cache: Path, tmp_path: Pat
 def test_time_limit_stops_cleanly_and_tests_the_best_epoch(qm9_cache: Path, tmp_path: Path) -> None:
     result = train(small(qm9_cache, tmp_path / "run", epochs=50, time_limit=1e-6))
     assert result.stopped == "time_limit" and result.epochs_run == 1 and result.best_epoch == 1
-    assert np.isfinite(result.test_mae)
+    assert np.isfinite(result.test_error)
     assert json.loads((tmp_path / "run" / "result.json").read_text())["stopped"] == "time_limit"
     records = read_records(tmp_path / "run")
     assert len(records) == 1 and records[0].partial

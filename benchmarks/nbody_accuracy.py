@@ -110,6 +110,12 @@ def train_options(args: argparse.Namespace, epochs: int) -> list[str]:
         opts += ["--lr", str(args.lr)]
     if args.train_size is not None:
         opts += ["--train-size", str(args.train_size)]
+    if args.dropout is not None:
+        opts += ["--dropout", str(args.dropout)]
+    if args.weight_decay is not None:
+        opts += ["--weight-decay", str(args.weight_decay)]
+    for option in args.model_option:
+        opts += ["--model-option", option]
     return opts
 
 
@@ -122,6 +128,7 @@ def seconds_per_epoch(args: argparse.Namespace) -> float:
         config = TrainConfig(
             cache=str(args.cache), model=args.model, out=str(Path(tmp) / "run"), epochs=2, lr=args.lr,
             schedule=args.schedule, train_size=args.train_size, device=args.device, verify=False, progress=False,
+            dropout=args.dropout, model_options=tuple(args.model_option),
         )
         trainer = Trainer(config)
         trainer._train_epoch(1, None)  # warm-up: allocator, caches of decoded shards
@@ -165,6 +172,10 @@ def main(argv: list[str] | None = None) -> Row:
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 5e-4, the papers')")
     parser.add_argument("--train-size", type=int, default=None, help="training systems (default: all 3,000)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--dropout", type=float, default=None, help="dropout (default: the model's)")
+    parser.add_argument("--weight-decay", type=float, default=None, help="Adam weight decay (default: 1e-12)")
+    parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="passed to `empcn train --model-option` (repeatable)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     args.out = args.out or Path("runs") / f"bench-nbody-{args.model}"

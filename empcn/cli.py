@@ -34,6 +34,11 @@ class SystemChoice(str, Enum):
     gravity = "gravity"
 
 
+class InitialChoice(str, Enum):
+    egnn = "egnn"
+    seeded = "seeded"
+
+
 class SplitChoice(str, Enum):
     cormorant = "cormorant"
     empsn = "empsn"
@@ -69,6 +74,11 @@ def lift(
     system: SystemChoice = typer.Option(SystemChoice.charged, help="N-body: charged 5-body or 100-body gravity."),
     sims: Optional[str] = typer.Option(
         None, help="N-body: simulations per split as TRAIN,VALID,TEST (default 3000,2000,2000)."
+    ),
+    initial_states: Optional[InitialChoice] = typer.Option(
+        None,
+        help="N-body initial states: egnn = the systems of EGNN's data set (charged default; at most "
+        "10000,2000,2000 simulations), seeded = one random stream per split (gravity default).",
     ),
     strict: bool = typer.Option(False, help="Stop at the first bad sample instead of skipping it."),
     resume: bool = typer.Option(False, help="Keep verified shards of an interrupted run with the same parameters."),
@@ -106,6 +116,7 @@ def lift(
                 system=system.value,
                 out=out,
                 splits=standard_splits(_parse_sims(sims)),
+                initial_states=initial_states.value if initial_states is not None else None,
                 shard_size=shard_size or 1000,
                 workers=n_workers,
                 resume=resume,

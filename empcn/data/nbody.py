@@ -62,23 +62,27 @@ Matches:
     observation noise; 3000 / 2000 / 2000 train / valid / test simulations and a horizon of
     1000 steps between input and target frame.
 
+Reproduced exactly (the default of ``empcn lift --dataset nbody``):
+    * Initial states. :func:`egnn_initial_states` replays the reference's random stream (numpy's
+      legacy ``RandomState`` seeded 43; per simulation the charges, positions, velocity directions
+      and two discarded noise arrays; 10,000 training then 2,000 validation then 2,000 test
+      simulations, of which the papers keep the first 3,000 training ones). Integrated here, the
+      stored frames equal the reference's to ~1e-10 (rounding differences grow through close
+      encounters; the worst of 30 simulations checked differed by 4e-6, far below float32).
+    * Frames. The reference writes its first saved state at step 100 (its frame counter starts at 0
+      and the initial state is overwritten), so its "frames 30 → 40" are steps 3100 → 4100. Here
+      frame t is exactly step 100·t (50 frames, frame 0 = initial state), so the standard task is
+      ``INPUT_FRAME = 31 → TARGET_FRAME = 41``.
+
 Deliberate differences:
-    * Frame indexing. The reference writes the initial state into slot 0 and then overwrites it
-      with step 100 (its frame counter starts at 0), giving 49 frames at steps 100 .. 4900; its
-      "frames 30 → 40" are steps 3100 → 4100. Here frame t is exactly step 100·t (50 frames,
-      frame 0 = initial state), so input frame 30 → target frame 40 is steps 3000 → 4000: same
-      1000-step horizon, time origin shifted by 100 steps.
     * No box. The reference reflects only the *initial* positions off walls at ±5 (its in-loop
       wall clamp is commented out; NRI's 2-D original keeps it); that affects a coordinate with
-      probability ~6e-7. Here there are no walls at all.
-    * Random numbers. The reference draws every simulation sequentially from numpy's global
-      MT19937 stream (seed 43 for EGNN's "nbody_small"; EGNN keeps the first 3000 of 10000
-      training simulations). Here each split has its own ``default_rng`` (PCG64) seed and all
-      initial conditions of a split are drawn at once (charges, then positions, then
-      velocities), so individual trajectories are not bit-for-bit those of the reference —
-      only the distribution is the same.
+      probability ~6e-7 and none of the 5,000 simulations the papers use. Here there are no walls.
     * Pair distances are computed from explicit differences, not from ``|a|² + |b|² − 2a·b``,
-      which avoids cancellation for close pairs.
+      which avoids cancellation for close pairs (the source of the ~1e-10 differences above).
+    * :func:`simulate_charged` with a seed (``--initial-states seeded``, and the tests) draws each
+      split from its own ``default_rng`` (PCG64) stream, all initial conditions at once: the same
+      distribution, not the same systems.
 
 The gravity system has no counterpart in the reference; its setting is the one given above.
 """
@@ -100,6 +104,12 @@ __all__ = [
     "INPUT_FRAME",
     "TARGET_FRAME",
     "simulate_charged",
+    "integrate_charged",
+    "charged_initial_state",
+    "egnn_initial_states",
+    "ChargedInitialState",
+    "EGNN_STREAM_SEED",
+    "EGNN_STREAM_BLOCKS",
     "simulate_gravity",
     "energy_charged",
     "energy_gravity",
@@ -107,10 +117,10 @@ __all__ = [
     "generate_split",
 ]
 
-INPUT_FRAME = 30
-"""Default input frame of the standard task (step 3000 with the default config)."""
-TARGET_FRAME = 40
-"""Default target frame of the standard task (step 4000: 1000 steps after the input)."""
+INPUT_FRAME = 31
+"""Default input frame of the standard task: step 3100, the reference's saved "frame 30"."""
+TARGET_FRAME = 41
+"""Default target frame of the standard task: step 4100 (1000 steps after the input), the reference's "frame 40"."""
 
 
 # --------------------------------------------------------------------------- configuration
@@ -295,6 +305,83 @@ class _CoulombForce:
         return self.force
 
 
+@dataclass(frozen=True)
+class ChargedInitialState:
+    """Initial conditions of S charged systems: charge (S, N) in {−1, +1}; pos, vel (S, N, 3); float64."""
+
+    charge: np.ndarray
+    pos: np.ndarray
+    vel: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.charge.shape[0])
+
+    def head(self, count: int) -> "ChargedInitialState":
+        """The first ``count`` systems."""
+        return ChargedInitialState(self.charge[:count], self.pos[:count], self.vel[:count])
+
+
+def charged_initial_state(num_sims: int, config: ChargedConfig = ChargedConfig(), seed: int = 0) -> ChargedInitialState:
+    """Draw ``num_sims`` initial states from ``np.random.default_rng(seed)``: all charges, then all
+    positions, then all velocity directions (so a split is one vectorised draw)."""
+    _check_num_sims("charged_initial_state", num_sims)
+    s, n = int(num_sims), config.num_particles
+    rng = np.random.default_rng(seed)
+    charge = rng.integers(0, 2, size=(s, n)).astype(np.float64) * 2.0 - 1.0
+    pos0 = rng.standard_normal((s, n, 3)) * config.pos_std
+    direction = rng.standard_normal((s, n, 3))
+    return ChargedInitialState(charge, pos0, _scale_to_norm(direction, config.vel_norm))
+
+
+def _scale_to_norm(direction: np.ndarray, norm: float) -> np.ndarray:
+    """Rescale every ``(…, 3)`` vector to length ``norm``."""
+    return direction * (norm / np.sqrt(np.einsum("...c,...c->...", direction, direction)))[..., None]
+
+
+EGNN_STREAM_SEED = 43
+"""Seed of EGNN's "nbody_small" generator run (``generate_dataset.py --seed 43 --sufix small``)."""
+EGNN_STREAM_BLOCKS: tuple[tuple[str, int], ...] = (("train", 10000), ("valid", 2000), ("test", 2000))
+"""Simulations that run draws, in order: 10,000 training (the papers keep the first 3,000), then
+2,000 validation and 2,000 test simulations."""
+
+
+def egnn_initial_states(
+    config: ChargedConfig = ChargedConfig(),
+    seed: int = EGNN_STREAM_SEED,
+    blocks: tuple[tuple[str, int], ...] = EGNN_STREAM_BLOCKS,
+) -> dict[str, ChargedInitialState]:
+    """The initial states of EGNN's N-body data set, drawn in its generator's order.
+
+    EGNN's generator seeds numpy's legacy global ``RandomState`` once and then, simulation after
+    simulation and block after block (``blocks``), draws the charges as ``choice([−1, 0, 1],
+    size=(N, 1), p=[½, 0, ½])``, the positions as ``randn(3, N) · pos_std`` and the velocity
+    directions as ``randn(3, N)`` (coordinate-major), the latter rescaled to norm ``vel_norm``; after
+    integrating it draws observation noise for its position and velocity arrays (``2 · 49 · 3 · N``
+    normals, multiplied by a noise variance of 0), which advances the stream all the same. This
+    replays that sequence with a ``RandomState(seed)`` of our own, so the returned states are the
+    reference's to the last bit (``tests/data/test_nbody.py`` checks the legacy-stream properties this
+    relies on). Only the draws are sequential (3 small calls per simulation, ~0.1 s for 14,000).
+    Returns one :class:`ChargedInitialState` per block name.
+    """
+    n = config.num_particles
+    rs = np.random.RandomState(seed)
+    charge_values = np.array([-1.0, 0.0, 1.0])
+    noise_draws = 2 * (config.num_frames - 1) * 3 * n  # its arrays hold frames 1 .. num_frames − 1
+    out: dict[str, ChargedInitialState] = {}
+    for name, count in blocks:
+        _check_num_sims(f"egnn_initial_states[{name}]", count)
+        charge = np.empty((count, n))
+        pos = np.empty((count, n, 3))
+        direction = np.empty((count, n, 3))
+        for k in range(count):
+            charge[k] = rs.choice(charge_values, size=(n, 1), p=[0.5, 0.0, 0.5])[:, 0]
+            pos[k] = rs.randn(3, n).T * config.pos_std
+            direction[k] = rs.randn(3, n).T
+            rs.randn(noise_draws)  # the reference adds observation noise × 0 to its 2 trajectory arrays
+        out[name] = ChargedInitialState(charge, pos, _scale_to_norm(direction, config.vel_norm))
+    return out
+
+
 def simulate_charged(num_sims: int, config: ChargedConfig = ChargedConfig(), seed: int = 0) -> Trajectories:
     """Simulate ``num_sims`` charged-particle systems; see the module docstring for the physics.
 
@@ -303,12 +390,22 @@ def simulate_charged(num_sims: int, config: ChargedConfig = ChargedConfig(), see
     takes ~6.5 s (benchmarks/nbody_generate.py).
     """
     _check_num_sims("simulate_charged", num_sims)
-    s, n = int(num_sims), config.num_particles
-    rng = np.random.default_rng(seed)
-    charge = rng.integers(0, 2, size=(s, n)).astype(np.float64) * 2.0 - 1.0
-    pos0 = rng.standard_normal((s, n, 3)) * config.pos_std
-    direction = rng.standard_normal((s, n, 3))
-    vel0 = direction * (config.vel_norm / np.sqrt(np.einsum("snc,snc->sn", direction, direction)))[..., None]
+    return integrate_charged(charged_initial_state(num_sims, config, seed), config, f"seed {seed}")
+
+
+def integrate_charged(
+    initial: ChargedInitialState, config: ChargedConfig = ChargedConfig(), label: str = "given initial state"
+) -> Trajectories:
+    """Integrate charged systems from ``initial`` (frame 0); ``label`` names them in errors."""
+    s, n = len(initial), config.num_particles
+    if initial.charge.shape != (s, n) or initial.pos.shape != (s, n, 3) or initial.vel.shape != (s, n, 3):
+        raise ValueError(
+            f"integrate_charged: initial state must be charge (S, {n}), pos/vel (S, {n}, 3) for "
+            f"{n} particles, got {initial.charge.shape}, {initial.pos.shape}, {initial.vel.shape}"
+        )
+    charge = np.asarray(initial.charge, dtype=np.float64)
+    pos0 = np.asarray(initial.pos, dtype=np.float64)
+    vel0 = np.asarray(initial.vel, dtype=np.float64)
 
     frames = config.num_frames
     pos_out = np.empty((s, frames, n, 3))
@@ -332,16 +429,16 @@ def simulate_charged(num_sims: int, config: ChargedConfig = ChargedConfig(), see
                 np.add(xf, step, out=xf)  # drift: x_{n+1} = x_n + dt v_{n+1}
             pos_out[:, frame] = x.transpose(2, 0, 1)
             vel_out[:, frame] = v.transpose(2, 0, 1)
-    _check_finite("simulate_charged", seed, pos_out, vel_out)
+    _check_finite("integrate_charged", label, pos_out, vel_out)
     return Trajectories(pos=pos_out, vel=vel_out, charge=charge, mass=None, dt_frame=config.dt_frame)
 
 
-def _check_finite(fn: str, seed: int, pos: np.ndarray, vel: np.ndarray) -> None:
+def _check_finite(fn: str, label: str, pos: np.ndarray, vel: np.ndarray) -> None:
     bad = ~(np.isfinite(pos).all(axis=(1, 2, 3)) & np.isfinite(vel).all(axis=(1, 2, 3)))
     if bad.any():
         idx = np.flatnonzero(bad)
         raise FloatingPointError(
-            f"{fn} (seed {seed}): non-finite state in {idx.size} simulation(s), first index {idx[0]} "
+            f"{fn} ({label}): non-finite state in {idx.size} simulation(s), first index {idx[0]} "
             "(two particles coincided; lower dt or enable force clipping)"
         )
 
@@ -430,7 +527,7 @@ def simulate_gravity(num_sims: int, config: GravityConfig = GravityConfig(), see
                 np.add(v, step, out=v)  # kick ½
             pos_out[lo:hi, frame] = x.transpose(2, 0, 1)
             vel_out[lo:hi, frame] = v.transpose(2, 0, 1)
-    _check_finite("simulate_gravity", seed, pos_out, vel_out)
+    _check_finite("simulate_gravity", f"seed {seed}", pos_out, vel_out)
     return Trajectories(pos=pos_out, vel=vel_out, charge=None, mass=mass, dt_frame=config.dt_frame)
 
 
@@ -532,9 +629,10 @@ STANDARD_CHARGED_SPLITS: tuple[NBodySplit, ...] = (
     NBodySplit("valid", 2000, 44),
     NBodySplit("test", 2000, 45),
 )
-"""EGNN-sized charged splits. Seeds 43/44/45 are distinct so the splits are independent
-streams; 43 echoes EGNN's "nbody_small" seed, but the generators differ so no trajectory of the
-reference is reproduced."""
+"""EGNN-sized charged splits. With the EGNN stream (the lift's default for the charged system) each
+split is the first ``num_sims`` simulations of the block of the same name in
+:data:`EGNN_STREAM_BLOCKS` and the seeds are not used; with seeded initial states (gravity, or
+``--initial-states seeded``) seeds 43/44/45 give three independent streams."""
 
 
 @dataclass(frozen=True)
@@ -559,8 +657,13 @@ def generate_split(
     config: ChargedConfig | GravityConfig = ChargedConfig(),
     frame_in: int = INPUT_FRAME,
     frame_target: int = TARGET_FRAME,
+    initial: ChargedInitialState | None = None,
 ) -> SplitArrays:
-    """Simulate ``split`` with ``config`` (its type picks the system) and cut input/target frames."""
+    """Simulate ``split`` with ``config`` (its type picks the system) and cut input/target frames.
+
+    ``initial``: the split's initial states (charged only, e.g. from :func:`egnn_initial_states`);
+    ``None`` draws them from ``split.seed``.
+    """
     if isinstance(config, ChargedConfig):
         simulate = simulate_charged
     elif isinstance(config, GravityConfig):
@@ -576,7 +679,16 @@ def generate_split(
             f"generate_split[{split.name}]: need 0 <= frame_in ({frame_in}) < frame_target "
             f"({frame_target}) < num_frames ({frames})"
         )
-    traj = simulate(split.num_sims, config, split.seed)
+    if initial is None:
+        traj = simulate(split.num_sims, config, split.seed)
+    elif isinstance(config, ChargedConfig):
+        if len(initial) != split.num_sims:
+            raise ValueError(
+                f"generate_split[{split.name}]: {len(initial)} initial states for {split.num_sims} simulations"
+            )
+        traj = integrate_charged(initial, config, f"split {split.name}")
+    else:
+        raise TypeError(f"generate_split[{split.name}]: initial states are only supported for the charged system")
     return SplitArrays(
         name=split.name,
         pos_in=np.ascontiguousarray(traj.pos[:, frame_in]),

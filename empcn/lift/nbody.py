@@ -65,6 +65,7 @@ __all__ = [
 
 SystemKind = Literal["charged", "gravity"]
 CellKind = Literal["full", "knn"]
+InitialStates = Literal["egnn", "seeded"]
 
 UNITS = "simulation units"
 _KNN_CHUNK = 64  # samples per knn_graph call: its (S, N, N, 3) float64 scratch stays ~15 MB at N = 100
@@ -102,6 +103,7 @@ class NBodyLiftConfig:
     cells: CellKind | None = None
     k: int = 6
     max_ring: int = 3
+    initial_states: InitialStates | None = None
     shard_size: int = 1000
     workers: int = 1
     progress: bool = True
@@ -126,6 +128,18 @@ class NBodyLiftConfig:
         for s in self.splits:
             if not isinstance(s.num_sims, (int, np.integer)) or isinstance(s.num_sims, bool) or s.num_sims < 1:
                 raise bad(f"split {s.name!r}: num_sims must be a positive integer, got {s.num_sims!r}")
+        if self.initial_states not in (None, "egnn", "seeded"):
+            raise bad(f"initial_states must be 'egnn' or 'seeded', got {self.initial_states!r}")
+        if self.initial_source == "egnn":
+            if self.system != "charged":
+                raise bad("initial_states 'egnn' exists only for the charged system (EGNN's data set)")
+            blocks = dict(sim.EGNN_STREAM_BLOCKS)
+            for s in self.splits:
+                if s.name not in blocks or s.num_sims > blocks[s.name]:
+                    raise bad(
+                        f"split {s.name!r} with {s.num_sims} simulations is not part of EGNN's stream "
+                        f"(blocks {blocks}); use initial_states='seeded' (--initial-states seeded)"
+                    )
         frames = self.simulator_config.num_frames
         if not 0 <= self.frame_in < self.frame_target < frames:
             raise bad(f"need 0 <= frame_in ({self.frame_in}) < frame_target ({self.frame_target}) < {frames} frames")
@@ -145,6 +159,13 @@ class NBodyLiftConfig:
         return ChargedConfig() if self.system == "charged" else GravityConfig()
 
     @property
+    def initial_source(self) -> InitialStates:
+        """Where the initial states come from ("egnn" or "seeded")."""
+        if self.initial_states is not None:
+            return self.initial_states
+        return "egnn" if self.system == "charged" else "seeded"
+
+    @property
     def cell_kind(self) -> CellKind:
         """The 1-cell graph in effect ("full" or "knn")."""
         if self.cells is not None:
@@ -156,6 +177,7 @@ class NBodyLiftConfig:
         return {
             "system": self.system,
             "splits": [asdict(s) for s in self.splits],
+            "initial_states": self.initial_source,
             "simulator": asdict(self.simulator_config),
             "frame_in": self.frame_in,
             "frame_target": self.frame_target,
@@ -274,9 +296,13 @@ class NBodySamples:
 
 def simulate_splits(config: NBodyLiftConfig) -> list[SplitArrays]:
     """Simulate every split (in parallel over splits when ``workers > 1``); raises LiftError on blow-up."""
-    run = partial(
-        sim.generate_split, config=config.simulator_config, frame_in=config.frame_in, frame_target=config.frame_target
-    )
+    simulator = config.simulator_config
+    jobs: list[tuple[NBodySplit, sim.ChargedInitialState | None]] = [(s, None) for s in config.splits]
+    if config.initial_source == "egnn":
+        assert isinstance(simulator, ChargedConfig)
+        states = sim.egnn_initial_states(simulator)
+        jobs = [(s, states[s.name].head(s.num_sims)) for s in config.splits]
+    run = partial(_generate, config=simulator, frame_in=config.frame_in, frame_target=config.frame_target)
     bar = None
     if config.progress:
         from tqdm import tqdm
@@ -287,13 +313,13 @@ def simulate_splits(config: NBodyLiftConfig) -> list[SplitArrays]:
     try:
         if config.workers > 1 and len(config.splits) > 1:
             with mp.get_context("fork").Pool(min(config.workers, len(config.splits))) as pool:
-                for arrays in pool.imap(run, config.splits):
+                for arrays in pool.imap(run, jobs):
                     out.append(arrays)
                     if bar is not None:
                         bar.update(1)
         else:
-            for split in config.splits:
-                out.append(run(split))
+            for job in jobs:
+                out.append(run(job))
                 if bar is not None:
                     bar.update(1)
     except FloatingPointError as exc:
@@ -302,6 +328,14 @@ def simulate_splits(config: NBodyLiftConfig) -> list[SplitArrays]:
         if bar is not None:
             bar.close()
     return out
+
+
+def _generate(
+    job: tuple[NBodySplit, sim.ChargedInitialState | None], config: ChargedConfig | GravityConfig, frame_in: int,
+    frame_target: int,
+) -> SplitArrays:
+    split, initial = job
+    return sim.generate_split(split, config, frame_in, frame_target, initial=initial)
 
 
 def gather_samples(arrays: Sequence[SplitArrays]) -> NBodySamples:
@@ -383,6 +417,7 @@ def source_fingerprint(config: NBodyLiftConfig) -> str:
         "system": config.system,
         "simulator": asdict(config.simulator_config),
         "splits": [asdict(s) for s in config.splits],
+        "initial_states": config.initial_source,
         "code": {"empcn": __version__, "simulator_source_sha256": code},
     }
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode("utf-8")).hexdigest()
@@ -430,13 +465,31 @@ def _splits(config: NBodyLiftConfig, samples: NBodySamples) -> tuple[dict[str, n
         "scheme": "simulation",
         "order": [s.name for s in config.splits],
         "ranges": ranges,
-        "seeds": {s.name: s.seed for s in config.splits},
+        **_stream_info(config),
         "codes": {s.name: code for code, s in enumerate(config.splits)},
         "counts": {name: int(len(idx)) for name, idx in splits.items()},
         "datasets": {name: f"splits/{name}" for name in splits},
-        "defined_over": "one sample per simulation; each split is its own simulation stream (seed)",
+        "defined_over": (
+            "one sample per simulation; each split is the head of the block of the same name in EGNN's stream"
+            if config.initial_source == "egnn"
+            else "one sample per simulation; each split is its own simulation stream (seed)"
+        ),
     }
     return splits, info
+
+
+def _stream_info(config: NBodyLiftConfig) -> dict[str, Any]:
+    """How the initial states were drawn, for the manifest."""
+    if config.initial_source == "egnn":
+        return {
+            "initial_states": "egnn",
+            "stream": {
+                "generator": "numpy legacy RandomState (MT19937), EGNN's draw order",
+                "seed": sim.EGNN_STREAM_SEED,
+                "blocks": dict(sim.EGNN_STREAM_BLOCKS),
+            },
+        }
+    return {"initial_states": "seeded", "seeds": {s.name: s.seed for s in config.splits}}
 
 
 def _merge(results: Sequence[pipeline.ShardResult], key: str) -> dict[str, int]:
@@ -472,7 +525,7 @@ def _manifest_base(
             "system": config.system,
             "function": f"empcn.data.nbody.{simulate}",
             "config": asdict(simulator),
-            "seeds": {s.name: s.seed for s in config.splits},
+            **_stream_info(config),
             "num_particles": simulator.num_particles,
             "dt_frame": simulator.dt_frame,
             "frame_in": config.frame_in,

@@ -119,6 +119,9 @@ def train(
     limit_batches: Optional[int] = typer.Option(None, min=1, help="At most N batches per epoch and split (smoke tests)."),
     verify: Optional[bool] = typer.Option(None, "--verify/--no-verify", help="Check the cache's checksums first (default: on)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar per epoch (default: on)."),
+    model_option: Optional[list[str]] = typer.Option(
+        None, help="KEY=VALUE: set a field of the model's config, e.g. fourier_scale=0.5 (repeatable; docs/models.md)."
+    ),
 ) -> None:
     """Train EGNN, EMPCN or decoupled EMPCN on a lifted cache (data-parallel under torchrun).
 
@@ -152,6 +155,7 @@ def train(
         "limit_batches": limit_batches,
         "verify": verify,
         "progress": progress,
+        "model_options": tuple(model_option) if model_option else None,
     }
     try:
         if resume is not None:

@@ -124,8 +124,12 @@ class TrainConfig:
     limit_batches: int | None = None  # at most this many batches per epoch and split (smoke tests)
     verify: bool = True  # check the cache's checksums before training
     progress: bool = True  # tqdm bar per epoch
+    model_options: tuple[str, ...] = ()  # "KEY=VALUE" fields of the model's config (--model-option)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.model_options, tuple):  # a list after a JSON round trip
+            object.__setattr__(self, "model_options", tuple(self.model_options))
+
         def need(ok: bool, option: str, what: str, value: Any) -> None:
             if not ok:
                 raise ConfigError(f"--{option.replace('_', '-')} must be {what}, got {value!r}")

@@ -42,6 +42,7 @@ from empcn.train.distributed import (
     wrap_model,
 )
 from empcn.train.evaluate import DTYPES, autocast, task_error
+from empcn.train.model_options import apply_model_options
 from empcn.train.task import Task, TaskError, task_for_cache
 
 #: Seconds between two redraws of ``learning_curve.png`` (drawing costs ~0.1–0.3 s; N-body epochs ~1 s).
@@ -108,7 +109,7 @@ def build_model_config(config: TrainConfig, spec: CollateSpec, has_edge_order: b
     if hasattr(base, "in_edge_features") and config.edge_features and has_edge_order:
         changes["in_edge_features"] = spec.edge_features
     try:
-        return replace(base, **changes)
+        return apply_model_options(replace(base, **changes), config.model_options)
     except ValueError as exc:
         raise TrainError(str(exc)) from None
 

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from empcn.data.nbody import (
+    EGNN_STREAM_BLOCKS,
+    INPUT_FRAME,
     STANDARD_CHARGED_SPLITS,
+    TARGET_FRAME,
+    ChargedInitialState,
     ChargedConfig,
     GravityConfig,
     NBodySplit,
     energy_charged,
+    egnn_initial_states,
     energy_gravity,
     generate_split,
+    integrate_charged,
     knn_graph,
     simulate_charged,
     simulate_gravity,
@@ -243,9 +251,9 @@ def test_generate_split_cuts_input_and_target_frames():
     arrays = generate_split(split, cfg)
     tr = simulate_charged(4, cfg, seed=9)
     assert arrays.name == "tiny"
-    np.testing.assert_array_equal(arrays.pos_in, tr.pos[:, 30])
-    np.testing.assert_array_equal(arrays.vel_in, tr.vel[:, 30])
-    np.testing.assert_array_equal(arrays.target_pos, tr.pos[:, 40])
+    np.testing.assert_array_equal(arrays.pos_in, tr.pos[:, INPUT_FRAME])
+    np.testing.assert_array_equal(arrays.vel_in, tr.vel[:, INPUT_FRAME])
+    np.testing.assert_array_equal(arrays.target_pos, tr.pos[:, TARGET_FRAME])
     np.testing.assert_array_equal(arrays.charge, tr.charge)
     assert arrays.mass is None
     assert arrays.pos_in.shape == (4, 5, 3) and arrays.charge.shape == (4, 5)
@@ -287,3 +295,58 @@ def test_bad_input_gives_clear_error(make, match):
     with pytest.raises(ValueError, match=match):
         make()
 
+
+
+# --------------------------------------------------------------------------- EGNN's data set
+
+EGNN_REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "nbody" / "egnn_reference.json"
+
+
+def test_standard_frames_are_the_reference_steps_3100_to_4100():
+    cfg = ChargedConfig()
+    assert INPUT_FRAME * cfg.save_every == 3100 and TARGET_FRAME * cfg.save_every == 4100
+
+
+def test_egnn_stream_reproduces_the_reference_systems():
+    """The first training systems of EGNN's data set, as EGNN's own generator wrote them (fixture)."""
+    ref = json.loads(EGNN_REFERENCE.read_text())["systems"]
+    states = egnn_initial_states(blocks=(("train", len(ref)),))["train"]
+    traj = integrate_charged(states)
+    for k, system in enumerate(ref):
+        np.testing.assert_array_equal(traj.charge[k], system["charge"])
+        # the reference's saved frame f is step 100 (f + 1): our frame f + 1
+        np.testing.assert_allclose(traj.pos[k, INPUT_FRAME], system["pos_frame30"], rtol=0, atol=1e-7)
+        np.testing.assert_allclose(traj.vel[k, INPUT_FRAME], system["vel_frame30"], rtol=0, atol=1e-7)
+        np.testing.assert_allclose(traj.pos[k, TARGET_FRAME], system["pos_frame40"], rtol=0, atol=1e-7)
+
+
+def test_egnn_stream_blocks_are_consecutive_and_heads_are_stable():
+    blocks = (("train", 6), ("valid", 3), ("test", 2))
+    states = egnn_initial_states(blocks=blocks)
+    assert {name: len(st) for name, st in states.items()} == dict(blocks)
+    # a block's states do not depend on how long the *later* blocks are
+    shorter = egnn_initial_states(blocks=(("train", 6), ("valid", 2)))
+    np.testing.assert_array_equal(shorter["valid"].pos, states["valid"].pos[:2])
+    # but they do depend on the earlier ones: valid follows all of train
+    moved = egnn_initial_states(blocks=(("train", 5), ("valid", 3)))
+    assert not np.allclose(moved["valid"].pos, states["valid"].pos)
+    for st in states.values():
+        assert set(np.unique(st.charge)) <= {-1.0, 1.0}
+        np.testing.assert_allclose(np.linalg.norm(st.vel, axis=-1), 0.5)
+    assert dict(EGNN_STREAM_BLOCKS) == {"train": 10000, "valid": 2000, "test": 2000}
+
+
+def test_integrate_charged_rejects_mismatched_states():
+    bad = ChargedInitialState(np.ones((2, 4)), np.zeros((2, 4, 3)), np.zeros((2, 4, 3)))
+    with pytest.raises(ValueError, match="initial state"):
+        integrate_charged(bad, SHORT_CHARGED)
+
+
+def test_generate_split_from_initial_states_matches_integration():
+    states = egnn_initial_states(SHORT_CHARGED, blocks=(("train", 4),))["train"]
+    arrays = generate_split(NBodySplit("train", 4, 0), SHORT_CHARGED, 5, 15, initial=states)
+    traj = integrate_charged(states, SHORT_CHARGED)
+    np.testing.assert_array_equal(arrays.pos_in, traj.pos[:, 5])
+    np.testing.assert_array_equal(arrays.target_pos, traj.pos[:, 15])
+    with pytest.raises(ValueError, match="initial states"):
+        generate_split(NBodySplit("train", 3, 0), SHORT_CHARGED, 5, 15, initial=states)

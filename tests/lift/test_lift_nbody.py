@@ -18,6 +18,7 @@ from empcn import cache as cf
 from empcn import geometry, open_cache
 from empcn.data.nbody import ChargedConfig, GravityConfig, NBodySplit, simulate_charged, simulate_gravity
 from empcn.lift import pipeline
+from empcn.data.nbody import egnn_initial_states, integrate_charged
 from empcn.lift.nbody import NBodyLiftConfig, graph_cells, knn_adjacency, lift_nbody, source_fingerprint
 
 SHORT = ChargedConfig(num_steps=500, save_every=100)  # 5 frames, frame t = step 100 t
@@ -29,7 +30,7 @@ GRAVITY_SPLITS = (NBodySplit("train", 4, 7), NBodySplit("valid", 2, 8), NBodySpl
 def charged_config(out: Path, **changes) -> NBodyLiftConfig:
     base = NBodyLiftConfig(
         system="charged", out=out, splits=SPLITS, simulator=SHORT, frame_in=2, frame_target=4, shard_size=10,
-        workers=1, progress=False,
+        workers=1, progress=False, initial_states="seeded",
     )
     return replace(base, **changes)
 
@@ -237,6 +238,10 @@ def test_knn_adjacency_is_symmetric_without_self_loops():
         ({"max_ring": 4}, "max_ring must be an integer <= 3"),
         ({"splits": (NBodySplit("train", 3, 1), NBodySplit("train", 3, 2))}, "distinct"),
         ({"system": "spring"}, "system must be"),
+        ({"initial_states": "egnn", "splits": (NBodySplit("extra", 3, 1),)}, "not part of EGNN's stream"),
+        ({"initial_states": "egnn", "splits": (NBodySplit("valid", 2001, 1),)}, "not part of EGNN's stream"),
+        ({"initial_states": "egnn", "system": "gravity", "simulator": None}, "only for the charged system"),
+        ({"initial_states": "nrI"}, "initial_states must be"),
     ],
 )
 def test_bad_config_is_a_one_line_lift_error(tmp_path, changes, message):
@@ -263,3 +268,26 @@ def test_max_ring_below_three_gives_a_graph_without_two_cells(tmp_path):
     s = open_cache(path)[0]
     assert len(s["edges"]) == 10 and s["rings"] == [] and len(s["nbr/1_1_upper/index"]) == 0
     assert cf.verify_cache(path).ok
+
+
+# ---------------------------------------------------------------- EGNN's data set (default for charged)
+
+
+def test_default_charged_lift_stores_egnn_systems(tmp_path):
+    """Default initial states: each split is the head of EGNN's block of the same name, frames as configured."""
+    cfg = replace(charged_config(tmp_path / "egnn.h5"), initial_states=None)
+    assert cfg.initial_source == "egnn"
+    assert NBodyLiftConfig(system="gravity").initial_source == "seeded"
+    cache = open_cache(lift_nbody(cfg))
+    blocks = egnn_initial_states(SHORT)
+    for split in SPLITS:
+        traj = integrate_charged(blocks[split.name].head(split.num_sims), SHORT)
+        for row, i in enumerate(cache.splits[split.name]):
+            s = cache[int(i)]
+            np.testing.assert_array_equal(s["pos"], traj.pos[row, 2].astype(np.float32))
+            np.testing.assert_array_equal(s["target_pos"], traj.pos[row, 4].astype(np.float32))
+            np.testing.assert_array_equal(s["charge"], traj.charge[row].astype(np.float32))
+    info = cache.manifest["splits"]
+    assert info["initial_states"] == "egnn" and info["stream"]["seed"] == 43 and "seeds" not in info
+    assert cache.manifest["params"]["initial_states"] == "egnn"
+    assert source_fingerprint(cfg) != source_fingerprint(charged_config(tmp_path / "egnn.h5"))

@@ -306,3 +306,20 @@ def test_clear_errors(batch):
     with pytest.raises(ValueError, match="coord_agg"):
         D.EGNNDynamicsConfig(coord_agg="max")
     assert all(dataclasses.is_dataclass(config_class(n)) for n in NAMES)
+
+
+def test_empcn_velocity_invariants_keep_every_symmetry(batch, charged):
+    """The optional closing-speed invariants: still E(3)-equivariant, permutation-equivariant, all params used."""
+    model = small_model("empcn_dynamics", velocity_invariants=True)
+    base = model(batch)
+    for label, matrix, shift in orthogonal_maps(seed=4):
+        assert_close(model(moved(batch, matrix, shift)), base @ matrix.T + shift), label
+    one = {k: v[:1] for k, v in charged.items()}
+    perm = np.random.default_rng(2).permutation(5)
+    assert_close(model(to_batch(lifted(**{k: v[:, perm] for k, v in one.items()})))[:5],
+                 model(to_batch(lifted(**one)))[torch.from_numpy(perm)])
+    model.train()
+    model(batch).square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    plain = small_model("empcn_dynamics")
+    assert sum(p.numel() for p in model.parameters()) > sum(p.numel() for p in plain.parameters())

@@ -206,3 +206,23 @@ def test_wrong_task_options_are_one_line_errors(finished, nbody_cache: Path, qm9
     with pytest.raises(TrainError, match="predicts positions"):
         train(TrainConfig(cache=str(qm9_cache), target="U0", model="decoupled_dynamics", out=str(tmp_path / "d")))
     assert not (tmp_path / "a").exists() and not (tmp_path / "d").exists()
+
+
+def test_model_options_reach_the_model_and_the_checkpoint(nbody_cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "vel"
+    args = ["train", "--cache", str(nbody_cache), "--model", "empcn", "--out", str(out), "--epochs", "1",
+            "--hidden", "8", "--layers", "2", "--batch-size", "20", "--no-progress",
+            "--model-option", "velocity_invariants=true", "--model-option", "inv_size=4"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.stderr
+    assert json.loads((out / "config.json").read_text())["model_options"] == ["velocity_invariants=true", "inv_size=4"]
+    trained = load_trained(out)
+    assert trained.config.model_options == ("velocity_invariants=true", "inv_size=4")
+    assert trained.meta.model_config["velocity_invariants"] is True and trained.meta.model_config["inv_size"] == 4
+    assert trained.model.config.velocity_invariants is True
+    assert runner.invoke(app, ["evaluate", str(out), "--split", "test"]).exit_code == 0
+    r = runner.invoke(app, ["train", "--resume", str(out), "--model-option", "velocity_invariants=false"])
+    assert r.exit_code == 2 and "keeps its config" in error_line(r)
+    r = runner.invoke(app, ["train", "--cache", str(nbody_cache), "--model", "empcn", "--out", str(tmp_path / "bad"),
+                            "--model-option", "fourier_scale=big"])
+    assert r.exit_code == 2 and "fourier_scale=big: expected a number" in error_line(r)

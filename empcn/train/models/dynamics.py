@@ -248,6 +248,9 @@ class EMPCNDynamicsConfig:
     adjacency. On the fully connected 5-body complex with all triangles the two relations are the same
     pairs; on a kNN complex upper adjacency is the sparser one.
     ``use_node_scalar``: feed ``s_i s_j`` (charge/mass product) into node–node messages and edge inputs.
+    ``velocity_invariants`` (an empcn extension, off = the paper): node–node messages also read the
+    input velocities through ``⟨v⁰_i − v⁰_j, u_ij⟩`` (closing speed along the unit vector
+    ``u_ij = (x_i − x_j)/‖x_i − x_j‖`` of the current positions) and ``‖v⁰_i − v⁰_j‖``, E(n)-invariant.
     Invariant embedding fields as in :class:`~empcn.train.models.empcn.EMPCNConfig`
     (``fourier_scale`` in inverse simulation units).
     """
@@ -264,6 +267,7 @@ class EMPCNDynamicsConfig:
     coord_agg: CoordAgg = "mean"
     coord_weight: float = 1.0
     use_node_scalar: bool = True
+    velocity_invariants: bool = False
 
     def __post_init__(self) -> None:
         _check_common("EMPCNDynamicsConfig", self.hidden, self.layers, self.dropout, self.coord_agg)
@@ -415,7 +419,7 @@ class EMPCNDynamics(nn.Module):
         self.emb_ring = emb(3, seed=5)
         scalar = 1 if config.use_node_scalar else 0
         inv_dims = {
-            "0_0": self.emb_node_pair.out_dim + scalar,
+            "0_0": self.emb_node_pair.out_dim + scalar + (2 if config.velocity_invariants else 0),
             "0_1": self.emb_edge.out_dim,
             "1_0": self.emb_edge.out_dim,
             "1_2": self.emb_edge_ring.out_dim,
@@ -438,15 +442,21 @@ class EMPCNDynamics(nn.Module):
         )
 
     def _invariants(
-        self, geo: _Geometry, x: Tensor, nbr: dict[str, Tensor], comms: tuple[str, ...], pair_scalar: Tensor | None
+        self, geo: _Geometry, x: Tensor, vel: Tensor, nbr: dict[str, Tensor], comms: tuple[str, ...],
+        pair_scalar: Tensor | None,
     ) -> dict[str, Tensor]:
         inv: dict[str, Tensor] = {}
         for a in comms:
             idx = nbr[a]
             send, recv = idx[:, 0], idx[:, 1]
             if a == "0_0":
-                d = torch.linalg.vector_norm(x[recv] - x[send], dim=-1, keepdim=True)
+                diff = x[recv] - x[send]
+                d = torch.linalg.vector_norm(diff, dim=-1, keepdim=True)
                 parts = [self.emb_node_pair(d)] + ([pair_scalar] if pair_scalar is not None else [])
+                if self.config.velocity_invariants:
+                    dv = vel[recv] - vel[send]
+                    closing = (dv * diff).sum(dim=-1, keepdim=True) / d.clamp_min(1e-6)
+                    parts += [closing, torch.linalg.vector_norm(dv, dim=-1, keepdim=True)]
                 inv[a] = torch.cat(parts, dim=-1)
             elif a == "0_1":
                 inv[a] = self.emb_edge(geo.edge_len[recv].unsqueeze(-1))
@@ -483,7 +493,7 @@ class EMPCNDynamics(nn.Module):
         for k, layer in enumerate(self.layers):
             if k > 0:
                 geo = _Geometry.of(batch, x, validate=False)  # invariants of the updated positions
-            inv = self._invariants(geo, x, nbr, layer.communications, pair_scalar)
+            inv = self._invariants(geo, x, vel, nbr, layer.communications, pair_scalar)
             h, x = layer(h, x, vel, nbr, inv)
         return x
 

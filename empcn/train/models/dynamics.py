@@ -252,7 +252,8 @@ class EMPCNDynamicsConfig:
     input velocities through ``⟨v⁰_i − v⁰_j, u_ij⟩`` (closing speed along the unit vector
     ``u_ij = (x_i − x_j)/‖x_i − x_j‖`` of the current positions) and ``‖v⁰_i − v⁰_j‖``, E(n)-invariant.
     Invariant embedding fields as in :class:`~empcn.train.models.empcn.EMPCNConfig`
-    (``fourier_scale`` in inverse simulation units).
+    (``fourier_scale`` in inverse simulation units; 0.1, see docs/models.md: at σ = 1 the features
+    oscillate several times per unit of distance and the model overfits the 3,000 training systems).
     """
 
     hidden: int = 66
@@ -262,7 +263,7 @@ class EMPCNDynamicsConfig:
     dropout: float = 0.2
     inv_embedding: EmbeddingKind = "fourier"
     inv_size: int = 16
-    fourier_scale: float = 1.0
+    fourier_scale: float = 0.1
     rbf_max: float = 10.0
     coord_agg: CoordAgg = "mean"
     coord_weight: float = 1.0
@@ -519,7 +520,7 @@ class DecoupledDynamicsConfig:
     dropout: float = 0.0
     inv_embedding: EmbeddingKind = "fourier"
     inv_size: int = 16
-    fourier_scale: float = 1.0
+    fourier_scale: float = 0.1
     rbf_max: float = 10.0
     coord_agg: CoordAgg = "mean"
     coord_weight: float = 1.0

@@ -11,6 +11,9 @@ checkpoint and one markdown row is printed:
     | model | train size | epochs | wall time | test MSE | published | command | machine | date |
 
     OMP_NUM_THREADS=1 python benchmarks/nbody_accuracy.py --model egnn --budget 70
+    python benchmarks/nbody_accuracy.py --model empcn --epochs 250 --schedule cosine --budget 40
+    python benchmarks/nbody_accuracy.py --model empcn --epochs 250 --budget 40 \
+        --out runs/bench-nbody-empcn-vel --model-option velocity_invariants=true   # any model field
     python benchmarks/nbody_accuracy.py --model empcn --epochs 10000 --schedule constant   # the papers' run
 
 ``--budget MIN`` bounds this invocation's wall time: without ``--epochs`` the epoch count is chosen
@@ -37,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-PUBLISHED = {"egnn": 0.0071, "empcn": 0.0046}  # test MSE, 3,000 training systems (EGNN, EMPCN papers)
+PUBLISHED = {"egnn": 0.0071, "empcn": 0.0046}  # test MSE, 3,000 training systems (EGNN, EMPCN papers); decoupled: none
 BENCH_FILE = "benchmark.json"
 RESERVE_S = 120.0  # kept free of training inside --budget: start-up, final test evaluation
 

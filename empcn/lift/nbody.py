@@ -511,6 +511,8 @@ def _manifest_base(
     simulator = config.simulator_config
     scalar = "charge" if config.system == "charged" else "mass"
     simulate = "simulate_charged" if config.system == "charged" else "simulate_gravity"
+    if config.initial_source == "egnn":
+        simulate = "integrate_charged"  # from egnn_initial_states
     graph = (
         "the fully connected graph (every pair of particles)"
         if config.cell_kind == "full"

@@ -290,4 +290,5 @@ def test_default_charged_lift_stores_egnn_systems(tmp_path):
     info = cache.manifest["splits"]
     assert info["initial_states"] == "egnn" and info["stream"]["seed"] == 43 and "seeds" not in info
     assert cache.manifest["params"]["initial_states"] == "egnn"
+    assert cache.manifest["simulator"]["function"].endswith("integrate_charged")
     assert source_fingerprint(cfg) != source_fingerprint(charged_config(tmp_path / "egnn.h5"))

@@ -359,8 +359,8 @@ def egnn_initial_states(
     integrating it draws observation noise for its position and velocity arrays (``2 · 49 · 3 · N``
     normals, multiplied by a noise variance of 0), which advances the stream all the same. This
     replays that sequence with a ``RandomState(seed)`` of our own, so the returned states are the
-    reference's to the last bit (``tests/data/test_nbody.py`` checks the legacy-stream properties this
-    relies on). Only the draws are sequential (3 small calls per simulation, ~0.1 s for 14,000).
+    reference's to the last bit (``tests/data/test_nbody.py`` checks the first systems against values
+    EGNN's own generator wrote). Only the draws are sequential (3 small calls per simulation, ~0.1 s for 14,000).
     Returns one :class:`ChargedInitialState` per block name.
     """
     n = config.num_particles

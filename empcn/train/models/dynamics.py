@@ -443,9 +443,11 @@ class EMPCNDynamics(nn.Module):
         )
 
     def _invariants(
-        self, geo: _Geometry, x: Tensor, vel: Tensor, nbr: dict[str, Tensor], comms: tuple[str, ...],
+        self, geo: _Geometry, x: Tensor, pair_vel: Tensor | None, nbr: dict[str, Tensor], comms: tuple[str, ...],
         pair_scalar: Tensor | None,
     ) -> dict[str, Tensor]:
+        """Per communication, the embedded invariants of positions ``x``; ``pair_vel``: ``v⁰_i − v⁰_j``
+        of the 0→0 pairs when ``velocity_invariants`` (fixed input velocities, so computed once)."""
         inv: dict[str, Tensor] = {}
         for a in comms:
             idx = nbr[a]
@@ -454,10 +456,9 @@ class EMPCNDynamics(nn.Module):
                 diff = x[recv] - x[send]
                 d = torch.linalg.vector_norm(diff, dim=-1, keepdim=True)
                 parts = [self.emb_node_pair(d)] + ([pair_scalar] if pair_scalar is not None else [])
-                if self.config.velocity_invariants:
-                    dv = vel[recv] - vel[send]
-                    closing = (dv * diff).sum(dim=-1, keepdim=True) / d.clamp_min(1e-6)
-                    parts += [closing, torch.linalg.vector_norm(dv, dim=-1, keepdim=True)]
+                if pair_vel is not None:
+                    closing = (pair_vel[:, :3] * diff).sum(dim=-1, keepdim=True) / d.clamp_min(1e-6)
+                    parts += [closing, pair_vel[:, 3:]]
                 inv[a] = torch.cat(parts, dim=-1)
             elif a == "0_1":
                 inv[a] = self.emb_edge(geo.edge_len[recv].unsqueeze(-1))
@@ -483,6 +484,10 @@ class EMPCNDynamics(nn.Module):
             s = _node_scalar(batch, name)
             pair_scalar = (s[nbr["0_0"][:, 0]] * s[nbr["0_0"][:, 1]]).unsqueeze(-1)
             edge_scalar = (s[batch.edge_index[:, 0]] * s[batch.edge_index[:, 1]]).unsqueeze(-1)
+        pair_vel = None
+        if self.config.velocity_invariants:  # [v⁰_i − v⁰_j ‖ ‖v⁰_i − v⁰_j‖] per 0→0 pair: (P, 4)
+            dv = vel[nbr["0_0"][:, 1]] - vel[nbr["0_0"][:, 0]]
+            pair_vel = torch.cat([dv, torch.linalg.vector_norm(dv, dim=-1, keepdim=True)], dim=-1)
         x = batch.pos
         geo = _Geometry.of(batch, x, validate=True)
         h: dict[int, Tensor] = {0: self.embed["0"](_speed(vel))}
@@ -494,7 +499,7 @@ class EMPCNDynamics(nn.Module):
         for k, layer in enumerate(self.layers):
             if k > 0:
                 geo = _Geometry.of(batch, x, validate=False)  # invariants of the updated positions
-            inv = self._invariants(geo, x, vel, nbr, layer.communications, pair_scalar)
+            inv = self._invariants(geo, x, pair_vel, nbr, layer.communications, pair_scalar)
             h, x = layer(h, x, vel, nbr, inv)
         return x
 

@@ -11,9 +11,10 @@ checkpoint and one markdown row is printed:
     | model | train size | epochs | wall time | test MSE | published | command | machine | date |
 
     OMP_NUM_THREADS=1 python benchmarks/nbody_accuracy.py --model egnn --budget 70
-    python benchmarks/nbody_accuracy.py --model empcn --epochs 250 --schedule cosine --budget 40
-    python benchmarks/nbody_accuracy.py --model empcn --epochs 250 --budget 40 \
-        --out runs/bench-nbody-empcn-vel --model-option velocity_invariants=true   # any model field
+    python benchmarks/nbody_accuracy.py --model empcn --epochs 200 --schedule cosine --budget 40   # default model
+    python benchmarks/nbody_accuracy.py --model empcn --epochs 200 --budget 40 --seed 1 \
+        --out runs/bench-nbody-empcn-paper --model-option velocity_invariants=false \
+        --model-option velocity_messages=false      # any model field; here: the paper's EMPCN
     python benchmarks/nbody_accuracy.py --model empcn --epochs 10000 --schedule constant   # the papers' run
 
 ``--budget MIN`` bounds this invocation's wall time: without ``--epochs`` the epoch count is chosen
@@ -117,6 +118,8 @@ def train_options(args: argparse.Namespace, epochs: int) -> list[str]:
         opts += ["--dropout", str(args.dropout)]
     if args.weight_decay is not None:
         opts += ["--weight-decay", str(args.weight_decay)]
+    if args.seed is not None:
+        opts += ["--seed", str(args.seed)]
     for option in args.model_option:
         opts += ["--model-option", option]
     return opts
@@ -132,6 +135,8 @@ def seconds_per_epoch(args: argparse.Namespace) -> float:
             cache=str(args.cache), model=args.model, out=str(Path(tmp) / "run"), epochs=2, lr=args.lr,
             schedule=args.schedule, train_size=args.train_size, device=args.device, verify=False, progress=False,
             dropout=args.dropout, model_options=tuple(args.model_option),
+            **({} if args.weight_decay is None else {"weight_decay": args.weight_decay}),
+            **({} if args.seed is None else {"seed": args.seed}),
         )
         trainer = Trainer(config)
         trainer._train_epoch(1, None)  # warm-up: allocator, caches of decoded shards
@@ -177,6 +182,7 @@ def main(argv: list[str] | None = None) -> Row:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--dropout", type=float, default=None, help="dropout (default: the model's)")
     parser.add_argument("--weight-decay", type=float, default=None, help="Adam weight decay (default: 1e-12)")
+    parser.add_argument("--seed", type=int, default=None, help="training seed: initialisation, shuffling (default: 0)")
     parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                         help="passed to `empcn train --model-option` (repeatable)")
     args = parser.parse_args(argv)

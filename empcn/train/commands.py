@@ -192,7 +192,7 @@ def evaluate(
     split: SplitName = typer.Option(SplitName.test, help="Split of the cache to evaluate on."),
     cache: Optional[Path] = typer.Option(None, help="Cache to read (default: the run's)."),
     device: DeviceChoice = typer.Option(DeviceChoice.auto, help="auto: CUDA when available."),
-    batch_size: Optional[int] = typer.Option(None, min=1, help="Molecules per batch (default: the run's)."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Samples (molecules, systems) per batch (default: the run's)."),
     workers: int = typer.Option(0, min=0, help="DataLoader worker processes."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:

@@ -41,11 +41,12 @@ def small_model(name: str, **changes) -> torch.nn.Module:
     torch.manual_seed(0)
     cfg = replace(SMALL[name], **changes) if changes else SMALL[name]
     model = build_model(name, cfg).double().eval()
-    with torch.no_grad():  # φ_x starts at ~1e-3 scale: enlarge it so the position messages matter in the tests
+    with torch.no_grad():  # φ_x, φ_w start at ~1e-3 scale: enlarge them so the position messages matter in tests
         for module in model.modules():
-            coord_mlp = getattr(module, "coord_mlp", None)
-            if isinstance(coord_mlp, torch.nn.Sequential):
-                coord_mlp[-1].weight.mul_(300.0)
+            for name_ in ("coord_mlp", "rel_vel_mlp"):
+                weight_mlp = getattr(module, name_, None)
+                if isinstance(weight_mlp, torch.nn.Sequential):
+                    weight_mlp[-1].weight.mul_(300.0)
     return model
 
 
@@ -308,9 +309,18 @@ def test_clear_errors(batch):
     assert all(dataclasses.is_dataclass(config_class(n)) for n in NAMES)
 
 
-def test_empcn_velocity_invariants_keep_every_symmetry(batch, charged):
-    """The optional closing-speed invariants: still E(3)-equivariant, permutation-equivariant, all params used."""
-    model = small_model("empcn_dynamics", velocity_invariants=True)
+@pytest.mark.parametrize(("name", "options"), [
+    ("empcn_dynamics", {"velocity_invariants": False, "velocity_messages": False}),
+    ("empcn_dynamics", {"velocity_messages": False}),
+    ("empcn_dynamics", {"velocity_invariants": False}),
+    ("egnn_dynamics", {"velocity_messages": True}),
+    ("decoupled_dynamics", {"velocity_messages": True}),
+], ids=["empcn-paper", "empcn-invariants-only", "empcn-messages-only", "egnn-messages", "decoupled-messages"])
+def test_velocity_options_keep_every_symmetry(batch, charged, name, options):
+    """Every combination of the velocity extensions (EMPCN's default has both; the paper's model neither):
+    E(3)-equivariant (positions and velocities rotate, only positions translate), permutation-equivariant,
+    every parameter used."""
+    model = small_model(name, **options)
     base = model(batch)
     for label, matrix, shift in orthogonal_maps(seed=4):
         assert_close(model(moved(batch, matrix, shift)), base @ matrix.T + shift), label
@@ -321,5 +331,19 @@ def test_empcn_velocity_invariants_keep_every_symmetry(batch, charged):
     model.train()
     model(batch).square().sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
-    plain = small_model("empcn_dynamics")
-    assert sum(p.numel() for p in model.parameters()) > sum(p.numel() for p in plain.parameters())
+
+
+@pytest.mark.parametrize("name", ["empcn_dynamics", "egnn_dynamics", "decoupled_dynamics"])
+def test_velocity_messages_only_add_the_relative_velocity_step(batch, name):
+    """With φ_w's last layer zeroed the extended model is the plain one with the same weights; with φ_w
+    non-zero the relative input velocities move the predicted positions."""
+    extended, plain = small_model(name, velocity_messages=True), small_model(name, velocity_messages=False)
+    state = {k: v for k, v in extended.state_dict().items() if "rel_vel_mlp" not in k}
+    assert plain.load_state_dict(state, strict=True) is not None
+    moved_by_term = extended(batch)
+    with torch.no_grad():
+        for module in extended.modules():
+            if getattr(module, "rel_vel_mlp", None) is not None:
+                module.rel_vel_mlp[-1].weight.zero_()
+    assert_close(extended(batch), plain(batch))
+    assert not torch.allclose(moved_by_term, plain(batch))

@@ -22,6 +22,7 @@ from empcn.train.models.layers import (
     check_sizes,
     mlp,
     full_precision,
+    position_weight_mlp,
     in_param_dtype,
     pool_sum,
     scatter_mean,
@@ -62,6 +63,8 @@ class EGNNLayer(nn.Module):
         h_i' = h_i + φ_h([h_i ‖ Σ_j m_ij])                      (without "h_i +" if not residual)
         x_i' = x_i + C · agg_j (x_i − x_j) φ_x(m_ij) [+ φ_v(h_i) v_i⁰]   (only if update_coords)
 
+    ``velocity_messages`` (an empcn extension) adds ``C · agg_j (v⁰_i − v⁰_j) φ_w(m_ij)`` to the step.
+
     ``agg`` is the mean (``coord_agg="mean"``, EGNN's N-body code) or the sum over neighbours.
     φ_e = [Linear, SiLU, Linear, SiLU], φ_h = [Linear, SiLU, Linear], φ_x = φ_v = [Linear, SiLU,
     Linear → 1]; φ_x's last layer starts near zero (Xavier gain 1e-3) so early coordinate steps are
@@ -79,10 +82,13 @@ class EGNNLayer(nn.Module):
         use_velocity: bool = False,
         coord_agg: Literal["mean", "sum"] = "mean",
         coord_weight: float = 1.0,
+        velocity_messages: bool = False,
     ) -> None:
         super().__init__()
         if use_velocity and not update_coords:
             raise ValueError("EGNNLayer: use_velocity needs update_coords=True")
+        if velocity_messages and not use_velocity:
+            raise ValueError("EGNNLayer: velocity_messages needs use_velocity=True")
         if coord_agg not in ("mean", "sum"):
             raise ValueError(f"EGNNLayer: coord_agg must be 'mean' or 'sum', got {coord_agg!r}")
         self.hidden = hidden
@@ -97,12 +103,13 @@ class EGNNLayer(nn.Module):
         self.coord_weight = coord_weight
         self.coord_mlp: nn.Module | None = None
         self.vel_mlp: nn.Module | None = None
+        self.rel_vel_mlp: nn.Module | None = None
         if update_coords:
-            last = nn.Linear(hidden, 1, bias=False)
-            nn.init.xavier_uniform_(last.weight, gain=1e-3)
-            self.coord_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), last)
+            self.coord_mlp = position_weight_mlp(hidden)
             if use_velocity:
                 self.vel_mlp = mlp([hidden, hidden, 1])
+            if velocity_messages:
+                self.rel_vel_mlp = position_weight_mlp(hidden)
 
     def edge_messages(
         self, h: Tensor, x: Tensor, pairs: Tensor, edge_attr: Tensor | None = None
@@ -136,18 +143,21 @@ class EGNNLayer(nn.Module):
     def coord_update(
         self, h: Tensor, x: Tensor, m: Tensor, diff: Tensor, pairs: Tensor, vel: Tensor | None
     ) -> Tensor:
-        """``x + C · agg (x_i − x_j) φ_x(m_ij) [+ φ_v(h_i) v_i]``."""
+        """``x + C · agg [(x_i − x_j) φ_x(m_ij) (+ (v_i − v_j) φ_w(m_ij))] [+ φ_v(h_i) v_i]``."""
         assert self.coord_mlp is not None
         trans = diff * self.coord_mlp(m)
         recv = pairs[:, 1]
+        if self.vel_mlp is not None and vel is None:
+            raise ValueError("EGNNLayer: built with use_velocity=True but called without vel")
+        if self.rel_vel_mlp is not None:
+            assert vel is not None
+            trans = trans + (vel[recv] - vel[pairs[:, 0]]) * self.rel_vel_mlp(m)
         if self.coord_agg == "mean":
             step = scatter_mean(trans, recv, x.shape[0])
         else:
             step = scatter_sum(trans, recv, x.shape[0])
         x = x + self.coord_weight * step
         if self.vel_mlp is not None:
-            if vel is None:
-                raise ValueError("EGNNLayer: built with use_velocity=True but called without vel")
             x = x + self.vel_mlp(h) * vel
         return x
 

@@ -31,6 +31,17 @@ def mlp(dims: Sequence[int], *, final_activation: bool = False) -> nn.Sequential
     return nn.Sequential(*layers)
 
 
+def position_weight_mlp(hidden: int) -> nn.Sequential:
+    """``[Linear, SiLU, Linear → 1]``: a per-pair weight of an equivariant position step (EGNN's φ_x).
+
+    The last layer has no bias and starts near zero (Xavier gain 1e-3), so the first position steps
+    are small, as in EGNN's code.
+    """
+    last = nn.Linear(hidden, 1, bias=False)
+    nn.init.xavier_uniform_(last.weight, gain=1e-3)
+    return nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), last)
+
+
 def scatter_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
     """Sum the rows of ``src: (P, D)`` into ``(dim_size, D)`` at rows ``index: (P,)``."""
     out = src.new_zeros((dim_size,) + tuple(src.shape[1:]))

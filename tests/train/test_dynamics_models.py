@@ -288,11 +288,14 @@ def test_decoupled_node_part_is_the_egnn_model():
     assert node == count(egnn) and node + ring == count(dec) and ring > 0
 
 
-def test_registry_defaults_are_the_papers_settings():
+def test_registry_defaults_are_the_papers_settings_and_empcns_velocity_extensions():
     assert {n: (config_class(n)().hidden, config_class(n)().layers) for n in NAMES} == {
         "decoupled_dynamics": (64, 4), "egnn_dynamics": (64, 4), "empcn_dynamics": (66, 4),
     }
     assert config_class("empcn_dynamics")().dropout == 0.2
+    # EGNN stays EGNN's model; EMPCN adds empcn's two velocity extensions (docs/models.md)
+    assert not D.EGNNDynamicsConfig().velocity_messages and not D.DecoupledDynamicsConfig().velocity_messages
+    assert D.EMPCNDynamicsConfig().velocity_invariants and D.EMPCNDynamicsConfig().velocity_messages
     assert D.EMPCNDynamicsConfig().communications == ("0_0", "0_1", "1_0", "1_1_upper", "1_2", "2_1")
 
 

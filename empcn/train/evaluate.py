@@ -91,12 +91,17 @@ def autocast(device: torch.device, dtype: torch.dtype, enabled: bool) -> context
 
 
 def model_config_from_dict(model: str, values: dict[str, Any]) -> Any:
-    """The model's config dataclass from a saved dict (JSON lists back to tuples where the field is one)."""
+    """The model's config dataclass from a saved dict (JSON lists back to tuples where the field is one).
+
+    A field the saved dict lacks was added to empcn after the run was saved; it takes the value the
+    config class lists in ``SAVED_WITHOUT`` (the behaviour before the field existed) when there is one,
+    else today's default (a field whose default reproduces the old behaviour).
+    """
     from empcn.train.models.registry import config_class
 
     cls = config_class(model)
     defaults = cls()
-    fixed = {}
+    fixed = dict(getattr(cls, "SAVED_WITHOUT", {}))
     for f in dataclasses.fields(cls):
         if f.name in values:
             v = values[f.name]

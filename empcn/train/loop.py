@@ -41,7 +41,7 @@ from empcn.train.distributed import (
     shutdown,
     wrap_model,
 )
-from empcn.train.evaluate import DTYPES, autocast, task_error
+from empcn.train.evaluate import DTYPES, autocast, model_config_from_dict, task_error
 from empcn.train.model_options import apply_model_options
 from empcn.train.task import Task, TaskError, task_for_cache
 
@@ -205,6 +205,11 @@ class Trainer:
         base_spec = task.collate_spec(CollateSpec.from_manifest(manifest, None).neighbourhoods)
         _seed_everything(cfg.seed)
         self.model_config = build_model_config(cfg, base_spec, "edges/order" in self.layout.sample_keys(), self.model_name)
+        if self.resume and (self.run_dir / LAST).exists():
+            # the run's own model, not today's defaults (a default may have changed since it started)
+            saved = RunMeta.from_dict(load_checkpoint(self.run_dir / LAST, map_location="cpu")["meta"])
+            if saved.model == self.model_name:
+                self.model_config = model_config_from_dict(saved.model, saved.model_config)
         wanted = needed_neighbourhoods(self.model_name, self.model_config)
         missing = [n for n in wanted if n not in base_spec.neighbourhoods]
         if missing:
@@ -289,6 +294,7 @@ class Trainer:
         saved = RunMeta.from_dict(state["meta"])
         if saved.cache_fingerprint != self.meta.cache_fingerprint:
             raise TrainError(f"{self.config.cache}: not the cache run {self.run_dir} was trained on (fingerprint differs)")
+        saved = replace(saved, model_config=asdict(model_config_from_dict(saved.model, saved.model_config)))
         if saved.model_config != self.meta.model_config or saved.model != self.meta.model:
             raise TrainError(f"{path}: its model differs from the run config's")
         self.model.load_state_dict(state["model"])

@@ -212,17 +212,42 @@ def test_model_options_reach_the_model_and_the_checkpoint(nbody_cache: Path, tmp
     out = tmp_path / "vel"
     args = ["train", "--cache", str(nbody_cache), "--model", "empcn", "--out", str(out), "--epochs", "1",
             "--hidden", "8", "--layers", "2", "--batch-size", "20", "--no-progress",
-            "--model-option", "velocity_invariants=true", "--model-option", "inv_size=4"]
+            "--model-option", "velocity_messages=false", "--model-option", "inv_size=4"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.stderr
-    assert json.loads((out / "config.json").read_text())["model_options"] == ["velocity_invariants=true", "inv_size=4"]
+    assert json.loads((out / "config.json").read_text())["model_options"] == ["velocity_messages=false", "inv_size=4"]
     trained = load_trained(out)
-    assert trained.config.model_options == ("velocity_invariants=true", "inv_size=4")
-    assert trained.meta.model_config["velocity_invariants"] is True and trained.meta.model_config["inv_size"] == 4
-    assert trained.model.config.velocity_invariants is True
+    assert trained.config.model_options == ("velocity_messages=false", "inv_size=4")
+    assert trained.meta.model_config["velocity_messages"] is False and trained.meta.model_config["inv_size"] == 4
+    assert trained.model.config.velocity_messages is False and trained.model.config.velocity_invariants is True
     assert runner.invoke(app, ["evaluate", str(out), "--split", "test"]).exit_code == 0
-    r = runner.invoke(app, ["train", "--resume", str(out), "--model-option", "velocity_invariants=false"])
+    r = runner.invoke(app, ["train", "--resume", str(out), "--model-option", "velocity_messages=true"])
     assert r.exit_code == 2 and "keeps its config" in error_line(r)
     r = runner.invoke(app, ["train", "--cache", str(nbody_cache), "--model", "empcn", "--out", str(tmp_path / "bad"),
                             "--model-option", "fourier_scale=big"])
     assert r.exit_code == 2 and "fourier_scale=big: expected a number" in error_line(r)
+
+
+def test_a_run_saved_before_a_model_field_existed_keeps_its_model(nbody_cache: Path, tmp_path: Path) -> None:
+    """Runs saved by an older empcn lack today's fields (here EMPCN's velocity extensions, on by default
+    now): evaluate and --resume rebuild the model the run was trained with, not today's defaults."""
+    out = tmp_path / "old"
+    paper = ("velocity_invariants=false", "velocity_messages=false")
+    train(replace(tiny(nbody_cache, out), model="empcn", hidden=8, model_options=paper), stop_after_epoch=1)
+    before = evaluate_run(out, "test", device="cpu").value
+    # rewrite the run as the empcn before these fields would have saved it
+    config = json.loads((out / "config.json").read_text())
+    config["model_options"] = []
+    (out / "config.json").write_text(json.dumps(config))
+    for name in ("best.pt", "last.pt"):
+        state = load_checkpoint(out / name)
+        for field in ("velocity_invariants", "velocity_messages"):
+            del state["meta"]["model_config"][field]
+        torch.save(state, out / name)
+    assert evaluate_run(out, "test", device="cpu").value == before
+    r = runner.invoke(app, ["train", "--resume", str(out)])
+    assert r.exit_code == 0, r.stderr
+    assert [rec.epoch for rec in read_records(out)] == [1, 2]
+    resumed = load_trained(out, "last.pt")
+    assert resumed.meta.model_config["velocity_messages"] is False and resumed.model.config.velocity_invariants is False
+    assert resumed.meta.model_config["velocity_invariants"] is False

@@ -26,7 +26,7 @@ parameter counts are those of the computation actually performed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -282,6 +282,10 @@ class EMPCNDynamicsConfig:
     use_node_scalar: bool = True
     velocity_invariants: bool = True
     velocity_messages: bool = True
+
+    # what a saved config (checkpoint) that lacks a field was trained with: before these fields existed
+    # the model had no velocity extensions, so an old run must not pick up today's defaults
+    SAVED_WITHOUT: ClassVar[dict[str, object]] = {"velocity_invariants": False, "velocity_messages": False}
 
     def __post_init__(self) -> None:
         _check_common("EMPCNDynamicsConfig", self.hidden, self.layers, self.dropout, self.coord_agg)

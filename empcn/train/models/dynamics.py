@@ -44,8 +44,8 @@ from empcn.train.models.layers import (
     invariant_embedding,
     mlp,
     neighbourhood_ranks,
+    pair_position_step,
     position_weight_mlp,
-    scatter_mean,
     scatter_sum,
 )
 
@@ -401,13 +401,12 @@ class EMPCNDynamicsLayer(nn.Module):
                 m00 = m
             agg[a] = scatter_sum(m, recv, h[r].shape[0])
         assert m00 is not None
-        send, recv = nbr["0_0"][:, 0], nbr["0_0"][:, 1]
-        trans = (x[recv] - x[send]) * self.coord_mlp(m00)
-        if self.rel_vel_mlp is not None:
-            assert rel_vel is not None
-            trans = trans + rel_vel * self.rel_vel_mlp(m00)
-        reduce = scatter_mean if self.coord_agg == "mean" else scatter_sum
-        x_new = x + self.coord_weight * reduce(trans, recv, x.shape[0]) + self.vel_mlp(h[0]) * vel
+        pairs = nbr["0_0"]
+        step = pair_position_step(
+            pairs, x.shape[0], x[pairs[:, 1]] - x[pairs[:, 0]], m00, self.coord_mlp, self.coord_agg, rel_vel,
+            self.rel_vel_mlp,
+        )
+        x_new = x + self.coord_weight * step + self.vel_mlp(h[0]) * vel
         out: dict[int, Tensor] = {}
         for r, names in self.incoming.items():
             delta = self.dropout(self.update[str(r)](torch.cat([h[r]] + [agg[a] for a in names], dim=-1)))

@@ -22,10 +22,10 @@ from empcn.train.models.layers import (
     check_sizes,
     mlp,
     full_precision,
+    pair_position_step,
     position_weight_mlp,
     in_param_dtype,
     pool_sum,
-    scatter_mean,
     scatter_sum,
 )
 
@@ -145,17 +145,10 @@ class EGNNLayer(nn.Module):
     ) -> Tensor:
         """``x + C · agg [(x_i − x_j) φ_x(m_ij) (+ (v_i − v_j) φ_w(m_ij))] [+ φ_v(h_i) v_i]``."""
         assert self.coord_mlp is not None
-        trans = diff * self.coord_mlp(m)
-        recv = pairs[:, 1]
         if self.vel_mlp is not None and vel is None:
             raise ValueError("EGNNLayer: built with use_velocity=True but called without vel")
-        if self.rel_vel_mlp is not None:
-            assert vel is not None
-            trans = trans + (vel[recv] - vel[pairs[:, 0]]) * self.rel_vel_mlp(m)
-        if self.coord_agg == "mean":
-            step = scatter_mean(trans, recv, x.shape[0])
-        else:
-            step = scatter_sum(trans, recv, x.shape[0])
+        rel_vel = None if self.rel_vel_mlp is None else vel[pairs[:, 1]] - vel[pairs[:, 0]]
+        step = pair_position_step(pairs, x.shape[0], diff, m, self.coord_mlp, self.coord_agg, rel_vel, self.rel_vel_mlp)
         x = x + self.coord_weight * step
         if self.vel_mlp is not None:
             x = x + self.vel_mlp(h) * vel

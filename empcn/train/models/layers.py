@@ -158,6 +158,26 @@ def in_param_dtype(x: Tensor, module: nn.Module) -> Tensor:
     return x.to(next(module.parameters()).dtype)
 
 
+def pair_position_step(
+    pairs: Tensor, num_nodes: int, diff: Tensor, m: Tensor, coord_mlp: nn.Module, coord_agg: str,
+    rel_vel: Tensor | None = None, rel_vel_mlp: nn.Module | None = None,
+) -> Tensor:
+    """``agg_j [(x_i − x_j) φ_x(m_ij) (+ (v_i − v_j) φ_w(m_ij))]``: the pairwise part of an EGNN-style
+    position update, ``(num_nodes, 3)``; the caller scales it by C and adds it to x.
+
+    ``pairs: (P, 2)`` [sender j, receiver i]; ``diff: (P, 3)`` x_i − x_j; ``m: (P, H)`` the pair messages;
+    ``rel_vel: (P, 3)`` v_i − v_j, read when ``rel_vel_mlp`` (φ_w) is given; ``coord_agg``: ``"mean"``
+    or ``"sum"`` over each receiver's pairs.
+    """
+    trans = diff * coord_mlp(m)
+    if rel_vel_mlp is not None:
+        if rel_vel is None:
+            raise ValueError("pair_position_step: rel_vel_mlp given without rel_vel")
+        trans = trans + rel_vel * rel_vel_mlp(m)
+    reduce = scatter_mean if coord_agg == "mean" else scatter_sum
+    return reduce(trans, pairs[:, 1], num_nodes)
+
+
 def pool_sum(src: Tensor, graph: Tensor, num_graphs: int) -> Tensor:
     """Sum-pool cell features ``src: (n, D)`` into ``(num_graphs, D)`` by graph index ``graph: (n,)``."""
     return scatter_sum(src, graph, num_graphs)

@@ -205,9 +205,11 @@ class Trainer:
         base_spec = task.collate_spec(CollateSpec.from_manifest(manifest, None).neighbourhoods)
         _seed_everything(cfg.seed)
         self.model_config = build_model_config(cfg, base_spec, "edges/order" in self.layout.sample_keys(), self.model_name)
-        if self.resume and (self.run_dir / LAST).exists():
+        # read once; _check_run_folder has made sure it exists when resuming
+        resume_state = load_checkpoint(self.run_dir / LAST, map_location="cpu") if self.resume else None
+        if resume_state is not None:
             # the run's own model, not today's defaults (a default may have changed since it started)
-            saved = RunMeta.from_dict(load_checkpoint(self.run_dir / LAST, map_location="cpu")["meta"])
+            saved = RunMeta.from_dict(resume_state["meta"])
             if saved.model == self.model_name:
                 self.model_config = model_config_from_dict(saved.model, saved.model_config)
         wanted = needed_neighbourhoods(self.model_name, self.model_config)
@@ -265,8 +267,8 @@ class Trainer:
         )
         self.state = RunState()
         self._last_plot = -math.inf
-        if self.resume:
-            self._load_last()
+        if resume_state is not None:
+            self._load_last(resume_state)
         elif env.is_main:
             cfg.save(self.run_dir)
         barrier(env)
@@ -288,9 +290,9 @@ class Trainer:
         if problem:
             raise TrainError(problem)
 
-    def _load_last(self) -> None:
+    def _load_last(self, state: dict[str, Any]) -> None:
+        """Continue from ``state``, the run's ``last.pt`` as read by :func:`load_checkpoint`."""
         path = self.run_dir / LAST
-        state = load_checkpoint(path, map_location="cpu")
         saved = RunMeta.from_dict(state["meta"])
         if saved.cache_fingerprint != self.meta.cache_fingerprint:
             raise TrainError(f"{self.config.cache}: not the cache run {self.run_dir} was trained on (fingerprint differs)")

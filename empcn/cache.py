@@ -30,9 +30,10 @@ from typing import Any
 import h5py
 import numpy as np
 
+from empcn.schema import SAMPLE_GROUP  # re-exported: the group with one row per sample
+
 FORMAT_NAME = "empcn-cache"
 FORMAT_VERSION = 1
-SAMPLE_GROUP = "sample"  # the group with one row per sample (offsets = 0..S)
 
 # Compression: gzip level 1 is deterministic, ~4x smaller than raw, and decompresses fastest of the
 # standard HDF5 filters we measured (shuffle or higher levels save ~15% more space but read ~40% slower).

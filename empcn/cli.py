@@ -221,16 +221,33 @@ def cache_verify(path: Path = typer.Argument(..., help="Entry file of a cache.")
         raise typer.Exit(1)
 
 
-def _register_train_commands() -> None:
-    """train / evaluate / predict live in empcn.train.commands (their heavy imports stay inside them)."""
+from empcn.train import commands  # noqa: E402  (typer only at import time; torch inside the commands)
+
+commands.register(app)
+
+
+@app.command("predict")
+def predict(
+    run: Path = typer.Argument(..., help="Run folder written by `empcn train`."),
+    files: list[Path] = typer.Argument(..., help="Molecules as .xyz files (raw QM9 or plain XYZ)."),
+    device: commands.DeviceChoice = typer.Option(commands.DeviceChoice.auto, help="auto: CUDA when available."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list instead of lines."),
+) -> None:
+    """Predict the run's target for each molecule file: `file  value unit` per line (QM9 runs)."""
+    from empcn.predict import PredictError, predict_files
+
     try:
-        from empcn.train import commands
-    except ImportError:  # pragma: no cover - only while the train stage is absent
-        return
-    commands.register(app)
+        predictions = predict_files(run, files, device.value)
+    except (PredictError, *commands._user_errors()) as exc:
+        commands._fail(commands.one_line(exc))
+    if json_out:
+        import dataclasses
+        import json
 
-
-_register_train_commands()
+        typer.echo(json.dumps([dataclasses.asdict(p) for p in predictions], indent=1))
+    else:
+        for p in predictions:
+            typer.echo(p.line())
 
 
 def main() -> None:

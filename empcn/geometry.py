@@ -139,7 +139,7 @@ def pair_distances(sender_bary: Tensor, receiver_bary: Tensor, index: Tensor) ->
     """``‖b_s − b_r‖`` for each ``[sender, receiver]`` row of ``index: (P, 2)`` → ``(P,)``.
 
     ``sender_bary`` / ``receiver_bary`` are the barycentres of the sender / receiver rank, e.g. from
-    :func:`cell_barycentres` indexed by :class:`empcn.lift.complex.NeighbourhoodSpec` ranks.
+    :func:`cell_barycentres` indexed by :class:`empcn.schema.NeighbourhoodSpec` ranks.
     """
     _check_pairs("index", index)
     return torch.linalg.vector_norm(sender_bary[index[:, 0]] - receiver_bary[index[:, 1]], dim=-1)

@@ -6,15 +6,16 @@ import ast
 import csv
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from helpers import qm9pack_csv
+
 from empcn.geometry import RingGeometry, cell_barycentres, edge_lengths, pair_distances, ring_geometry
 
-QM9_CSV = Path(__file__).resolve().parents[1] / ".venv/lib/python3.11/site-packages/qm9pack/data/qm9_part1.csv"
+QM9_CSV = qm9pack_csv()
 
 
 def regular_polygon(n: int, side: float, z: float = 0.0) -> torch.Tensor:
@@ -146,8 +147,6 @@ def _carbon_cycle(elements: list[str], xyz: np.ndarray) -> list[int]:
 
 @pytest.fixture(scope="module")
 def qm9_rings() -> dict[str, tuple[np.ndarray, list[int]]]:
-    if not QM9_CSV.exists():
-        pytest.skip(f"QM9 CSV not installed at {QM9_CSV}")
     rows = _qm9_rows({214, 658})  # 214 benzene C1=CC=CC=C1, 658 cyclohexane C1CCCCC1
     return {name: (rows[i][1], _carbon_cycle(*rows[i])) for name, i in (("benzene", 214), ("cyclohexane", 658))}
 

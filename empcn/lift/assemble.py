@@ -14,29 +14,12 @@ import numpy as np
 import torch
 
 from empcn import geometry
-from empcn.cache import SAMPLE_GROUP, RaggedGroup, ShardContent
-from empcn.lift.complex import NEIGHBOURHOODS, ShardTopology, build_neighbourhoods
+from empcn.cache import RaggedGroup, ShardContent
+from empcn.lift.complex import ShardTopology, build_neighbourhoods
+from empcn.schema import NEIGHBOURHOODS, SAMPLE_GROUP
 
 RANK_GROUPS = {0: "nodes", 1: "edges", 2: "rings"}
 
-FIELD_DOCS: dict[str, str] = {
-    "sample/id": "(S,) int64 dataset id of the sample (QM9: 1-based GDB-9 index)",
-    "sample/y": "(S, T) float64 targets in the manifest's units, columns as targets.names",
-    "sample/bonds_from_smiles": "(S,) uint8 1 if bonds came from the SMILES, 0 if perceived from coordinates",
-    "nodes/pos": "(N, 3) float32 positions (QM9: Å)",
-    "nodes/z": "(N,) uint8 atomic numbers",
-    "edges/index": "(E, 2) int32 local node indices i < j of each 1-cell",
-    "edges/order": "(E,) float32 bond order (1, 1.5 aromatic, 2, 3; 0 = unknown, geometric fallback)",
-    "edges/length": "(E,) float32 edge length = 1-cell volume",
-    "rings/size": "(R,) int32 number of vertices of each 2-cell",
-    "rings/area": "(R,) float32 area by barycentric subdivision (sum of triangles from the barycentre)",
-    "rings/perimeter": "(R,) float32 sum of the ring's edge lengths",
-    "rings/radius": "(R,) float32 half the largest distance between two of the ring's vertices",
-    "ring_slots/node": "(L,) int32 local node index of every ring vertex, rings contiguous, cyclic order",
-    "ring_slots/edge": "(L,) int32 local edge index joining slot k to slot k+1 of the same ring",
-    "nbr/<name>/index": "(P, 2) int32 local [sender, receiver] cell indices of a neighbourhood",
-    "nbr/<name>/dist": "(P,) float32 distance between the barycentres of sender and receiver",
-}
 
 
 @dataclass

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from empcn.schema import NEIGHBOURHOODS, NeighbourhoodSpec
+
 __all__ = [
     "BadTopology",
     "NEIGHBOURHOODS",
@@ -24,31 +26,6 @@ __all__ = [
     "build_neighbourhoods",
     "pairs_sharing",
 ]
-
-
-@dataclass(frozen=True)
-class NeighbourhoodSpec:
-    """One message-passing relation: messages go from ``sender_rank`` cells to ``receiver_rank`` cells."""
-
-    name: str  # "<sender>_<receiver>[_<relation>]", the key in caches and ComplexBatch.nbr
-    sender_rank: int  # 0 nodes, 1 edges, 2 rings
-    receiver_rank: int
-    relation: str  # boundary | coboundary | lower_adjacency | upper_adjacency | vertex_of | vertices
-    doc: str
-
-
-NEIGHBOURHOODS: tuple[NeighbourhoodSpec, ...] = (
-    NeighbourhoodSpec("0_0", 0, 0, "upper_adjacency", "nodes sharing an edge, both directions"),
-    NeighbourhoodSpec("0_1", 0, 1, "boundary", "node -> edge it bounds (the node is in the edge's boundary)"),
-    NeighbourhoodSpec("1_0", 1, 0, "coboundary", "edge -> its two nodes (the edge is in the node's co-boundary)"),
-    NeighbourhoodSpec("1_1_lower", 1, 1, "lower_adjacency", "edges sharing a node, both directions"),
-    NeighbourhoodSpec("1_1_upper", 1, 1, "upper_adjacency", "edges bounding a common ring, both directions"),
-    NeighbourhoodSpec("1_2", 1, 2, "boundary", "edge -> ring it bounds"),
-    NeighbourhoodSpec("2_1", 2, 1, "coboundary", "ring -> its boundary edges"),
-    NeighbourhoodSpec("2_2_lower", 2, 2, "lower_adjacency", "rings sharing an edge, both directions"),
-    NeighbourhoodSpec("0_2", 0, 2, "vertex_of", "node -> ring it is a vertex of"),
-    NeighbourhoodSpec("2_0", 2, 0, "vertices", "ring -> its vertices (P(sigma) of the decoupled model)"),
-)
 
 
 class BadTopology(ValueError):

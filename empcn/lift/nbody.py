@@ -21,7 +21,6 @@ holds the samples of every split in config order (train, valid, test by default)
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import multiprocessing as mp
 import sys
@@ -33,7 +32,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from empcn import __version__
 from empcn import cache as cache_format
 from empcn.data import nbody as sim
 from empcn.data.nbody import (
@@ -46,7 +44,7 @@ from empcn.data.nbody import (
     SplitArrays,
 )
 from empcn.lift import pipeline
-from empcn.lift.assemble import FIELD_DOCS, SampleCells, complex_shard
+from empcn.lift.assemble import SampleCells, complex_shard
 
 __all__ = [
     "NBodyCells",
@@ -407,48 +405,47 @@ def _histogram(counts: np.ndarray) -> dict[str, int]:
 
 
 def source_fingerprint(config: NBodyLiftConfig) -> str:
-    """sha256 over the simulator config, the split seeds and sizes, and the simulator's code version.
+    """sha256 over the simulator config, the split seeds and sizes, and the simulator's version.
 
-    The code version is the empcn version plus the sha256 of ``empcn/data/nbody.py``'s source, so any
-    change to the simulator changes the fingerprint (and --resume never mixes shards across it).
+    The simulator is identified by :data:`empcn.data.nbody.SIMULATOR_VERSION`, an explicit number
+    bumped when the physics or a random stream changes, never by its source text: editing a comment
+    changes no cache, and --resume still never mixes shards across a change of the simulated data.
     """
-    code = hashlib.sha256(inspect.getsource(sim).encode("utf-8")).hexdigest()
     blob = {
         "system": config.system,
         "simulator": asdict(config.simulator_config),
         "splits": [asdict(s) for s in config.splits],
         "initial_states": config.initial_source,
-        "code": {"empcn": __version__, "simulator_source_sha256": code},
+        "simulator_version": sim.SIMULATOR_VERSION,
     }
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def lift_nbody(config: NBodyLiftConfig) -> Path:
     """Simulate the splits, lift every simulation to a complex, write shards + entry; return the entry path."""
-    out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     samples = gather_samples(simulate_splits(config))  # a failed simulation leaves an old cache intact
-    if out.exists():
-        out.unlink()  # an interrupted re-lift must not leave the old entry pointing at new shards
-    fingerprint = source_fingerprint(config)
-    params = config.recorded_params()
-    key = pipeline.lift_key_of(params, fingerprint, __version__)
-    tasks = pipeline.plan_shards(len(samples.pos), config.shard_size)
-    results = pipeline.run_shards(
-        out,
-        tasks,
+    job = pipeline.LiftJob(
+        dataset="nbody",
+        out=Path(config.out),
+        num_items=len(samples.pos),
         build=lambda task: build_shard(samples, config, task.start, task.stop),
-        lift_key=key,
+        params=config.recorded_params(),
+        source={"kind": "simulation", "name": f"empcn.data.nbody.{_simulate_name(config)}",
+                "fingerprint": source_fingerprint(config)},
+        shard_size=config.shard_size,
         workers=config.workers,
         resume=config.resume,
         progress=config.progress,
         desc=f"lift nbody ({config.system})",
     )
-    splits, split_info = _splits(config, samples)
-    manifest = pipeline.assemble_manifest(results, _manifest_base(config, samples, fingerprint, params, split_info,
-                                                                  results))
-    cache_format.write_entry(out, manifest, splits, [r.file for r in results])
-    return out
+    return pipeline.run_lift(job, lambda results: _finish(config, samples, results))
+
+
+def _simulate_name(config: NBodyLiftConfig) -> str:
+    """The simulator function the data came from (EGNN's stream: integrated from its initial states)."""
+    if config.initial_source == "egnn":
+        return "integrate_charged"
+    return "simulate_charged" if config.system == "charged" else "simulate_gravity"
 
 
 def _splits(config: NBodyLiftConfig, samples: NBodySamples) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -492,37 +489,20 @@ def _stream_info(config: NBodyLiftConfig) -> dict[str, Any]:
     return {"initial_states": "seeded", "seeds": {s.name: s.seed for s in config.splits}}
 
 
-def _merge(results: Sequence[pipeline.ShardResult], key: str) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for r in results:
-        for v, n in r.summary.get(key, {}).items():
-            total[v] = total.get(v, 0) + int(n)
-    return dict(sorted(total.items(), key=lambda kv: int(kv[0])))
-
-
-def _manifest_base(
-    config: NBodyLiftConfig,
-    samples: NBodySamples,
-    fingerprint: str,
-    params: dict[str, Any],
-    split_info: dict[str, Any],
-    results: Sequence[pipeline.ShardResult],
-) -> dict[str, Any]:
+def _finish(
+    config: NBodyLiftConfig, samples: NBodySamples, results: Sequence[pipeline.ShardResult]
+) -> pipeline.LiftedSplits:
+    """Contiguous split ranges, the simulator's description, the task and the cell summary."""
+    splits, split_info = _splits(config, samples)
     simulator = config.simulator_config
     scalar = "charge" if config.system == "charged" else "mass"
-    simulate = "simulate_charged" if config.system == "charged" else "simulate_gravity"
-    if config.initial_source == "egnn":
-        simulate = "integrate_charged"  # from egnn_initial_states
+    simulate = _simulate_name(config)
     graph = (
         "the fully connected graph (every pair of particles)"
         if config.cell_kind == "full"
         else f"the symmetrised {config.k}-nearest-neighbour graph of the input positions"
     )
-    return {
-        "dataset": "nbody",
-        "created_by": _versions(),
-        "source": {"kind": "simulation", "name": f"empcn.data.nbody.{simulate}", "fingerprint": fingerprint},
-        "params": params,
+    manifest = {
         "simulator": {
             "system": config.system,
             "function": f"empcn.data.nbody.{simulate}",
@@ -552,44 +532,25 @@ def _manifest_base(
                 "1": f"edges of {graph}",
                 "2": "triangles (3-cliques) of the edge graph" if config.max_ring >= 3 else "none",
             },
-            "edges_per_sample": _merge(results, "edges_per_sample"),
-            "rings_per_sample": _merge(results, "rings_per_sample"),
+            "edges_per_sample": pipeline.merge_counts(results, "edges_per_sample"),
+            "rings_per_sample": pipeline.merge_counts(results, "rings_per_sample"),
         },
-        "neighbourhoods": _neighbourhood_docs(),
-        "fields": _field_docs(scalar),
     }
+    return pipeline.LiftedSplits(splits, manifest, fields=_field_docs(scalar))
 
 
-def _versions() -> dict[str, str]:
-    import h5py
-    import torch
-
+def _field_docs(scalar: str) -> dict[str, str | None]:
+    """The fields an N-body cache documents differently from QM9's (``None``: not stored)."""
     return {
-        "empcn": __version__,
-        "numpy": np.__version__,
-        "h5py": h5py.__version__,
-        "torch": torch.__version__.split("+")[0],
+        "sample/y": None,
+        "sample/bonds_from_smiles": None,
+        "nodes/z": None,
+        "edges/order": None,
+        "sample/id": "(S,) int64 index of the sample in the cache",
+        "sample/split": "(S,) uint8 split of the sample, codes in splits.codes",
+        "sample/sim": "(S,) int64 index of the simulation within its split's stream",
+        "nodes/pos": f"(N, 3) float32 positions at the input frame, {UNITS}",
+        "nodes/vel": f"(N, 3) float32 velocities at the input frame, {UNITS}",
+        f"nodes/{scalar}": f"(N,) float32 particle {scalar}, {UNITS}",
+        "nodes/target_pos": f"(N, 3) float32 positions at the target frame, {UNITS}",
     }
-
-
-def _neighbourhood_docs() -> list[dict[str, Any]]:
-    from empcn.lift.complex import NEIGHBOURHOODS
-
-    return [asdict(spec) for spec in NEIGHBOURHOODS]
-
-
-def _field_docs(scalar: str) -> dict[str, str]:
-    docs = {k: v for k, v in FIELD_DOCS.items() if k not in ("sample/y", "sample/bonds_from_smiles", "nodes/z",
-                                                              "edges/order")}
-    docs.update(
-        {
-            "sample/id": "(S,) int64 index of the sample in the cache",
-            "sample/split": "(S,) uint8 split of the sample, codes in splits.codes",
-            "sample/sim": "(S,) int64 index of the simulation within its split's stream",
-            "nodes/pos": f"(N, 3) float32 positions at the input frame, {UNITS}",
-            "nodes/vel": f"(N, 3) float32 velocities at the input frame, {UNITS}",
-            f"nodes/{scalar}": f"(N,) float32 particle {scalar}, {UNITS}",
-            "nodes/target_pos": f"(N, 3) float32 positions at the target frame, {UNITS}",
-        }
-    )
-    return docs

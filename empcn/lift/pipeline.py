@@ -219,3 +219,124 @@ def lift_key_of(params: dict[str, Any], source_fingerprint: str, version: str) -
 
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+# ----------------------------------------------------------------------------------------------
+# the driver every data set's lift runs through
+
+
+@dataclass(frozen=True)
+class LiftJob:
+    """What a data set hands :func:`run_lift`: its items, how to build a shard of them, what identifies it.
+
+    ``params``: every parameter that changes the cache's bytes (recorded as ``manifest["params"]``);
+    ``source``: ``{"kind", "name", "fingerprint"}`` of the raw input; ``build``: items
+    ``[task.start, task.stop)`` → shard content (runs in the workers); ``versions``: extra modules
+    whose versions the manifest records (QM9: ``("rdkit",)``).
+    """
+
+    dataset: str
+    out: Path
+    num_items: int
+    build: BuildFn
+    params: dict[str, Any]
+    source: dict[str, Any]
+    shard_size: int
+    workers: int = 1
+    resume: bool = False
+    progress: bool = True
+    desc: str = ""
+    versions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LiftedSplits:
+    """A data set's part of the manifest, made from the written shards.
+
+    ``splits``: split name → sample indices; ``manifest``: dataset-specific manifest entries
+    (``splits`` info, ``targets`` or ``task``, ``cells``, …); ``fields``: the field docs that differ
+    from :data:`empcn.schema.FIELD_DOCS` (a value ``None`` removes a field the data set does not store);
+    ``skipped``: input items dropped before the shards were built (the reader's skips).
+    """
+
+    splits: dict[str, np.ndarray]
+    manifest: dict[str, Any]
+    fields: dict[str, str | None] = field(default_factory=dict)
+    skipped: Sequence[dict[str, Any]] = ()
+
+
+def run_lift(job: LiftJob, finish: Callable[[list[ShardResult]], LiftedSplits]) -> Path:
+    """Build and write every shard of ``job``, then the entry file; returns the entry file's path.
+
+    The skeleton shared by all data sets: remove an old entry file (an interrupted re-lift must not
+    leave it pointing at new shards), shards in worker processes (reused on ``resume`` when their
+    lift key matches), ``finish`` (splits, statistics, dataset-specific manifest), then the manifest's
+    common part (dataset, versions, source, params, neighbourhoods, fields, shard list) and the entry
+    file, written last.
+    """
+    from empcn import __version__
+    from empcn.schema import FIELD_DOCS, neighbourhood_docs
+
+    out = Path(job.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        out.unlink()
+    key = lift_key_of(job.params, str(job.source.get("fingerprint", "")), __version__)
+    results = run_shards(
+        out,
+        plan_shards(job.num_items, job.shard_size),
+        build=job.build,
+        lift_key=key,
+        workers=job.workers,
+        resume=job.resume,
+        progress=job.progress,
+        desc=job.desc or f"lift {job.dataset}",
+    )
+    lifted = finish(results)
+    fields_doc = {k: v for k, v in {**FIELD_DOCS, **lifted.fields}.items() if v is not None}
+    base = {
+        "dataset": job.dataset,
+        "created_by": created_by(job.versions),
+        "source": dict(job.source),
+        "params": job.params,
+        **lifted.manifest,
+        "neighbourhoods": neighbourhood_docs(),
+        "fields": fields_doc,
+    }
+    manifest = assemble_manifest(results, base, extra_skipped=lifted.skipped)
+    cache_format.write_entry(out, manifest, lifted.splits, [r.file for r in results])
+    return out
+
+
+def created_by(extra: Sequence[str] = ()) -> dict[str, str]:
+    """Versions of empcn and of the libraries that shaped a cache's bytes (numpy, h5py, torch, ``extra``)."""
+    import importlib
+
+    import h5py
+    import torch
+
+    from empcn import __version__
+
+    versions = {
+        "empcn": __version__,
+        "numpy": np.__version__,
+        "h5py": h5py.__version__,
+        "torch": torch.__version__.split("+")[0],
+    }
+    for name in extra:
+        versions[name] = str(importlib.import_module(name).__version__)
+    return versions
+
+
+def merge_counts(results: Sequence[ShardResult], key: str) -> dict[str, int]:
+    """Sum over shards of the per-shard histogram ``summary[key]`` (``{value: count}``), sorted by value."""
+    total: dict[str, int] = {}
+    for r in results:
+        for value, n in r.summary.get(key, {}).items():
+            total[value] = total.get(value, 0) + int(n)
+    return dict(sorted(total.items(), key=lambda kv: int(kv[0])))
+
+
+def concat_sample_arrays(results: Sequence[ShardResult], name: str, empty: np.ndarray) -> np.ndarray:
+    """The ``sample/<name>`` arrays of all shards in order (``empty`` when there are no shards)."""
+    return np.concatenate([r.sample_arrays[name] for r in results]) if results else empty

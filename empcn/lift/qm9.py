@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from empcn import __version__
 from empcn import cache as cache_format
 from empcn.data import qm9 as qm9_source
 from empcn.lift import pipeline
@@ -37,6 +36,21 @@ class QM9LiftConfig:
     resume: bool = False
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        def bad(reason: str) -> pipeline.LiftError:
+            return pipeline.LiftError(f"qm9 lift: {reason}")
+
+        if self.rings not in ("chordless", "sssr"):
+            raise bad(f"rings must be 'chordless' or 'sssr', got {self.rings!r}")
+        if self.split not in ("cormorant", "empsn"):
+            raise bad(f"split must be 'cormorant' or 'empsn', got {self.split!r}")
+        if not _is_int(self.max_ring) or self.max_ring < 3:
+            raise bad(f"max_ring must be an integer >= 3, got {self.max_ring!r}")
+        if self.limit is not None and (not _is_int(self.limit) or self.limit < 1):
+            raise bad(f"limit must be a positive integer, got {self.limit!r}")
+        if not _is_int(self.shard_size) or self.shard_size < 1 or not _is_int(self.workers) or self.workers < 1:
+            raise bad(f"shard_size and workers must be positive integers, got {self.shard_size!r} and {self.workers!r}")
+
     def recorded_params(self) -> dict[str, Any]:
         """The parameters that change the bytes of the cache (not workers/progress/resume/out)."""
         return {
@@ -47,6 +61,22 @@ class QM9LiftConfig:
             "shard_size": self.shard_size,
             "strict": self.strict,
         }
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], **run: Any) -> "QM9LiftConfig":
+        """The config whose :meth:`recorded_params` are ``params`` (a cache manifest's), plus run options.
+
+        A parameter a cache does not record takes today's default; an unknown one is refused.
+        """
+        recorded = set(cls().recorded_params())
+        unknown = sorted(set(params) - recorded)
+        if unknown:
+            raise pipeline.LiftError(f"qm9 lift: the cache records parameters this empcn does not know: {', '.join(unknown)}")
+        return cls(**params, **run)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -129,48 +159,36 @@ def _build_shard(inputs: _QM9Inputs, task: pipeline.ShardTask) -> cache_format.S
 
 def lift_qm9(config: QM9LiftConfig) -> Path:
     """Run the whole QM9 lift; returns the entry file path. Raises LiftError / SourceError on bad input."""
-    out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     raw, skipped = qm9_source.read_qm9(config.source, limit=config.limit, strict=config.strict)
-    if out.exists():
-        out.unlink()  # an interrupted re-lift must not leave the old entry pointing at new shards
-    targets = qm9_source.standard_targets(raw)
-    fingerprint = qm9_source.source_fingerprint(config.source)
-    params = config.recorded_params()
-    key = pipeline.lift_key_of(params, fingerprint, __version__)
-    inputs = _QM9Inputs(raw, targets, config)
-    tasks = pipeline.plan_shards(len(raw.ids), config.shard_size)
-    results = pipeline.run_shards(
-        out,
-        tasks,
+    inputs = _QM9Inputs(raw, qm9_source.standard_targets(raw), config)
+    job = pipeline.LiftJob(
+        dataset="qm9",
+        out=Path(config.out),
+        num_items=len(raw.ids),
         build=lambda task: _build_shard(inputs, task),
-        lift_key=key,
+        params=config.recorded_params(),
+        source={
+            "kind": qm9_source.source_kind(config.source),
+            "name": "qm9pack==1.0.3" if config.source is None else Path(config.source).name,
+            "fingerprint": qm9_source.source_fingerprint(config.source),
+        },
+        shard_size=config.shard_size,
         workers=config.workers,
         resume=config.resume,
         progress=config.progress,
         desc="lift qm9",
+        versions=("rdkit",),
     )
-    ids = np.concatenate([r.sample_arrays["id"] for r in results]) if results else np.zeros(0, np.int64)
-    ys = (
-        np.concatenate([r.sample_arrays["y"] for r in results])
-        if results
-        else np.zeros((0, len(qm9_source.TARGETS)))
-    )
+    return pipeline.run_lift(job, lambda results: _finish(config, results, [asdict(s) for s in skipped]))
+
+
+def _finish(config: QM9LiftConfig, results: list[pipeline.ShardResult], skipped: list[dict[str, Any]]) -> pipeline.LiftedSplits:
+    """Cormorant (or EMPSN) splits, train-split target statistics and the cell summary."""
+    ids = pipeline.concat_sample_arrays(results, "id", np.zeros(0, np.int64))
+    ys = pipeline.concat_sample_arrays(results, "y", np.zeros((0, len(qm9_source.TARGETS))))
     splits, split_info = qm9_splits(ids, config.split)
     stats = target_statistics(ys[splits["train"]], qm9_source.TARGETS)
-    ring_sizes: dict[str, int] = {}
-    for r in results:
-        for s, n in r.summary.get("ring_sizes", {}).items():
-            ring_sizes[s] = ring_sizes.get(s, 0) + n
-    base = {
-        "dataset": "qm9",
-        "created_by": _versions(),
-        "source": {
-            "kind": qm9_source.source_kind(config.source),
-            "name": "qm9pack==1.0.3" if config.source is None else Path(config.source).name,
-            "fingerprint": fingerprint,
-        },
-        "params": params,
+    manifest = {
         "splits": split_info,
         "targets": {
             "names": list(qm9_source.TARGETS),
@@ -183,38 +201,8 @@ def lift_qm9(config: QM9LiftConfig) -> Path:
         "cells": {
             "ranks": {"0": "nodes (atoms, hydrogens included)", "1": "edges (covalent bonds)",
                       "2": f"rings ({config.rings} cycles of at most {config.max_ring} atoms)"},
-            "ring_sizes": dict(sorted(ring_sizes.items(), key=lambda kv: int(kv[0]))),
+            "ring_sizes": pipeline.merge_counts(results, "ring_sizes"),
             "bond_fallback_samples": sum(int(r.summary.get("bond_fallback", 0)) for r in results),
         },
-        "neighbourhoods": _neighbourhood_docs(),
-        "fields": _field_docs(),
     }
-    manifest = pipeline.assemble_manifest(results, base, extra_skipped=[asdict(s) for s in skipped])
-    cache_format.write_entry(out, manifest, splits, [r.file for r in results])
-    return out
-
-
-def _versions() -> dict[str, str]:
-    import h5py
-    import rdkit
-    import torch
-
-    return {
-        "empcn": __version__,
-        "numpy": np.__version__,
-        "h5py": h5py.__version__,
-        "rdkit": rdkit.__version__,
-        "torch": torch.__version__.split("+")[0],
-    }
-
-
-def _neighbourhood_docs() -> list[dict[str, Any]]:
-    from empcn.lift.complex import NEIGHBOURHOODS
-
-    return [asdict(spec) for spec in NEIGHBOURHOODS]
-
-
-def _field_docs() -> dict[str, str]:
-    from empcn.lift.assemble import FIELD_DOCS
-
-    return dict(FIELD_DOCS)
+    return pipeline.LiftedSplits(splits, manifest, skipped=skipped)

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from empcn.statistics import mean_mad
+
 QM9_CHARACTERISED = 130_831
 QM9_TOTAL = 133_885
 _SPLIT_SEED = 0
@@ -66,10 +68,7 @@ def qm9_splits(ids: np.ndarray, scheme: str) -> tuple[dict[str, np.ndarray], dic
 
 def target_statistics(y_train: np.ndarray, names: Sequence[str]) -> dict[str, dict[str, float]]:
     """Per-target mean and mean absolute deviation (MAD) over the training samples (EGNN's normalisation)."""
-    if len(y_train) == 0:
-        return {"mean": {n: 0.0 for n in names}, "mad": {n: 1.0 for n in names}}
-    mean = y_train.mean(axis=0)
-    mad = np.abs(y_train - mean).mean(axis=0)
+    mean, mad = mean_mad(np.asarray(y_train, dtype=np.float64).reshape(len(y_train), len(names)))
     return {
         "mean": {n: float(m) for n, m in zip(names, mean)},
         "mad": {n: float(d) for n, d in zip(names, mad)},

@@ -7,7 +7,7 @@ rank in the samples before it.
 
 Ranks: 0 = nodes (atoms, particles, joints), 1 = edges (bonds), 2 = rings (cycles).
 Neighbourhoods are named ``"<sender>_<receiver>[_<relation>]"``, see
-:data:`empcn.lift.complex.NEIGHBOURHOODS`; each is an index tensor ``(P, 2)`` of
+:data:`empcn.schema.NEIGHBOURHOODS`; each is an index tensor ``(P, 2)`` of
 ``[sender cell, receiver cell]``, with ``nbr_dist[name]`` the distance between the two cells'
 barycentres (the cache stores it; models that move positions recompute it with
 :mod:`empcn.geometry`).

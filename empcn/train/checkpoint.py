@@ -62,10 +62,18 @@ class RunMeta:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "RunMeta":
-        d = dict(d)
-        d["neighbourhoods"] = {k: (int(v[0]), int(v[1])) for k, v in d["neighbourhoods"].items()}
-        d["species"] = tuple(int(s) for s in d["species"])
-        return RunMeta(**d)
+        """The metadata a checkpoint saved (older checkpoints: the "field added later" rule of
+        :func:`empcn.train.saved.load_saved`)."""
+        from dataclasses import replace
+
+        from empcn.train.saved import load_saved
+
+        meta = load_saved(RunMeta, d)
+        return replace(
+            meta,
+            neighbourhoods={k: (int(v[0]), int(v[1])) for k, v in meta.neighbourhoods.items()},
+            species=tuple(int(s) for s in meta.species),
+        )
 
 
 # ----------------------------------------------------------------------------------------------

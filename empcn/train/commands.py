@@ -1,4 +1,4 @@
-"""``empcn train | evaluate | predict``: the typer commands of the train stage.
+"""``empcn train | evaluate``: the typer commands of the train stage (``predict`` is in :mod:`empcn.cli`).
 
 :func:`register` adds them to the CLI app. This module imports only typer at import time (the CLI
 loads it for every command); torch, the models and the data path are imported inside the commands.
@@ -73,9 +73,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from empcn.cache import CacheError
     from empcn.train.checkpoint import CheckpointError
     from empcn.train.config import ConfigError
+    from empcn.train.distributed import DeviceUnavailable
     from empcn.train.loop import TrainError
 
-    return (CacheError, CheckpointError, ConfigError, TrainError)
+    return (CacheError, CheckpointError, ConfigError, TrainError, DeviceUnavailable)
 
 
 def train(
@@ -181,10 +182,6 @@ def train(
         _fail(one_line(exc), code=1)
     except _user_errors() as exc:
         _fail(one_line(exc))
-    except RuntimeError as exc:
-        if "--device" in str(exc):
-            _fail(one_line(exc))
-        raise
 
 
 def evaluate(
@@ -203,10 +200,6 @@ def evaluate(
         result = evaluate_run(run, split.value, cache, device.value, batch_size, workers)
     except _user_errors() as exc:
         _fail(one_line(exc))
-    except RuntimeError as exc:
-        if "--device" in str(exc):
-            _fail(one_line(exc))
-        raise
     if json_out:
         import json
 
@@ -215,41 +208,7 @@ def evaluate(
         typer.echo(result.line())
 
 
-def predict(
-    run: Path = typer.Argument(..., help="Run folder written by `empcn train`."),
-    files: list[Path] = typer.Argument(..., help="Molecules as .xyz files (raw QM9 or plain XYZ)."),
-    device: DeviceChoice = typer.Option(DeviceChoice.auto, help="auto: CUDA when available."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON list instead of lines."),
-) -> None:
-    """Predict the run's target for each molecule file: `file  value unit` per line (QM9 runs)."""
-    from empcn.train.task import task_of_run
-    from empcn.train.predict import PredictError, predict_files
-
-    try:
-        if task_of_run(run).kind != "scalar":
-            raise PredictError(
-                f"{run}: a positions run (N-body); `empcn predict` takes runs trained on QM9 targets "
-                f"(score it with `empcn evaluate {run}`)"
-            )
-        predictions = predict_files(run, files, device.value)
-    except (PredictError, *_user_errors()) as exc:
-        _fail(one_line(exc))
-    except RuntimeError as exc:
-        if "--device" in str(exc):
-            _fail(one_line(exc))
-        raise
-    if json_out:
-        import dataclasses
-        import json
-
-        typer.echo(json.dumps([dataclasses.asdict(p) for p in predictions], indent=1))
-    else:
-        for p in predictions:
-            typer.echo(p.line())
-
-
 def register(app: typer.Typer) -> None:
-    """Add ``train``, ``evaluate`` and ``predict`` to ``app``."""
+    """Add ``train`` and ``evaluate`` to ``app``."""
     app.command("train")(train)
     app.command("evaluate")(evaluate)
-    app.command("predict")(predict)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -195,13 +195,11 @@ class TrainConfig:
 
     @staticmethod
     def from_dict(data: dict[str, Any], where: str = "config") -> "TrainConfig":
-        known = {f.name for f in fields(TrainConfig)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}")
+        from empcn.train.saved import SavedFormError, load_saved
+
         try:
-            return TrainConfig(**data)
-        except TypeError as exc:
+            return load_saved(TrainConfig, data)
+        except (SavedFormError, TypeError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
 
     def save(self, run_dir: Path) -> Path:

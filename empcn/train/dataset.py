@@ -34,6 +34,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from empcn.cache import Cache, CacheError, Sample, ShardContent
+from empcn.statistics import mean_mad
 from empcn.train.batch import ComplexBatch
 from empcn.train.collate import CollateSpec, collate
 
@@ -111,11 +112,8 @@ def target_statistics(layout: CacheLayout, indices: np.ndarray, target_index: in
         ys.append(cache.shard(k).groups["sample"].arrays["y"][rows, target_index])
     cache.close()
     y = np.concatenate(ys).astype(np.float64) if ys else np.zeros(0)
-    if len(y) == 0:
-        return 0.0, 1.0
-    mean = float(y.mean())
-    mad = float(np.abs(y - mean).mean())
-    return mean, (mad if mad > 0 else 1.0)
+    mean, mad = mean_mad(y)
+    return float(mean), float(mad)
 
 
 def epoch_order(

@@ -35,13 +35,17 @@ class DistEnv:
         return self.world_size > 1
 
 
+class DeviceUnavailable(RuntimeError):
+    """The device a run asked for is not on this machine; one-line message."""
+
+
 def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
     """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a one-line error."""
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+            raise DeviceUnavailable("--device cuda: no CUDA device is available (use --device cpu or auto)")
         return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
     if choice == "cpu":
         return torch.device("cpu")

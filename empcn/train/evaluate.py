@@ -9,7 +9,6 @@ the same quantity.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +22,9 @@ from empcn.train.checkpoint import BEST, CheckpointError, RunMeta, run_checkpoin
 from empcn.train.collate import CollateSpec
 from empcn.train.config import TrainConfig
 from empcn.train.distributed import DistEnv, all_reduce_sum, resolve_device
-from empcn.train.task import ScalarTask, Task, task_from_meta
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
+from empcn.train.models.registry import model_from_saved
+from empcn.train.precision import DTYPES, autocast
+from empcn.train.task import Task, task_from_meta
 
 # ----------------------------------------------------------------------------------------------
 # results
@@ -83,38 +80,6 @@ class TrainedModel:
         return task_from_meta(self.meta)
 
 
-def autocast(device: torch.device, dtype: torch.dtype, enabled: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA for float32 models when ``enabled``; nothing otherwise (never on CPU)."""
-    if enabled and device.type == "cuda" and dtype == torch.float32:
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def model_config_from_dict(model: str, values: dict[str, Any]) -> Any:
-    """The model's config dataclass from a saved dict (JSON lists back to tuples where the field is one).
-
-    A field the saved dict lacks was added to empcn after the run was saved; it takes the value the
-    config class lists in ``SAVED_WITHOUT`` (the behaviour before the field existed) when there is one,
-    else today's default (a field whose default reproduces the old behaviour).
-    """
-    from empcn.train.models.registry import config_class
-
-    cls = config_class(model)
-    defaults = cls()
-    fixed = dict(getattr(cls, "SAVED_WITHOUT", {}))
-    for f in dataclasses.fields(cls):
-        if f.name in values:
-            v = values[f.name]
-            fixed[f.name] = tuple(v) if isinstance(getattr(defaults, f.name), tuple) and isinstance(v, list) else v
-    return cls(**fixed)
-
-
-def model_from_meta(meta: RunMeta) -> nn.Module:
-    from empcn.train.models.registry import build_model
-
-    return build_model(meta.model, model_config_from_dict(meta.model, meta.model_config))
-
-
 def collate_spec(meta: RunMeta) -> CollateSpec:
     """The collation the run trained with: its neighbourhoods, target column, species and charge powers."""
     base = task_from_meta(meta).collate_spec(dict(meta.neighbourhoods))
@@ -128,7 +93,7 @@ def load_trained(run_dir: Path, which: str = BEST, device: str = "auto") -> Trai
     try:
         meta = RunMeta.from_dict(state["meta"])
         config = TrainConfig.from_dict(state["config"])
-        model = model_from_meta(meta)
+        model = model_from_saved(meta.model, meta.model_config)
         model.load_state_dict(state["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = " ".join(str(exc).split())[:200]
@@ -136,22 +101,6 @@ def load_trained(run_dir: Path, which: str = BEST, device: str = "auto") -> Trai
     dtype = DTYPES[config.dtype]
     model.to(device=dev, dtype=dtype).eval()
     return TrainedModel(model, meta, config, int(state.get("epoch", 0)), dev, dtype)
-
-
-@torch.no_grad()
-def predict_loader(
-    model: nn.Module, loader: Any, device: torch.device, dtype: torch.dtype, amp: bool, mean: float, mad: float
-) -> Any:
-    """Yield ``(prediction, batch)`` per batch: prediction ``(B,)`` float64 CPU in the target's unit."""
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in loader:
-            with autocast(device, dtype, amp):
-                out = model(batch.to(device, dtype))
-            yield out.detach().double().cpu() * mad + mean, batch
-    finally:
-        model.train(was_training)
 
 
 def task_error(
@@ -186,21 +135,6 @@ def task_error(
         total = total.cpu()
     n = int(total[1].item())
     return (float(total[0] / n) if n else float("nan")), int(total[2].item())
-
-
-def mean_absolute_error(
-    model: nn.Module,
-    loader: Any,
-    device: torch.device,
-    dtype: torch.dtype,
-    amp: bool,
-    mean: float,
-    mad: float,
-    env: DistEnv | None = None,
-) -> tuple[float, int]:
-    """(MAE in the target's unit, number of samples) of a scalar model: :func:`task_error` of a ScalarTask."""
-    task = ScalarTask(target="", unit="", mean=mean, mad=mad)
-    return task_error(model, loader, device, dtype, amp, task, env)
 
 
 def evaluate_run(

@@ -41,8 +41,9 @@ from empcn.train.distributed import (
     shutdown,
     wrap_model,
 )
-from empcn.train.evaluate import DTYPES, autocast, model_config_from_dict, task_error
-from empcn.train.model_options import apply_model_options
+from empcn.train.evaluate import task_error
+from empcn.train.models.registry import saved_config
+from empcn.train.precision import DTYPES, autocast
 from empcn.train.task import Task, TaskError, task_for_cache
 
 #: Seconds between two redraws of ``learning_curve.png`` (drawing costs ~0.1–0.3 s; N-body epochs ~1 s).
@@ -71,45 +72,21 @@ class RunState:
 # set-up helpers
 
 
-def needed_neighbourhoods(model: str, model_config: Any) -> tuple[str, ...]:
-    """Neighbourhoods the model reads from the batch (only those are collated). ``model``: registry name."""
-    if hasattr(model_config, "neighbourhoods"):
-        return tuple(model_config.neighbourhoods)
-    if hasattr(model_config, "communications"):  # EMPCN dynamics
-        return tuple(model_config.communications)
-    if model == "decoupled":
-        from empcn.train.models.decoupled import RING_TO_NODE
-
-        return (RING_TO_NODE,)
-    return ()
-
-
 def build_model_config(config: TrainConfig, spec: CollateSpec, has_edge_order: bool, model: str | None = None) -> Any:
-    """The model's config dataclass for this run: the model's defaults with the run's sizes.
+    """The model's config dataclass for this run: the model's defaults with the cache's input widths and the run's sizes.
 
     ``model``: the registry name (default ``config.model``). ``has_edge_order``: the cache stores
-    ``edges/order`` (bond orders), which EMPCN then reads as a one-hot edge input unless
-    ``--no-edge-features``. Position models take no node-feature width (they embed speeds).
+    ``edges/order`` (bond orders), which a model with an edge input then reads as a one-hot unless
+    ``--no-edge-features``.
     """
-    from empcn.train.models.registry import config_class
+    from empcn.train.models.registry import config_for_run
 
+    edge_width = spec.edge_features if config.edge_features and has_edge_order else 0
     try:
-        base = config_class(model or config.model)()
-    except ValueError as exc:
-        raise TrainError(str(exc)) from None
-    changes: dict[str, Any] = {}
-    if hasattr(base, "in_node_features"):
-        changes["in_node_features"] = spec.node_features
-    if config.dropout is not None:
-        changes["dropout"] = config.dropout
-    if config.hidden is not None:
-        changes["hidden"] = config.hidden
-    if config.layers is not None:
-        changes["layers"] = config.layers
-    if hasattr(base, "in_edge_features") and config.edge_features and has_edge_order:
-        changes["in_edge_features"] = spec.edge_features
-    try:
-        return apply_model_options(replace(base, **changes), config.model_options)
+        return config_for_run(
+            model or config.model, spec.node_features, edge_width,
+            hidden=config.hidden, layers=config.layers, dropout=config.dropout, options=config.model_options,
+        )
     except ValueError as exc:
         raise TrainError(str(exc)) from None
 
@@ -211,8 +188,8 @@ class Trainer:
             # the run's own model, not today's defaults (a default may have changed since it started)
             saved = RunMeta.from_dict(resume_state["meta"])
             if saved.model == self.model_name:
-                self.model_config = model_config_from_dict(saved.model, saved.model_config)
-        wanted = needed_neighbourhoods(self.model_name, self.model_config)
+                self.model_config = saved_config(saved.model, saved.model_config)
+        wanted = self.model_config.reads()
         missing = [n for n in wanted if n not in base_spec.neighbourhoods]
         if missing:
             raise TrainError(f"{cfg.cache}: has no neighbourhood {', '.join(missing)} (needed by --model {cfg.model})")
@@ -296,7 +273,7 @@ class Trainer:
         saved = RunMeta.from_dict(state["meta"])
         if saved.cache_fingerprint != self.meta.cache_fingerprint:
             raise TrainError(f"{self.config.cache}: not the cache run {self.run_dir} was trained on (fingerprint differs)")
-        saved = replace(saved, model_config=asdict(model_config_from_dict(saved.model, saved.model_config)))
+        saved = replace(saved, model_config=asdict(saved_config(saved.model, saved.model_config)))
         if saved.model_config != self.meta.model_config or saved.model != self.meta.model:
             raise TrainError(f"{path}: its model differs from the run config's")
         self.model.load_state_dict(state["model"])
@@ -309,16 +286,6 @@ class Trainer:
         if self.env.is_main:
             metrics_io.truncate_records(self.run_dir, self.state.epoch)
         self.log(f"resuming {self.run_dir} after epoch {self.state.epoch} (step {self.state.step})")
-
-    @property
-    def mean(self) -> float:
-        """Target mean the loss normalises with (scalar task; 0 for positions)."""
-        return float(getattr(self.task, "mean", 0.0))
-
-    @property
-    def mad(self) -> float:
-        """Target MAD the loss normalises with (scalar task; 1 for positions)."""
-        return float(getattr(self.task, "mad", 1.0))
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _checkpoint_state(self) -> dict[str, Any]:

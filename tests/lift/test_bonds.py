@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from rdkit import Chem
 
+from helpers import qm9pack_csv
+
 from empcn.lift.bonds import BadMolecule, geometric_bonds, molecule_bonds
 
-QM9_CSV = Path("/work/main/.venv/lib/python3.11/site-packages/qm9pack/data/qm9_part1.csv")
+QM9_CSV = qm9pack_csv()
 ATOMIC_NUMBER = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
 
 
 @pytest.fixture(scope="module")
 def qm9() -> pd.DataFrame:
     """The first 3,300 QM9 molecules, indexed by their 1-based QM9 index."""
-    if not QM9_CSV.exists():
-        pytest.skip(f"QM9 CSV not found at {QM9_CSV}")
     frame = pd.read_csv(QM9_CSV, usecols=["Index", "SMILES", "Elements", "XYZ_Ang"], nrows=3300)
     return frame.set_index("Index")
 
@@ -218,8 +217,6 @@ def test_nitro_group_keeps_written_orders_next_to_an_aromatic_ring():
     # QM9 molecule 21968, 2-nitropyrrole, written with a pentavalent nitro N: O0=N1(=O2)-C3, ring
     # C3=C4-C5=C6-N7(H)-C3. The pyrrole ring is aromatic; the nitro group keeps its written orders
     # (as in nitro compounds without a ring) instead of RDKit's charge-separated rewrite.
-    if not QM9_CSV.exists():
-        pytest.skip(f"QM9 CSV not found at {QM9_CSV}")
     row = pd.read_csv(QM9_CSV, usecols=["Index", "SMILES", "Elements", "XYZ_Ang"], skiprows=range(1, 21517), nrows=1)
     frame = row.set_index("Index")
     z, pos, smiles = molecule(frame, 21968)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from helpers import qm9pack_csv
 
 from empcn.geometry import cell_barycentres, pair_distances, ring_geometry
 from empcn.lift.complex import (
@@ -21,7 +22,7 @@ from empcn.lift.complex import (
     pairs_sharing,
 )
 
-QM9_CSV = Path(__file__).resolve().parents[2] / ".venv/lib/python3.11/site-packages/qm9pack/data/qm9_part1.csv"
+QM9_CSV = qm9pack_csv()
 UNDIRECTED = ("0_0", "1_1_lower", "1_1_upper", "2_2_lower")
 REVERSES = (("0_1", "1_0"), ("1_2", "2_1"), ("0_2", "2_0"))
 
@@ -268,8 +269,6 @@ def _qm9_samples(limit: int) -> list[Sample]:
 
 
 def test_qm9_molecules_match_brute_force() -> None:
-    if not QM9_CSV.exists():
-        pytest.skip(f"QM9 CSV not installed at {QM9_CSV}")
     samples = _qm9_samples(150)
     assert any(len(s.rings) >= 2 for s in samples)  # fused / bridged systems are included
     topo = stack(samples)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from itertools import combinations
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from rdkit import Chem
+
+from helpers import qm9pack_csv
 
 from empcn.lift.bonds import molecule_bonds
 from empcn.lift.rings import (
@@ -19,7 +20,7 @@ from empcn.lift.rings import (
     sssr_cycles_from_edges,
 )
 
-QM9_CSV = Path("/work/main/.venv/lib/python3.11/site-packages/qm9pack/data/qm9_part1.csv")
+QM9_CSV = qm9pack_csv()
 ATOMIC_NUMBER = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
 
 
@@ -182,8 +183,6 @@ def relabelled_rings(n: int, edges: np.ndarray, perm: np.ndarray, max_size: int 
 @pytest.fixture(scope="module")
 def qm9() -> pd.DataFrame:
     """The first 3,300 QM9 molecules (1-based QM9 index in column Index)."""
-    if not QM9_CSV.exists():
-        pytest.skip(f"QM9 CSV not found at {QM9_CSV}")
     return pd.read_csv(QM9_CSV, usecols=["Index", "SMILES", "Elements", "XYZ_Ang"], nrows=3300)
 
 

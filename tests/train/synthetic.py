@@ -13,10 +13,11 @@ import ast
 import itertools
 import math
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from helpers import qm9pack_csv
 
 from empcn.train.batch import ComplexBatch
 
@@ -25,7 +26,7 @@ CHARGE = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
 COVALENT_RADIUS = {"H": 0.31, "C": 0.76, "N": 0.71, "O": 0.66, "F": 0.57}  # Å
 NUM_NODE_FEATURES = 3 * len(SPECIES)  # one-hot × (Z/9)^0,1,2, as EGNN's QM9 charge powers
 NUM_EDGE_FEATURES = 4  # bond-type one-hot (random in the synthetic complexes)
-QM9_CSV = Path(__file__).resolve().parents[2] / ".venv/lib/python3.11/site-packages/qm9pack/data/qm9_part1.csv"
+QM9_CSV = qm9pack_csv()
 RANK_OF_NAME = {
     "0_0": (0, 0), "0_1": (0, 1), "1_0": (1, 0), "1_1_lower": (1, 1), "1_1_upper": (1, 1),
     "1_2": (1, 2), "2_1": (2, 1), "2_2_lower": (2, 2), "0_2": (0, 2), "2_0": (2, 0),
@@ -244,13 +245,7 @@ def transformed(mol: Molecule, matrix: Tensor, shift: Tensor) -> Molecule:
     return replace(mol, pos=mol.pos @ matrix.T + shift)
 
 
-def random_rotation(gen: torch.Generator) -> Tensor:
-    """A uniformly random proper rotation (3, 3) float64 (QR of a Gaussian matrix, det fixed to +1)."""
-    q, r = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r))
-    if torch.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
+
 
 
 # ---------------------------------------------------------------- batching and relabelling

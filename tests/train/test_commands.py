@@ -15,12 +15,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers import qm9pack_csv
+
 from empcn.cache import open_cache
 from empcn.cli import app
 from empcn.train.collate import collate
 from empcn.train.evaluate import load_trained
 
-QM9_CSV = Path(__file__).resolve().parents[2] / ".venv/lib/python3.11/site-packages/qm9pack/data/qm9_part1.csv"
+QM9_CSV = qm9pack_csv()
 runner = CliRunner()
 TINY = ["--hidden", "16", "--layers", "2", "--epochs", "1", "--batch-size", "32", "--no-progress"]
 

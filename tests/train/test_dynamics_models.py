@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import assert_close, orthogonal_maps
+
 from empcn.cache import sample_from_shard
 from empcn.data.nbody import ChargedConfig, GravityConfig, NBodySplit, generate_split
 from empcn.lift.complex import NEIGHBOURHOODS
@@ -88,24 +90,10 @@ def batch(charged) -> ComplexBatch:
     return to_batch(lifted(**charged))
 
 
-def assert_close(a: torch.Tensor, b: torch.Tensor, rtol: float = RTOL) -> None:
-    a, b = a.detach(), b.detach()
-    scale = max(float(a.abs().max()), float(b.abs().max()), 1e-12)
-    err = float((a - b).abs().max())
-    assert err <= rtol * scale, f"max |diff| {err:.3e} > {rtol:.0e} × {scale:.3e}"
 
 
-def orthogonal_maps(seed: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    gen = torch.Generator().manual_seed(seed)
-    q, r = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
-    rot = q * torch.sign(torch.diagonal(r))
-    if torch.det(rot) < 0:
-        rot[:, 0] = -rot[:, 0]
-    mirror = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))
-    shift = torch.randn(3, generator=gen, dtype=torch.float64) * 5
-    zero, eye = torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64)
-    return [("rotation", rot, zero), ("reflection", mirror @ rot, zero), ("translation", eye, shift),
-            ("rotoreflection+translation", rot @ mirror, shift)]
+
+
 
 
 def moved(batch: ComplexBatch, matrix: torch.Tensor, shift: torch.Tensor) -> ComplexBatch:

@@ -170,11 +170,11 @@ def test_train_size_trains_on_a_seeded_subset_normalised_over_it(qm9_cache: Path
     sub = trainer.train_stream.indices
     assert len(sub) == 40 and np.isin(sub, cache.splits["train"]).all()
     y = np.array([cache[int(i)]["y"]["U0"] for i in sub])
-    assert trainer.mean == pytest.approx(y.mean(), rel=1e-12)
-    assert trainer.mad == pytest.approx(np.abs(y - y.mean()).mean(), rel=1e-12)
+    assert trainer.meta.mean == pytest.approx(y.mean(), rel=1e-12)
+    assert trainer.meta.mad == pytest.approx(np.abs(y - y.mean()).mean(), rel=1e-12)
     assert len(trainer.train_stream) == 2  # ceil(40 / 32)
     trainer.run()
-    assert RunMeta.from_dict(load_checkpoint(tmp_path / "run" / "best.pt")["meta"]).mean == trainer.mean
+    assert RunMeta.from_dict(load_checkpoint(tmp_path / "run" / "best.pt")["meta"]).mean == trainer.meta.mean
 
 
 def test_run_folder_clashes_and_bad_options_are_one_line_errors(finished, qm9_cache: Path, tmp_path: Path) -> None:

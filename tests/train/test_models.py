@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import synthetic as S
+from helpers import assert_close, orthogonal_maps
 
-import synthetic as S  # noqa: E402
-
-from empcn.train.fully_connected import fully_connected_pairs  # noqa: E402
-from empcn.train.models import (  # noqa: E402
+from empcn.train.fully_connected import fully_connected_pairs
+from empcn.train.models import (
     MODELS,
     DecoupledConfig,
     DecoupledEMPCN,
@@ -26,7 +22,6 @@ from empcn.train.models import (  # noqa: E402
     config_class,
 )
 
-RTOL = 1e-9
 SMALL = {
     "egnn": EGNNConfig(hidden=16, layers=2),
     "empcn": EMPCNConfig(hidden=16, layers=2, inv_size=8),
@@ -49,11 +44,7 @@ def molecules() -> list[S.Molecule]:
     return S.synthetic_molecules(seed=0) + [S.qm9_molecule(i) for i in (14, 16, 162)]
 
 
-def assert_close(a: torch.Tensor, b: torch.Tensor, rtol: float = RTOL) -> None:
-    a, b = a.detach(), b.detach()
-    scale = max(float(a.abs().max()), float(b.abs().max()), 1e-12)
-    err = float((a - b).abs().max())
-    assert err <= rtol * scale, f"max |diff| {err:.3e} > {rtol:.0e} × {scale:.3e}"
+
 
 
 # ---------------------------------------------------------------- test helper sanity (real chemistry)
@@ -100,19 +91,7 @@ def test_fully_connected_pairs_edge_cases():
 # ---------------------------------------------------------------- invariance
 
 
-def orthogonal_maps(seed: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    gen = torch.Generator().manual_seed(seed)
-    rot = S.random_rotation(gen)
-    mirror = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
-    shift = 5.0 * torch.randn(3, generator=gen, dtype=torch.float64)
-    eye = torch.eye(3, dtype=torch.float64)
-    zero = torch.zeros(3, dtype=torch.float64)
-    return [
-        ("rotation", rot, zero),
-        ("reflection", mirror @ rot, zero),
-        ("translation", eye, shift),
-        ("rotoreflection+translation", rot @ mirror, shift),
-    ]
+
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -111,7 +111,7 @@ def test_train_size_takes_the_first_n_of_a_seeded_permutation(nbody_cache: Path,
     expected = np.sort(train_split[np.random.default_rng(5).permutation(len(train_split))[:60]])
     assert np.array_equal(trainer.train_stream.indices, expected)
     assert np.array_equal(trainer.train_stream.indices, subset_of_split(train_split, 60, 5))
-    assert (trainer.mean, trainer.mad) == (0.0, 1.0)  # positions are not normalised
+    assert (trainer.meta.mean, trainer.meta.mad) == (0.0, 1.0)  # positions are not normalised
 
 
 # ----------------------------------------------------------------------------------------------

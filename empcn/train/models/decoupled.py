@@ -8,11 +8,14 @@ readout reads node features only. Cost O(|V|² + |R|·|V|).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from empcn.train.models.base import ModelConfig
 from empcn.train.batch import ComplexBatch
 from empcn.train.fully_connected import fully_connected_pairs
 from empcn.train.models.egnn import EGNN, EGNNConfig
@@ -35,12 +38,14 @@ RING_TO_NODE = "2_0"
 
 
 @dataclass(frozen=True)
-class DecoupledConfig:
+class DecoupledConfig(ModelConfig):
     """Decoupled EMPCN. Defaults: QM9 (7 layers, EGNN hidden 128, ring hidden 48 → 74.8:25.2 parameters,
     ≈1.0M in all).
 
     Invariant embedding fields as in :class:`~empcn.train.models.empcn.EMPCNConfig`.
     """
+
+    INPUT_FIELDS: ClassVar[dict[str, str]] = {"node": "in_node_features"}
 
     in_node_features: int = 15
     hidden: int = 128
@@ -60,6 +65,9 @@ class DecoupledConfig:
             ring_hidden=self.ring_hidden, layers=self.layers, inv_size=self.inv_size,
         )
         check_dropout("DecoupledConfig", self.dropout)
+
+    def reads(self) -> tuple[str, ...]:
+        return (RING_TO_NODE,)
 
 
 class RingLayer(nn.Module):

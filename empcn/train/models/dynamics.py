@@ -31,6 +31,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from empcn.train.models.base import ModelConfig
 from empcn import geometry
 from empcn.train.batch import ComplexBatch
 from empcn.train.fully_connected import fully_connected_pairs
@@ -177,7 +178,7 @@ def _egnn_stack(
 
 
 @dataclass(frozen=True)
-class EGNNDynamicsConfig:
+class EGNNDynamicsConfig(ModelConfig):
     """EGNN for N-body position prediction. Defaults: EGNN's N-body model (4 layers, hidden 64, no
     attention gate, residual ("recurrent") node updates, mean coordinate aggregation, C = 1).
 
@@ -187,6 +188,7 @@ class EGNNDynamicsConfig:
     ``velocity_messages`` (an empcn extension, off = the paper): positions also move along the relative
     input velocities, ``+ C · mean_j (v⁰_i − v⁰_j) φ_w(m_ij)``, as in :class:`EMPCNDynamicsConfig`.
     """
+
 
     hidden: int = 64
     layers: int = 4
@@ -245,7 +247,7 @@ class EGNNDynamics(nn.Module):
 
 
 @dataclass(frozen=True)
-class EMPCNDynamicsConfig:
+class EMPCNDynamicsConfig(ModelConfig):
     """Full EMPCN of dimension 2 for N-body positions. Defaults: the EMPCN paper's N-body setting
     (4 layers, hidden 66, dropout 0.2, Gaussian Fourier features of the invariants) **plus two
     velocity extensions of empcn's**, both on: the paper's model as described tests at 0.0059 on the
@@ -267,6 +269,7 @@ class EMPCNDynamicsConfig:
     (``fourier_scale`` in inverse simulation units; 0.1, see docs/models.md: at σ = 1 the features
     oscillate several times per unit of distance and the model overfits the 3,000 training systems).
     """
+
 
     hidden: int = 66
     layers: int = 4
@@ -301,6 +304,9 @@ class EMPCNDynamicsConfig:
     def communications(self) -> tuple[str, ...]:
         """The neighbourhood names messages pass over: 0→0, 0→1, 1→0, 1→1, 1→2, 2→1."""
         return ("0_0", "0_1", "1_0") + tuple(self.edge_adjacency) + ("1_2", "2_1")
+
+    def reads(self) -> tuple[str, ...]:
+        return self.communications
 
 
 def layer_plan(communications: tuple[str, ...], layers: int) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
@@ -535,7 +541,7 @@ class EMPCNDynamics(nn.Module):
 
 
 @dataclass(frozen=True)
-class DecoupledDynamicsConfig:
+class DecoupledDynamicsConfig(ModelConfig):
     """Decoupled EMPCN for N-body positions: :class:`EGNNDynamics`' node part (same defaults) plus
     ring features of width ``ring_hidden`` exchanging messages with their vertices.
 
@@ -543,6 +549,7 @@ class DecoupledDynamicsConfig:
     identical to ``egnn_dynamics`` so the two differ only by the cellular part.
     ``velocity_messages``: as in :class:`EGNNDynamicsConfig`.
     """
+
 
     hidden: int = 64
     ring_hidden: int = 32

@@ -8,11 +8,12 @@ velocity term, for N-body style tasks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
+from empcn.train.models.base import ModelConfig
 from empcn.train.batch import ComplexBatch
 from empcn.train.fully_connected import fully_connected_pairs
 from empcn.train.models.layers import (
@@ -31,12 +32,14 @@ from empcn.train.models.layers import (
 
 
 @dataclass(frozen=True)
-class EGNNConfig:
+class EGNNConfig(ModelConfig):
     """EGNN for graph-level invariant regression. Defaults: the QM9 model of the EGNN paper.
 
     ``connectivity``: ``"full"`` = all ordered node pairs of each graph (the paper's QM9 setting),
     ``"bonds"`` = both directions of ``batch.edge_index``.
     """
+
+    INPUT_FIELDS: ClassVar[dict[str, str]] = {"node": "in_node_features"}
 
     in_node_features: int = 15
     hidden: int = 128

@@ -8,11 +8,14 @@ updated (QM9 setting).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from empcn.train.models.base import ModelConfig
 from empcn.train.batch import ComplexBatch
 from empcn.train.models.layers import (
     EmbeddingKind,
@@ -45,7 +48,7 @@ QM9_NEIGHBOURHOODS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class EMPCNConfig:
+class EMPCNConfig(ModelConfig):
     """Full EMPCN for graph-level invariant regression.
 
     ``neighbourhoods``: names of :attr:`ComplexBatch.nbr` to pass messages over (``"<sender>_<receiver>
@@ -54,6 +57,8 @@ class EMPCNConfig:
     (``"fourier"``: Gaussian Fourier features, ``inv_size`` frequencies of scale ``fourier_scale``;
     ``"rbf"``: ``inv_size`` Gaussians on [0, ``rbf_max``] per invariant).
     """
+
+    INPUT_FIELDS: ClassVar[dict[str, str]] = {"node": "in_node_features", "edge": "in_edge_features"}
 
     in_node_features: int = 15
     in_edge_features: int = 0
@@ -89,6 +94,9 @@ class EMPCNConfig:
         for name in self.neighbourhoods:
             used.update(neighbourhood_ranks(name))
         return tuple(sorted(used))
+
+    def reads(self) -> tuple[str, ...]:
+        return tuple(self.neighbourhoods)
 
 
 class EMPCNLayer(nn.Module):

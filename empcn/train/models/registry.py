@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from torch import nn
@@ -68,3 +68,38 @@ def build_model(name: str, config: Any = None) -> nn.Module:
             f"build_model({name!r}): config must be a {spec.config_class.__name__}, got {type(config).__name__}"
         )
     return spec.constructor(config)
+
+
+def config_for_run(
+    name: str,
+    node_features: int,
+    edge_features: int,
+    hidden: int | None = None,
+    layers: int | None = None,
+    dropout: float | None = None,
+    options: tuple[str, ...] = (),
+) -> Any:
+    """The config of model ``name`` for a new run: its defaults, the cache's input widths, the run's sizes.
+
+    ``edge_features``: the width of the cache's edge features, 0 when the run does not read them.
+    ``options``: ``--model-option KEY=VALUE`` strings (:mod:`empcn.train.model_options`).
+    ValueError (one line) for an unknown model or a value the config refuses.
+    """
+    from empcn.train.model_options import apply_model_options
+
+    config = config_class(name)().with_inputs(node_features, edge_features)
+    sizes = {"hidden": hidden, "layers": layers, "dropout": dropout}
+    config = replace(config, **{k: v for k, v in sizes.items() if v is not None})
+    return apply_model_options(config, options)
+
+
+def saved_config(name: str, values: dict[str, Any]) -> Any:
+    """The config of model ``name`` as a run saved it (:func:`empcn.train.saved.load_saved`'s rule)."""
+    from empcn.train.saved import load_saved
+
+    return load_saved(config_class(name), values)
+
+
+def model_from_saved(name: str, values: dict[str, Any]) -> nn.Module:
+    """Model ``name`` rebuilt from the config a run saved (weights still to be loaded)."""
+    return build_model(name, saved_config(name, values))

@@ -1,0 +1,35 @@
+"""What every model config tells the train stage about its model (the registry asks these methods).
+
+A model config is a frozen, validated dataclass deriving from :class:`ModelConfig`. The trainer never
+inspects a config's fields or a model's name: it asks the config which neighbourhoods the model
+reads and hands it the input widths a cache provides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, ClassVar, TypeVar
+
+C = TypeVar("C", bound="ModelConfig")
+
+
+class ModelConfig:
+    """Mixin of the model config dataclasses.
+
+    ``SAVED_WITHOUT``: values of fields added after runs were saved without them (see
+    :mod:`empcn.train.saved`). ``INPUT_FIELDS``: ``{"node" | "edge": field}`` — the config fields
+    that take the width of the cache's node / edge features (none: the model builds its own inputs).
+    """
+
+    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {}
+    INPUT_FIELDS: ClassVar[dict[str, str]] = {}
+
+    def reads(self) -> tuple[str, ...]:
+        """Names of the neighbourhoods (``ComplexBatch.nbr``) the model reads; only those are collated."""
+        return ()
+
+    def with_inputs(self: C, node_features: int, edge_features: int) -> C:
+        """This config with the input widths a cache provides (``edge_features`` 0: no edge input)."""
+        widths = {"node": node_features, "edge": edge_features}
+        changes = {name: widths[kind] for kind, name in self.INPUT_FIELDS.items()}
+        return replace(self, **changes) if changes else self  # type: ignore[type-var]

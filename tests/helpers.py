@@ -1,0 +1,53 @@
+"""Helpers shared by the test modules (importable as ``helpers``: ``pythonpath = tests`` in setup.cfg).
+
+Installed data is found the way the package finds it (:func:`empcn.data.qm9.default_source`), so the
+tests run from a clone at any path; a test whose data is missing fails, it does not skip.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def qm9pack_csv(part: int = 1) -> Path:
+    """``qm9_part<part>.csv`` of the installed qm9pack, located as ``empcn lift`` locates it."""
+    from empcn.data.qm9 import default_source
+
+    path = default_source() / f"qm9_part{part}.csv"
+    assert path.is_file(), f"{path}: qm9pack's CSV is missing (pip install qm9pack==1.0.3)"
+    return path
+
+
+def assert_close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-9) -> None:
+    """``max |a − b| ≤ rtol · max(|a|, |b|)`` (a relative bound on the largest entry)."""
+    a, b = a.detach(), b.detach()
+    scale = max(float(a.abs().max()), float(b.abs().max()), 1e-12)
+    err = float((a - b).abs().max())
+    assert err <= rtol * scale, f"max |diff| {err:.3e} > {rtol:.0e} × {scale:.3e}"
+
+
+def random_rotation(gen: torch.Generator) -> torch.Tensor:
+    """A Haar-random proper rotation (3, 3) float64 (QR of a Gaussian matrix, det +1)."""
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
+    rot = q * torch.sign(torch.diagonal(r))
+    if torch.det(rot) < 0:
+        rot[:, 0] = -rot[:, 0]
+    return rot
+
+
+def orthogonal_maps(seed: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """``(label, matrix, shift)`` of a rotation, a reflection, a translation and both: x → x·Mᵀ + t."""
+    gen = torch.Generator().manual_seed(seed)
+    rot = random_rotation(gen)
+    mirror = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
+    shift = 5.0 * torch.randn(3, generator=gen, dtype=torch.float64)
+    eye = torch.eye(3, dtype=torch.float64)
+    zero = torch.zeros(3, dtype=torch.float64)
+    return [
+        ("rotation", rot, zero),
+        ("reflection", mirror @ rot, zero),
+        ("translation", eye, shift),
+        ("rotoreflection+translation", rot @ mirror, shift),
+    ]

@@ -292,3 +292,14 @@ def test_default_charged_lift_stores_egnn_systems(tmp_path):
     assert cache.manifest["params"]["initial_states"] == "egnn"
     assert cache.manifest["simulator"]["function"].endswith("integrate_charged")
     assert source_fingerprint(cfg) != source_fingerprint(charged_config(tmp_path / "egnn.h5"))
+
+
+def test_fingerprint_names_the_simulator_version_not_its_source_text(monkeypatch):
+    import empcn.data.nbody as sim
+
+    cfg = NBodyLiftConfig(splits=(NBodySplit("train", 2, 1),))
+    before = source_fingerprint(cfg)
+    monkeypatch.setattr(sim.charged, "__doc__", "an edited comment")  # text changes: no effect
+    assert source_fingerprint(cfg) == before
+    monkeypatch.setattr(sim, "SIMULATOR_VERSION", sim.SIMULATOR_VERSION + 1)  # a bumped simulator: new identity
+    assert source_fingerprint(cfg) != before

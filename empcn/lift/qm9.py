@@ -128,9 +128,18 @@ def _build_shard(inputs: _QM9Inputs, task: pipeline.ShardTask) -> cache_format.S
 
 
 def lift_qm9(config: QM9LiftConfig) -> Path:
-    """Run the whole QM9 lift; returns the entry file path. Raises LiftError / SourceError on bad input."""
+    """Run the whole QM9 lift; returns the entry file path. Raises LiftError / SourceError on bad input.
+
+    ``--out`` is checked and locked before the source is read (:func:`empcn.lift.output.claim_output`).
+    """
+    from empcn.lift.output import claim_output
+
+    with claim_output(Path(config.out)):
+        return _lift_qm9(config)
+
+
+def _lift_qm9(config: QM9LiftConfig) -> Path:
     out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     raw, skipped = qm9_source.read_qm9(config.source, limit=config.limit, strict=config.strict)
     if out.exists():
         out.unlink()  # an interrupted re-lift must not leave the old entry pointing at new shards

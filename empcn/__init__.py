@@ -6,6 +6,6 @@ features and writes HDF5 shards; ``empcn train`` streams those shards into model
 
 __version__ = "0.1.0"
 
-from empcn.cache import open_cache  # noqa: E402  (public entry point)
+from empcn.cache import CacheError, open_cache  # noqa: E402  (public entry points)
 
-__all__ = ["open_cache", "__version__"]
+__all__ = ["CacheError", "open_cache", "__version__"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -33,7 +34,11 @@ import numpy as np
 from empcn.schema import SAMPLE_GROUP  # re-exported: the group with one row per sample
 
 FORMAT_NAME = "empcn-cache"
-FORMAT_VERSION = 1
+#: The format this empcn writes. 2 = 1 plus the entry file's ``manifest_sha256`` attribute.
+FORMAT_VERSION = 2
+#: Formats this empcn reads. Version 1 (no manifest checksum) is read with the same shard checks;
+#: its manifest can only be checked structurally (``cache verify`` says so; re-lift to protect it).
+READABLE_VERSIONS = (1, 2)
 
 # Compression: gzip level 1 is deterministic, ~4x smaller than raw, and decompresses fastest of the
 # standard HDF5 filters we measured (shuffle or higher levels save ~15% more space but read ~40% slower).
@@ -47,7 +52,20 @@ def compression_settings() -> dict[str, Any]:
 
 
 class CacheError(Exception):
-    """A cache that cannot be used: missing, wrong format version, failed checksum. One-line message."""
+    """A cache that cannot be used: missing, wrong format version, failed checksum, damaged HDF5.
+
+    The message is one line and starts with the file it concerns. Public as ``empcn.CacheError``.
+    """
+
+
+#: What h5py / HDF5 / JSON decoding raise on damaged files (HDF5 errors surface as RuntimeError too).
+_DECODE_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError)
+
+
+def _reason(exc: BaseException) -> str:
+    """``exc`` as a short one-line reason."""
+    text = " ".join(str(exc).split())
+    return f"{exc.__class__.__name__}: {text[:160]}"
 
 
 @dataclass
@@ -98,10 +116,28 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def _temporary_beside(path: Path) -> Path:
+def file_mode() -> int:
+    """The mode a new regular file gets under the process umask (0o644 under the usual 022)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def temporary_beside(path: Path) -> Path:
+    """A new empty file ``.<name>.<random>.tmp`` in ``path``'s folder, mode as :func:`file_mode`.
+
+    ``mkstemp`` creates 0600 files whatever the umask; the chmod makes caches and checkpoints written
+    into a shared folder readable to the team, as any other file there.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, file_mode())
+    finally:
+        os.close(fd)
     return Path(tmp)
+
+
+_temporary_beside = temporary_beside
 
 
 def _replace_atomically(tmp: Path, path: Path) -> None:
@@ -162,16 +198,63 @@ def write_shard(path: Path, content: ShardContent) -> str:
     return digest
 
 
-def read_shard(path: Path) -> ShardContent:
-    """Load a whole shard into memory (the fast way to read: one sequential pass, then numpy slicing)."""
+def digest_path(shard: Path) -> Path:
+    """``shard-00000.h5`` -> ``shard-00000.h5.sha256``: the lift's record of a shard's digest.
+
+    Written beside every shard once it is renamed into place; ``lift --resume`` keeps a shard only
+    if its bytes still hash to it (readers never use it: the manifest holds the digests they check).
+    """
+    shard = Path(shard)
+    return shard.with_name(shard.name + ".sha256")
+
+
+def write_digest(shard: Path, digest: str) -> None:
+    """Record ``digest`` for ``shard`` (atomically, like every file of the cache)."""
+    target = digest_path(shard)
+    tmp = temporary_beside(target)
+    try:
+        tmp.write_text(digest + "\n")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def recorded_digest(shard: Path) -> str | None:
+    """The digest :func:`write_digest` recorded for ``shard``, or None when absent or unreadable."""
+    try:
+        text = digest_path(shard).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
+
+
+def read_shard(path: Path, sha256: str | None = None, version: int | None = None) -> ShardContent:
+    """Load a whole shard into memory (the fast way to read: one sequential pass, then numpy slicing).
+
+    ``sha256``: the digest the manifest records; the file's bytes are hashed as they are read and a
+    mismatch raises CacheError (damage never reads back as data). ``version``: the entry file's
+    format version, which the shard's must equal. Any HDF5 or decoding failure is a CacheError
+    naming the file.
+    """
     path = Path(path)
     try:
-        with h5py.File(path, "r", locking=False) as f:
+        if sha256 is not None:
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != sha256:
+                raise CacheError(f"{path}: sha256 mismatch (shard changed or damaged since the lift); lift it again")
+            source: Any = io.BytesIO(data)
+        else:
+            source = path
+        with h5py.File(source, "r", **({"locking": False} if sha256 is None else {})) as f:
             if f.attrs.get("format") != FORMAT_NAME:
                 raise CacheError(f"{path}: not an {FORMAT_NAME} shard")
-            version = int(f.attrs.get("format_version", -1))
-            if version != FORMAT_VERSION:
-                raise CacheError(f"{path}: shard format version {version}, this empcn reads {FORMAT_VERSION}")
+            found = int(f.attrs.get("format_version", -1))
+            wanted = READABLE_VERSIONS if version is None else (version,)
+            if found not in wanted:
+                raise CacheError(
+                    f"{path}: shard format version {found}, expected {' or '.join(map(str, wanted))}"
+                )
             attrs = {k: json.loads(v) for k, v in f.attrs.items() if k not in ("format", "format_version")}
             groups: dict[str, RaggedGroup] = {}
 
@@ -189,8 +272,10 @@ def read_shard(path: Path) -> ShardContent:
             f.visititems(visit)
     except CacheError:
         raise
-    except (OSError, KeyError, ValueError) as exc:
-        raise CacheError(f"{path}: unreadable shard ({exc.__class__.__name__}: {exc})") from None
+    except FileNotFoundError:
+        raise CacheError(f"{path}: missing shard (deleted or moved?); lift it again") from None
+    except _DECODE_ERRORS as exc:
+        raise CacheError(f"{path}: unreadable shard ({_reason(exc)})") from None
     if SAMPLE_GROUP not in groups:
         raise CacheError(f"{path}: shard has no '{SAMPLE_GROUP}' group")
     return ShardContent(groups, attrs)
@@ -248,8 +333,9 @@ def write_entry(
         with h5py.File(tmp, "w", libver=("earliest", "v110")) as f:
             f.attrs["format"] = FORMAT_NAME
             f.attrs["format_version"] = FORMAT_VERSION
-            text = json.dumps(manifest, sort_keys=True, indent=1)
-            f.create_dataset("manifest", data=np.frombuffer(text.encode("utf-8"), dtype=np.uint8))
+            text = json.dumps(manifest, sort_keys=True, indent=1).encode("utf-8")
+            f.attrs["manifest_sha256"] = hashlib.sha256(text).hexdigest()
+            f.create_dataset("manifest", data=np.frombuffer(text, dtype=np.uint8))
             sg = f.create_group("splits")
             for name in sorted(splits):
                 _write_array(sg, name, np.asarray(splits[name], dtype=np.int64))
@@ -263,25 +349,87 @@ def write_entry(
 
 
 def _read_entry(entry: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Manifest and splits of an entry file, every integrity check of the entry file done.
+
+    Checked: it is an entry file (not a folder, not a shard), its one ``format_version`` is readable
+    and equals the manifest's, the manifest's sha256 (format 2), the manifest's structure.
+    """
+    entry = Path(entry)
+    if entry.is_dir():
+        raise CacheError(f"{entry}: a folder, not a cache entry file (pass the .h5 file beside the .shards folder)")
     if not entry.exists():
         raise CacheError(f"{entry}: no such cache (run `empcn lift` first)")
     try:
         with h5py.File(entry, "r", locking=False) as f:
             if f.attrs.get("format") != FORMAT_NAME:
                 raise CacheError(f"{entry}: not an {FORMAT_NAME} file")
-            version = int(f.attrs.get("format_version", -1))
-            if version != FORMAT_VERSION:
+            if "manifest" not in f and "offsets" in f.get(SAMPLE_GROUP, {}):
                 raise CacheError(
-                    f"{entry}: cache format version {version}, this empcn reads version {FORMAT_VERSION}; "
-                    "lift it again"
+                    f"{entry}: a shard file, not a cache entry file (pass the .h5 file beside its .shards folder)"
                 )
-            manifest = json.loads(bytes(f["manifest"][()]).decode("utf-8"))
-            splits = {name: ds[()] for name, ds in f["splits"].items()}
+            version = int(f.attrs.get("format_version", -1))
+            if version not in READABLE_VERSIONS:
+                raise CacheError(
+                    f"{entry}: cache format version {version}, this empcn reads version(s) "
+                    f"{', '.join(map(str, READABLE_VERSIONS))}; lift it again"
+                )
+            raw = bytes(f["manifest"][()])
+            if version >= 2:
+                recorded = f.attrs.get("manifest_sha256")
+                if not isinstance(recorded, str) or hashlib.sha256(raw).hexdigest() != recorded:
+                    raise CacheError(f"{entry}: manifest checksum mismatch (entry file changed or damaged); lift it again")
+            manifest = json.loads(raw.decode("utf-8"))
+            splits = {name: np.asarray(ds[()], dtype=np.int64) for name, ds in f["splits"].items()}
     except CacheError:
         raise
-    except (OSError, KeyError, ValueError) as exc:
-        raise CacheError(f"{entry}: unreadable cache entry file ({exc.__class__.__name__}: {exc})") from None
+    except _DECODE_ERRORS as exc:
+        raise CacheError(f"{entry}: unreadable cache entry file ({_reason(exc)})") from None
+    _check_manifest(entry, manifest, version)
     return manifest, splits
+
+
+def _check_manifest(entry: Path, manifest: Any, version: int) -> None:
+    """The manifest keys every reader relies on, with their types; CacheError naming the first fault."""
+
+    def bad(what: str) -> CacheError:
+        return CacheError(f"{entry}: malformed manifest ({what})")
+
+    if not isinstance(manifest, dict):
+        raise bad("not a JSON object")
+    if manifest.get("format") != FORMAT_NAME:
+        raise bad(f"format {manifest.get('format')!r}")
+    if manifest.get("format_version") != version:
+        raise CacheError(
+            f"{entry}: manifest says format version {manifest.get('format_version')!r}, the file says {version}"
+        )
+    counts = manifest.get("counts")
+    if not isinstance(counts, dict) or not isinstance(counts.get("samples"), int) or counts["samples"] < 0:
+        raise bad("counts.samples")
+    shards = manifest.get("shards")
+    if not isinstance(shards, list):
+        raise bad("shards is not a list")
+    expected = 0
+    for k, meta in enumerate(shards):
+        if not isinstance(meta, dict):
+            raise bad(f"shards[{k}] is not an object")
+        rng = meta.get("samples")
+        if (
+            not isinstance(meta.get("file"), str)
+            or not isinstance(meta.get("sha256"), str)
+            or not isinstance(rng, list)
+            or len(rng) != 2
+            or not all(isinstance(v, int) for v in rng)
+        ):
+            raise bad(f"shards[{k}]")
+        if rng[0] != expected or rng[1] < rng[0]:
+            raise bad(f"shards[{k}] covers samples {rng}, expected to start at {expected}")
+        expected = rng[1]
+    if expected != counts["samples"]:
+        raise bad(f"shards hold {expected} samples, counts say {counts['samples']}")
+    targets = manifest.get("targets")
+    if targets is not None:
+        if not isinstance(targets, dict) or not isinstance(targets.get("names", []), list):
+            raise bad("targets")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -306,6 +454,7 @@ class Cache:
     def __init__(self, path: Path | str, max_shards_in_memory: int = 2) -> None:
         self.path = Path(path)
         self.manifest, self.splits = _read_entry(self.path)
+        self.format_version = int(self.manifest["format_version"])
         self._root = self.path.parent
         shards = self.manifest["shards"]
         self._starts = [int(s["samples"][0]) for s in shards]
@@ -335,7 +484,8 @@ class Cache:
         if k in self._loaded:
             self._loaded.move_to_end(k)
             return self._loaded[k]
-        content = read_shard(self.shard_path(k))
+        meta = self.manifest["shards"][k]
+        content = read_shard(self.shard_path(k), sha256=meta["sha256"], version=self.format_version)
         if content.num_samples != self._stops[k] - self._starts[k]:
             raise CacheError(f"{self.shard_path(k)}: holds {content.num_samples} samples, manifest says otherwise")
         self._loaded[k] = content
@@ -451,6 +601,7 @@ class VerifyReport:
     path: Path
     problems: list[str]
     shards_checked: int
+    notes: list[str] = field(default_factory=list)  # not faults: e.g. a format-1 manifest has no checksum
 
     @property
     def ok(self) -> bool:
@@ -465,6 +616,10 @@ def verify_cache(path: Path | str, progress: bool = False) -> VerifyReport:
         manifest, splits = _read_entry(path)
     except CacheError as exc:
         return VerifyReport(path, [str(exc)], 0)
+    version = int(manifest["format_version"])
+    notes = []
+    if version < 2:
+        notes.append(f"{path}: format {version}: the manifest carries no checksum (lift again to protect it)")
     shards = manifest.get("shards", [])
     total = int(manifest.get("counts", {}).get("samples", -1))
     expected_start = 0
@@ -483,12 +638,8 @@ def verify_cache(path: Path | str, progress: bool = False) -> VerifyReport:
         if not spath.exists():
             problems.append(f"{spath}: missing shard")
             continue
-        digest = sha256_file(spath)
-        if digest != meta["sha256"]:
-            problems.append(f"{spath}: sha256 mismatch (file changed or corrupted)")
-            continue
         try:
-            content = read_shard(spath)
+            content = read_shard(spath, sha256=meta["sha256"], version=version)
             check_shard_content(content, str(spath))
             if content.num_samples != stop - start:
                 problems.append(f"{spath}: holds {content.num_samples} samples, manifest says {stop - start}")
@@ -502,7 +653,14 @@ def verify_cache(path: Path | str, progress: bool = False) -> VerifyReport:
             problems.append(f"{path}: split '{name}' has sample indices out of range")
         if len(np.unique(idx)) != len(idx):
             problems.append(f"{path}: split '{name}' repeats samples")
-    return VerifyReport(path, problems, checked)
+    return VerifyReport(path, problems, checked, notes)
+
+
+def missing_shards(path: Path | str) -> list[Path]:
+    """Shard files the manifest lists that are not on disk (a cheap check: no file is read)."""
+    path = Path(path)
+    manifest, _ = _read_entry(path)
+    return [path.parent / s["file"] for s in manifest["shards"] if not (path.parent / s["file"]).is_file()]
 
 
 def cache_size_bytes(path: Path | str) -> int:

@@ -110,6 +110,9 @@ def lift(
             )
             path = lift_qm9(cfg)
         elif dataset is Dataset.nbody:
+            if source is not None:
+                fail("--source is for QM9; N-body systems are simulated (choose them with --system, --sims, "
+                     "--initial-states)")
             from empcn.lift.nbody import NBodyLiftConfig, lift_nbody, standard_splits
 
             n_cfg = NBodyLiftConfig(
@@ -162,16 +165,19 @@ def cache_info(
     """What a cache holds: counts, cells per rank, parameters, splits, targets, size."""
     import json
 
-    from empcn.cache import CacheError, cache_size_bytes, open_cache
+    from empcn.cache import CacheError, cache_size_bytes, missing_shards, open_cache
 
     try:
         cache = open_cache(path)
         size = cache_size_bytes(path)
+        missing = missing_shards(path)
     except CacheError as exc:
         fail(str(exc))
     m = cache.manifest
     if json_out:
         typer.echo(json.dumps(m, indent=1, sort_keys=True))
+        if missing:
+            fail(f"{missing[0]}: missing shard; the cache is incomplete (lift it again)", code=1)
         return
     counts = m["counts"]
     lines = [
@@ -204,6 +210,9 @@ def cache_info(
     if len(skipped) > 10:
         lines.append(f"            … {len(skipped) - 10} more (--json lists all)")
     typer.echo("\n".join(lines))
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        fail(f"{missing[0]}: missing shard{more}; the cache is incomplete (lift it again)", code=1)
 
 
 @cache_app.command("verify")
@@ -214,6 +223,8 @@ def cache_verify(path: Path = typer.Argument(..., help="Entry file of a cache.")
     report = verify_cache(path, progress=sys.stderr.isatty())
     for line in report.problems:
         typer.echo(f"FAULT {line}", err=True)
+    for line in report.notes:
+        typer.echo(f"note: {line}", err=True)
     if report.ok:
         typer.echo(f"ok: {path}: {report.shards_checked} shards verified")
     else:

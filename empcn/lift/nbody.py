@@ -422,7 +422,17 @@ def source_fingerprint(config: NBodyLiftConfig) -> str:
 
 
 def lift_nbody(config: NBodyLiftConfig) -> Path:
-    """Simulate the splits, lift every simulation to a complex, write shards + entry; return the entry path."""
+    """Simulate the splits, lift every simulation to a complex, write shards + entry; return the entry path.
+
+    ``--out`` is checked and locked first (:func:`empcn.lift.output.claim_output`).
+    """
+    from empcn.lift.output import claim_output
+
+    with claim_output(Path(config.out)):
+        return _lift_nbody(config)
+
+
+def _lift_nbody(config: NBodyLiftConfig) -> Path:
     samples = gather_samples(simulate_splits(config))  # a failed simulation leaves an old cache intact
     job = pipeline.LiftJob(
         dataset="nbody",

@@ -85,17 +85,25 @@ def _result_from_content(
 
 
 def _try_reuse(path: Path, rel: str, task: ShardTask, lift_key: str) -> ShardResult | None:
-    """A shard from an earlier, interrupted run of the same lift, if it is whole and verifies."""
+    """A shard from an earlier, interrupted run of the same lift, if it is provably intact.
+
+    Intact = its bytes hash to the digest recorded when it was written (``shard-NNNNN.h5.sha256``),
+    it passes the structural checks and carries this lift's key and input range. Anything else is
+    rebuilt, so a damaged shard never makes it into a new manifest.
+    """
     if not path.exists():
         return None
+    recorded = cache_format.recorded_digest(path)
+    if recorded is None:
+        return None
     try:
-        content = cache_format.read_shard(path)
+        content = cache_format.read_shard(path, sha256=recorded, version=cache_format.FORMAT_VERSION)
         cache_format.check_shard_content(content, str(path))
     except cache_format.CacheError:
         return None
     if content.attrs.get("lift_key") != lift_key or content.attrs.get("input_range") != [task.start, task.stop]:
         return None
-    return _result_from_content(task, path, rel, cache_format.sha256_file(path), content, reused=True)
+    return _result_from_content(task, path, rel, recorded, content, reused=True)
 
 
 def _build_and_write(args: tuple[ShardTask, str, str, str, bool]) -> ShardResult:
@@ -109,14 +117,35 @@ def _build_and_write(args: tuple[ShardTask, str, str, str, bool]) -> ShardResult
     content = _WORKER_BUILD(task)
     content.attrs["lift_key"] = lift_key
     content.attrs["input_range"] = [task.start, task.stop]
+    cache_format.digest_path(path).unlink(missing_ok=True)
     digest = cache_format.write_shard(path, content)
+    cache_format.write_digest(path, digest)
     return _result_from_content(task, path, rel, digest, content, reused=False)
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int | None = None) -> None:
+    """Worker set-up: one torch thread; in a forked worker, die with the parent (Linux)."""
     import torch
 
     torch.set_num_threads(1)
+    if parent is not None:
+        _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGTERM this process when its parent dies (a killed lift leaves no workers)."""
+    import signal
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def run_shards(
@@ -158,7 +187,8 @@ def run_shards(
                     bar.update(job[0].stop - job[0].start)
         else:
             ctx = mp.get_context("fork")
-            with ctx.Pool(processes=min(workers, len(jobs)), initializer=_init_worker) as pool:
+            pool_args = {"initializer": _init_worker, "initargs": (os.getpid(),)}
+            with ctx.Pool(processes=min(workers, len(jobs)), **pool_args) as pool:
                 for res in pool.imap(_build_and_write, jobs, chunksize=1):
                     results.append(res)
                     if bar is not None:
@@ -173,6 +203,7 @@ def run_shards(
     for stale in folder.glob("shard-*.h5"):
         if stale.name not in keep:
             stale.unlink()
+            cache_format.digest_path(stale).unlink(missing_ok=True)
     return results
 
 

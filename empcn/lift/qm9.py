@@ -158,7 +158,17 @@ def _build_shard(inputs: _QM9Inputs, task: pipeline.ShardTask) -> cache_format.S
 
 
 def lift_qm9(config: QM9LiftConfig) -> Path:
-    """Run the whole QM9 lift; returns the entry file path. Raises LiftError / SourceError on bad input."""
+    """Run the whole QM9 lift; returns the entry file path. Raises LiftError / SourceError on bad input.
+
+    ``--out`` is checked and locked before the source is read (:func:`empcn.lift.output.claim_output`).
+    """
+    from empcn.lift.output import claim_output
+
+    with claim_output(Path(config.out)):
+        return _lift_qm9(config)
+
+
+def _lift_qm9(config: QM9LiftConfig) -> Path:
     raw, skipped = qm9_source.read_qm9(config.source, limit=config.limit, strict=config.strict)
     inputs = _QM9Inputs(raw, qm9_source.standard_targets(raw), config)
     job = pipeline.LiftJob(

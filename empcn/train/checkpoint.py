@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from empcn.cache import file_mode
+
 LAST = "last.pt"
 BEST = "best.pt"
 
@@ -124,6 +126,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600 files; a run folder is shared like any other
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()

@@ -13,7 +13,6 @@ from empcn import cache as cache_format
 from empcn.data import qm9 as qm9_source
 from empcn.lift import pipeline
 from empcn.lift.assemble import SampleCells, complex_shard
-from empcn.lift.bonds import BadMolecule
 from empcn.lift.bonds import BadMolecule, geometric_bonds, molecule_bonds
 from empcn.lift.checks import check_positions
 from empcn.lift.rings import chordless_cycles, ring_edge_slots, sssr_cycles, sssr_cycles_from_edges

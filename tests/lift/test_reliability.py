@@ -123,7 +123,7 @@ def _rewrite_manifest(entry: Path, change) -> None:
 
 def test_a_changed_manifest_is_refused(qm9_cache: Path, tmp_path: Path) -> None:
     entry = copy_cache(qm9_cache, tmp_path / "c")
-    _rewrite_manifest(entry, lambda m: m["targets"]["train_mean"].__setitem__(0, 0.0))
+    _rewrite_manifest(entry, lambda m: m["targets"]["train_mean"].__setitem__("U0", 0.0))
     with pytest.raises(empcn.CacheError, match=f"{entry}.*manifest checksum"):
         empcn.open_cache(entry)
     assert not cf.verify_cache(entry).ok

@@ -13,6 +13,7 @@ from empcn.data import qm9 as qm9_source
 from empcn.lift import pipeline
 from empcn.lift.assemble import SampleCells, complex_shard
 from empcn.lift.bonds import BadMolecule, geometric_bonds, molecule_bonds
+from empcn.lift.checks import check_positions
 from empcn.lift.rings import chordless_cycles, ring_edge_slots, sssr_cycles, sssr_cycles_from_edges
 from empcn.lift.splits import qm9_splits, target_statistics
 
@@ -97,6 +98,7 @@ def molecule_cells(
 
     ``smiles=None`` (a plain XYZ file): bonds are perceived from coordinates.
     """
+    check_positions(pos)  # values must fit float32, no two atoms at one point (zero-length bonds)
     bonds = geometric_bonds(z, pos) if smiles is None else molecule_bonds(z, pos, smiles)
     if config.rings == "sssr":
         if bonds.from_smiles:

@@ -7,41 +7,32 @@ never imports the lift stage and ``empcn cache info`` starts quickly.
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import NoReturn, Optional
 
 import typer
 
+from empcn import choices
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="E(n)-equivariant message passing on cell complexes.")
 cache_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect and check lifted caches.")
 app.add_typer(cache_app, name="cache")
 
-
-class Dataset(str, Enum):
-    qm9 = "qm9"
-    nbody = "nbody"
-    mocap = "mocap"
-
-
-class RingChoice(str, Enum):
-    chordless = "chordless"
-    sssr = "sssr"
+Dataset = choices.choice_enum("Dataset", choices.Dataset)
+RingChoice = choices.choice_enum("RingChoice", choices.RingKind)
+SystemChoice = choices.choice_enum("SystemChoice", choices.SystemKind)
+InitialChoice = choices.choice_enum("InitialChoice", choices.InitialStates)
+SplitChoice = choices.choice_enum("SplitChoice", choices.SplitScheme)
 
 
-class SystemChoice(str, Enum):
-    charged = "charged"
-    gravity = "gravity"
 
 
-class InitialChoice(str, Enum):
-    egnn = "egnn"
-    seeded = "seeded"
 
 
-class SplitChoice(str, Enum):
-    cormorant = "cormorant"
-    empsn = "empsn"
+
+
+
+
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +43,7 @@ from empcn.data.nbody import (
     NBodySplit,
     SplitArrays,
 )
+from empcn.choices import CellKind, InitialStates, SystemKind
 from empcn.lift import pipeline
 from empcn.lift.assemble import SampleCells, complex_shard
 
@@ -61,9 +62,6 @@ __all__ = [
     "system_cells",
 ]
 
-SystemKind = Literal["charged", "gravity"]
-CellKind = Literal["full", "knn"]
-InitialStates = Literal["egnn", "seeded"]
 
 UNITS = "simulation units"
 _KNN_CHUNK = 64  # samples per knn_graph call: its (S, N, N, 3) float64 scratch stays ~15 MB at N = 100

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from empcn import cache as cache_format
+from empcn.choices import RingKind, SplitScheme
 from empcn.data import qm9 as qm9_source
 from empcn.lift import pipeline
 from empcn.lift.assemble import SampleCells, complex_shard
@@ -17,8 +18,6 @@ from empcn.lift.checks import check_positions
 from empcn.lift.rings import chordless_cycles, ring_edge_slots, sssr_cycles, sssr_cycles_from_edges
 from empcn.lift.splits import qm9_splits, target_statistics
 
-RingKind = Literal["chordless", "sssr"]
-SplitScheme = Literal["cormorant", "empsn"]
 
 
 @dataclass(frozen=True)

@@ -8,45 +8,30 @@ Errors a user can fix print one line (``error: …``) and exit with status 2; a 
 from __future__ import annotations
 
 import os
-from enum import Enum
 from pathlib import Path
 from typing import NoReturn, Optional
 
 import typer
 
+from empcn import choices
 
-class ModelChoice(str, Enum):
-    """QM9 caches: the graph-level regressors; positions caches (N-body): the same names select the
-    position models, which may also be named explicitly (``*_dynamics``)."""
-
-    egnn = "egnn"
-    empcn = "empcn"
-    decoupled = "decoupled"
-    egnn_dynamics = "egnn_dynamics"
-    empcn_dynamics = "empcn_dynamics"
-    decoupled_dynamics = "decoupled_dynamics"
+#: QM9 caches: the graph-level regressors; positions caches (N-body): the same names select the
+#: position models, which may also be named explicitly (``*_dynamics``).
+ModelChoice = choices.choice_enum("ModelChoice", choices.ModelName)
+ScheduleChoice = choices.choice_enum("ScheduleChoice", choices.ScheduleChoice)
+DeviceChoice = choices.choice_enum("DeviceChoice", choices.DeviceChoice)
+DtypeChoice = choices.choice_enum("DtypeChoice", choices.DtypeChoice)
+SplitName = choices.choice_enum("SplitName", choices.SplitName)
 
 
-class ScheduleChoice(str, Enum):
-    cosine = "cosine"
-    constant = "constant"
 
 
-class DeviceChoice(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
-class DtypeChoice(str, Enum):
-    float32 = "float32"
-    float64 = "float64"
 
 
-class SplitName(str, Enum):
-    train = "train"
-    valid = "valid"
-    test = "test"
+
+
 
 
 def _rank() -> int:

@@ -15,9 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-DeviceChoice = Literal["auto", "cpu", "cuda"]
-DtypeChoice = Literal["float32", "float64"]
-ScheduleChoice = Literal["cosine", "constant"]
+from empcn.choices import DeviceChoice, DtypeChoice, ScheduleChoice  # noqa: E402,F401  (re-exported)
 TaskKind = Literal["scalar", "positions"]
 
 #: Options a resumed run may change: they do not change the numbers it computes.

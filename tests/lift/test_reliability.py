@@ -22,7 +22,7 @@ from empcn import cache as cf
 from empcn.cli import app
 from empcn.data import qm9 as qm9_source
 from empcn.lift import pipeline
-from empcn.lift.output import claim_output, lock_path
+from empcn.lift.output import lock_path
 from empcn.lift.qm9 import QM9LiftConfig, lift_qm9
 
 runner = CliRunner()

@@ -233,23 +233,32 @@ def predict(
     run: Path = typer.Argument(..., help="Run folder written by `empcn train`."),
     files: list[Path] = typer.Argument(..., help="Molecules as .xyz files (raw QM9 or plain XYZ)."),
     device: commands.DeviceChoice = typer.Option(commands.DeviceChoice.auto, help="auto: CUDA when available."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON list instead of lines."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list: per file its value, or its error."),
 ) -> None:
-    """Predict the run's target for each molecule file: `file  value unit` per line (QM9 runs)."""
-    from empcn.predict import PredictError, predict_files
+    """Predict the run's target for each molecule file: `file  value unit` per line (QM9 runs).
+
+    A bad file gets its own `error:` line on stderr and the exit status is 2; the others are still predicted.
+    """
+    from empcn.predict import Failure, PredictError, predict_files
 
     try:
-        predictions = predict_files(run, files, device.value)
+        results = predict_files(run, files, device.value)
     except (PredictError, *commands._user_errors()) as exc:
         commands._fail(commands.one_line(exc))
+    failures = [r for r in results if isinstance(r, Failure)]
     if json_out:
         import dataclasses
         import json
 
-        typer.echo(json.dumps([dataclasses.asdict(p) for p in predictions], indent=1))
+        typer.echo(json.dumps([dataclasses.asdict(r) for r in results], indent=1))
     else:
-        for p in predictions:
-            typer.echo(p.line())
+        for r in results:
+            if not isinstance(r, Failure):
+                typer.echo(r.line())
+    for failure in failures:
+        typer.echo("error: " + commands.one_line(ValueError(failure.error)), err=True)
+    if failures:
+        raise typer.Exit(2)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from empcn.cache import Sample
 from empcn.data.xyz import BadMoleculeFile, element_name, read_molecule
 from empcn.lift.molecule import LiftFailed, lift_like_cache
 from empcn.train.collate import collate
@@ -38,10 +39,22 @@ class Prediction:
         return f"{self.file}  {self.value:.6g} {self.unit}"
 
 
+@dataclass(frozen=True)
+class Failure:
+    """A file that could not be predicted, and why (one line naming the file)."""
+
+    file: str
+    error: str
+
+
 def predict_files(
     run_dir: Path, files: Sequence[Path], device: str = "auto", batch_size: int = 64, trained: TrainedModel | None = None
-) -> list[Prediction]:
-    """One prediction per file (in order), in the run's target unit. PredictError names a bad file."""
+) -> list[Prediction | Failure]:
+    """One result per file, in order: a :class:`Prediction` in the run's target unit, or a :class:`Failure`.
+
+    A bad file (unreadable, malformed, an element the model never saw, not liftable) fails alone; the
+    others are still predicted. A run that cannot predict molecules at all raises PredictError.
+    """
     trained = trained or load_trained(Path(run_dir), device=device)
     meta = trained.meta
     if trained.task.kind != "scalar":
@@ -51,28 +64,28 @@ def predict_files(
         )
     if meta.dataset not in ("qm9", ""):
         raise PredictError(f"{run_dir}: predict reads molecules, but this run was trained on {meta.dataset!r}")
-    try:
-        molecules = [read_molecule(Path(f)) for f in files]
-    except BadMoleculeFile as exc:
-        raise PredictError(str(exc)) from None
     species = set(meta.species)
-    for mol in molecules:
-        unknown = sorted(set(mol.z.tolist()) - species)
-        if unknown:
-            raise PredictError(
-                f"{mol.path}: element {', '.join(element_name(z) for z in unknown)} is not among those the model "
-                f"knows ({', '.join(element_name(z) for z in sorted(species))})"
-            )
-    try:
-        samples = lift_like_cache(molecules, meta.lift_params)
-    except LiftFailed as exc:
-        raise PredictError(str(exc)) from None
+    results: list[Prediction | Failure | None] = [None] * len(files)
+    good: list[tuple[int, Sample]] = []
+    for k, f in enumerate(files):
+        try:
+            mol = read_molecule(Path(f))
+            unknown = sorted(set(mol.z.tolist()) - species)
+            if unknown:
+                raise PredictError(
+                    f"{mol.path}: element {', '.join(element_name(z) for z in unknown)} is not among those the "
+                    f"model knows ({', '.join(element_name(z) for z in sorted(species))})"
+                )
+            good.append((k, lift_like_cache([mol], meta.lift_params)[0]))
+        except (BadMoleculeFile, LiftFailed, PredictError) as exc:
+            results[k] = Failure(str(f), str(exc))
     spec = replace(trained.spec, target_index=None)
-    values: list[float] = []
     with torch.no_grad():
-        for a in range(0, len(samples), batch_size):
-            batch = collate(samples[a : a + batch_size], spec).to(trained.device, trained.dtype)
+        for a in range(0, len(good), batch_size):
+            chunk = good[a : a + batch_size]
+            batch = collate([s for _, s in chunk], spec).to(trained.device, trained.dtype)
             with autocast(trained.device, trained.dtype, trained.config.amp):
                 out = trained.model(batch)
-            values.extend((out.double().cpu() * meta.mad + meta.mean).tolist())
-    return [Prediction(m.path, meta.target, v, meta.unit) for m, v in zip(molecules, values)]
+            for (k, _), v in zip(chunk, (out.double().cpu() * meta.mad + meta.mean).tolist()):
+                results[k] = Prediction(str(files[k]), meta.target, v, meta.unit)
+    return [r for r in results if r is not None]

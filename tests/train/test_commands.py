@@ -201,6 +201,11 @@ def test_predict_names_a_bad_file(run: Path, tmp_path: Path) -> None:
     garbage.write_text("three\nnot a molecule\n")
     r = invoke("predict", run, good, garbage)
     assert r.exit_code == 2 and str(garbage) in error_line(r) and "atom count" in error_line(r)
+    # the good file is still predicted, the bad one reported on its own line
+    assert r.stdout.split()[0] == str(good) and np.isfinite(float(r.stdout.split()[1]))
+    listed = json.loads(invoke("predict", run, garbage, good, tmp_path / "absent.xyz", "--json").stdout)
+    assert [sorted(entry) for entry in listed] == [["error", "file"], ["file", "target", "unit", "value"], ["error", "file"]]
+    assert "atom count" in listed[0]["error"] and "absent.xyz" in listed[2]["error"]
     short = tmp_path / "short.xyz"
     short.write_text("4\ncomment\nC 0 0 0\nH 1 0 0\n")
     r = invoke("predict", run, short)

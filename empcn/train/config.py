@@ -231,7 +231,10 @@ def merge_for_resume(saved: TrainConfig, given: dict[str, Any]) -> TrainConfig:
     """The saved config of a run, with the run-control options of ``given`` applied.
 
     ``given`` holds the options the user typed (name → value, ``None`` = not given). Any other
-    option that differs from the saved value is refused: a resumed run continues *exactly*.
+    option that differs from the saved value is refused: a resumed run continues *exactly*. One
+    exception: ``--epochs`` may grow, which extends a run (finished or not). A constant schedule then
+    continues exactly as a longer run would have; a cosine schedule is re-planned over the new total
+    of steps from the step the run has reached.
     """
     changes: dict[str, Any] = {}
     for name, value in given.items():
@@ -239,6 +242,8 @@ def merge_for_resume(saved: TrainConfig, given: dict[str, Any]) -> TrainConfig:
             continue
         current = getattr(saved, name)
         if name in RUN_CONTROL:
+            changes[name] = value
+        elif name == "epochs" and current is not None and value > current:
             changes[name] = value
         elif value != current:
             flag = "--" + name.replace("_", "-")

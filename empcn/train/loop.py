@@ -199,6 +199,11 @@ class Trainer:
             train_idx = subset_of_split(self.layout.split("train"), cfg.train_size, cfg.seed)
         except CacheError as exc:
             raise TrainError(str(exc)) from None
+        if cfg.train_size is not None and cfg.train_size > len(train_idx):
+            self.log(
+                f"--train-size {cfg.train_size} exceeds the train split's {len(train_idx)} samples: "
+                f"training on all {len(train_idx)}"
+            )
         if len(train_idx) < env.world_size:
             raise TrainError(f"{cfg.cache}: the train split has {len(train_idx)} samples, fewer than {env.world_size} ranks")
         self.task = task = task.normalised(self.layout, train_idx)
@@ -246,6 +251,9 @@ class Trainer:
         self._last_plot = -math.inf
         if resume_state is not None:
             self._load_last(resume_state)
+            if env.is_main and TrainConfig.load(self.run_dir).epochs != cfg.epochs:
+                cfg.save(self.run_dir)  # --epochs extended the run
+                self.log(f"extending {self.run_dir} to {cfg.epochs} epochs")
         elif env.is_main:
             cfg.save(self.run_dir)
         barrier(env)

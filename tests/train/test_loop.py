@@ -186,3 +186,29 @@ def test_run_folder_clashes_and_bad_options_are_one_line_errors(finished, qm9_ca
     with pytest.raises(TrainError, match="not in this cache") as info:
         train(small(qm9_cache, tmp_path / "x", target="nonsense"))
     assert "U0" in str(info.value) and str(qm9_cache) in str(info.value)
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(qm9_cache: Path, tmp_path: Path, capsys) -> None:
+    """Constant schedule: 1 epoch, finished, then --epochs 2 == 2 epochs straight (weights and records)."""
+    from empcn.train.config import ConfigError, merge_for_resume
+
+    kw = dict(model="egnn", schedule="constant", seed=3, train_size=10**6)
+    straight = small(qm9_cache, tmp_path / "straight", **kw)
+    train(straight)
+    assert "exceeds the train split" in capsys.readouterr().out  # a too large --train-size is said, not hidden
+    short = small(qm9_cache, tmp_path / "short", epochs=1, **kw)
+    assert train(short).stopped == "completed"
+    saved = TrainConfig.load(tmp_path / "short")
+    with pytest.raises(ConfigError, match="keeps its config"):
+        merge_for_resume(saved, {"lr": 0.1})
+    with pytest.raises(ConfigError, match="--epochs 0"):
+        merge_for_resume(saved, {"epochs": 0})
+    longer = merge_for_resume(saved, {"epochs": 2})
+    result = train(longer, resume=True)
+    assert result.epochs_run == 2 and TrainConfig.load(tmp_path / "short").epochs == 2
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "short" / "last.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    ra, rb = read_records(tmp_path / "straight"), read_records(tmp_path / "short")
+    assert [(r.epoch, r.train_loss, r.valid_error) for r in ra] == [(r.epoch, r.train_loss, r.valid_error) for r in rb]

@@ -288,9 +288,14 @@ def read_xyz_archive(
                 if not tap.ends_at(tar.offset):
                     raise tarfile.ReadError("no end-of-archive block where the members end")
         except (tarfile.TarError, EOFError, OSError) as exc:
+            from empcn.data.qm9 import QM9_MAX_ID  # the official archive's size (lazy: qm9 imports this module)
+
             where = f"in member {member_name}" if member_name else f"after {read} molecule files"
+            expected = limit if limit is not None else QM9_MAX_ID - len(exclude)
+            unread = max(expected - read, 0)
             out.bad(
                 name_id(member_name) if member_name else None,
-                f"{archive.name}: archive truncated or corrupt {where}: {_one_line(exc)}",
+                f"{archive.name}: archive truncated or corrupt {where}: {_one_line(exc)}; "
+                f"{unread} of the {expected} molecules wanted from it were not read",
             )
     return out.result()

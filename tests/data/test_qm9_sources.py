@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from empcn.data.qm9 import QM9_MAX_ID, uncharacterized_ids
 from empcn.data.qm9 import (
     TARGET_UNITS,
     TARGETS,
@@ -285,6 +286,9 @@ def test_truncated_bz2_keeps_the_molecules_before_the_cut(fixture_texts, make_ta
     raw, skipped = read_qm9(archive)
     assert_same(raw, whole.take([0, 1, 2]))
     assert len(skipped) == 1 and skipped[0].id is None and "truncated" in skipped[0].reason
+    # the summary says how much was lost, not just "skipped 1"
+    wanted = QM9_MAX_ID - len(uncharacterized_ids())
+    assert f"{wanted - len(raw.ids)} of the {wanted} molecules wanted from it were not read" in skipped[0].reason
     with pytest.raises(SourceError, match="truncated"):
         read_qm9(archive, strict=True)
 

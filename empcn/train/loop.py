@@ -15,6 +15,7 @@ Never imports the lift stage (RDKit, networkx): training reads cached complexes 
 from __future__ import annotations
 
 import math
+import os
 import random
 import sys
 import time
@@ -100,6 +101,19 @@ def _check_cache(layout: CacheLayout, config: TrainConfig, env: DistEnv) -> None
     if problems:
         more = f" (and {len(problems) - 1} more; see `empcn cache verify {layout.path}`)" if len(problems) > 1 else ""
         raise TrainError(f"refusing cache: {problems[0]}{more}")
+
+
+def _unwritable(run_dir: Path) -> str | None:
+    """Why a run folder cannot be written (a file in its path, no permission), or None. Creates nothing."""
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == run_dir else f"is under {existing}, a file, not a folder"
+        return f"--out {run_dir}: cannot write a run there: it {what}"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"--out {run_dir}: cannot write into {existing} (permission denied)"
+    return None
 
 
 def _cosine(total_steps: int):
@@ -263,10 +277,10 @@ class Trainer:
         problem = None
         if self.env.is_main:
             last = self.run_dir / LAST
-            if self.resume:
-                if not last.exists():
-                    problem = f"{self.run_dir}: nothing to resume (no {LAST})"
-            elif last.exists():  # a folder whose run never finished an epoch may be reused
+            problem = _unwritable(self.run_dir)
+            if problem is None and self.resume and not last.exists():
+                problem = f"{self.run_dir}: nothing to resume (no {LAST})"
+            elif problem is None and not self.resume and last.exists():  # a folder whose run never finished an epoch may be reused
                 problem = (
                     f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
                     "or choose another --out"

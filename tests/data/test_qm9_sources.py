@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from empcn.data.qm9 import QM9_MAX_ID, uncharacterized_ids
+from empcn.data.qm9 import QM9_MAX_ID
 from empcn.data.qm9 import (
     TARGET_UNITS,
     TARGETS,

@@ -218,3 +218,11 @@ def test_predict_names_a_bad_file(run: Path, tmp_path: Path) -> None:
     assert r.exit_code == 2 and "absent.xyz" in error_line(r)
     ok = invoke("predict", run, good)
     assert ok.exit_code == 0 and ok.stdout.split()[0] == str(good) and np.isfinite(float(ok.stdout.split()[1]))
+
+
+def test_an_unwritable_run_folder_is_one_line_before_any_work(qm9_cache: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    r = invoke("train", "--cache", qm9_cache, "--target", "U0", "--out", blocker / "run", *TINY)
+    assert r.exit_code == 2 and str(blocker) in error_line(r) and "a file" in error_line(r)
+    assert blocker.read_text() == "not a folder"

@@ -226,3 +226,23 @@ def test_an_unwritable_run_folder_is_one_line_before_any_work(qm9_cache: Path, t
     r = invoke("train", "--cache", qm9_cache, "--target", "U0", "--out", blocker / "run", *TINY)
     assert r.exit_code == 2 and str(blocker) in error_line(r) and "a file" in error_line(r)
     assert blocker.read_text() == "not a folder"
+
+
+def test_a_damaged_shard_stops_evaluate_and_train_with_one_line(run: Path, qm9_cache: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from empcn.cache import open_cache
+
+    copy = tmp_path / "damaged"
+    shutil.copytree(qm9_cache.parent, copy)
+    entry = copy / qm9_cache.name
+    cache = open_cache(entry)
+    test_shard = int(cache.splits["test"][0]) // (cache.shard_range(0)[1] - cache.shard_range(0)[0])
+    shard = copy / cache.manifest["shards"][test_shard]["file"]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # array bytes: a readable file with wrong values
+    shard.write_bytes(bytes(data))
+    r = invoke("evaluate", run, "--cache", entry, "--device", "cpu")
+    assert r.exit_code == 2 and str(shard) in error_line(r) and "sha256" in error_line(r)
+    r = invoke("train", "--cache", entry, "--target", "U0", "--out", tmp_path / "r", "--no-verify", *TINY)
+    assert r.exit_code == 2 and str(shard) in error_line(r)

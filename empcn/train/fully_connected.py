@@ -1,4 +1,4 @@
-"""All ordered node pairs within each graph of a batch (the fully connected graph of EGNN's QM9 model)."""
+"""Message pairs of the node graph: all ordered pairs within each graph (EGNN's fully connected graph) or the edges."""
 
 from __future__ import annotations
 
@@ -39,3 +39,19 @@ def fully_connected_pairs(node_graph: Tensor) -> Tensor:
     receiver = first[sender] + (torch.arange(total, device=device) - block_start)
     keep = sender != receiver
     return torch.stack([order[sender[keep]], order[receiver[keep]]], dim=1)
+
+
+def bond_pairs(edge_index: Tensor) -> Tensor:
+    """Both directions of every edge ``edge_index: (E, 2)`` as message pairs ``(2E, 2)`` [sender, receiver]."""
+    return torch.cat([edge_index, edge_index.flip(1)], dim=0)
+
+
+def message_pairs(node_graph: Tensor, edge_index: Tensor, connectivity: str) -> Tensor:
+    """The node-node message pairs of a model's ``connectivity``: ``"full"`` — every ordered pair of each
+    graph (:func:`fully_connected_pairs`); ``"bonds"`` or ``"complex"`` — both directions of the edges
+    (:func:`bond_pairs`; the two names are those the QM9 and the N-body configs saved)."""
+    if connectivity == "full":
+        return fully_connected_pairs(node_graph)
+    if connectivity in ("bonds", "complex"):
+        return bond_pairs(edge_index)
+    raise ValueError(f"unknown connectivity {connectivity!r}; expected 'full', 'bonds' or 'complex'")

@@ -9,7 +9,8 @@ the test metric at the best validation epoch. Files in the run folder (rank 0 on
 ``last.pt``/``best.pt``, ``metrics.jsonl``, ``learning_curve.png`` (redrawn at most every
 :data:`PLOT_EVERY_S` seconds and at the end), ``result.json``.
 
-Never imports the lift stage (RDKit, networkx): training reads cached complexes only.
+Never imports the lift stage (``empcn.lift``, ``empcn.data``, RDKit): training reads cached complexes only
+(``tests/test_layout.py`` checks it).
 """
 
 from __future__ import annotations

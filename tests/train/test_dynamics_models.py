@@ -22,7 +22,10 @@ from empcn.lift.complex import NEIGHBOURHOODS
 from empcn.lift.nbody import NBodyLiftConfig, NBodySamples, build_shard
 from empcn.train.batch import ComplexBatch
 from empcn.train.collate import CollateSpec, collate
-from empcn.train.models import dynamics as D
+from empcn import geometry
+from empcn.train.models.decoupled_dynamics import DecoupledDynamicsConfig
+from empcn.train.models.egnn_dynamics import EGNNDynamicsConfig
+from empcn.train.models.empcn_dynamics import EMPCNDynamicsConfig, layer_plan
 from empcn.train.models.layers import GatedMessage
 from empcn.train.models.registry import DYNAMICS_MODELS, build_model, config_class
 
@@ -31,12 +34,12 @@ SPEC = CollateSpec(neighbourhoods={s.name: (s.sender_rank, s.receiver_rank) for 
 CHARGED = ChargedConfig(num_steps=300, save_every=100)
 GRAVITY = GravityConfig(num_particles=12, num_steps=20, save_every=10)
 SMALL = {
-    "egnn_dynamics": D.EGNNDynamicsConfig(hidden=16, layers=3),
-    "empcn_dynamics": D.EMPCNDynamicsConfig(hidden=16, layers=4, inv_size=8),
-    "decoupled_dynamics": D.DecoupledDynamicsConfig(hidden=16, ring_hidden=8, layers=3, inv_size=8),
+    "egnn_dynamics": EGNNDynamicsConfig(hidden=16, layers=3),
+    "empcn_dynamics": EMPCNDynamicsConfig(hidden=16, layers=4, inv_size=8),
+    "decoupled_dynamics": DecoupledDynamicsConfig(hidden=16, ring_hidden=8, layers=3, inv_size=8),
 }
 NAMES = sorted(DYNAMICS_MODELS)
-real_edge, real_ring, real_bary = D.geometry.edge_lengths, D.geometry.ring_geometry, D.geometry.cell_barycentres
+real_edge, real_ring, real_bary = geometry.edge_lengths, geometry.ring_geometry, geometry.cell_barycentres
 
 
 def small_model(name: str, **changes) -> torch.nn.Module:
@@ -170,9 +173,9 @@ def test_empcn_recomputes_cell_geometry_from_each_layers_positions(batch, monkey
     """Layer k's edge lengths, ring geometry and barycentres are those of layer k−1's output positions."""
     model = small_model("empcn_dynamics")
     seen: dict[str, list[torch.Tensor]] = {"edge": [], "ring": [], "bary": []}
-    monkeypatch.setattr(D.geometry, "edge_lengths", lambda x, e: seen["edge"].append(x) or real_edge(x, e))
-    monkeypatch.setattr(D.geometry, "ring_geometry", lambda x, *a, **k: seen["ring"].append(x) or real_ring(x, *a, **k))
-    monkeypatch.setattr(D.geometry, "cell_barycentres", lambda x, *a: seen["bary"].append(x) or real_bary(x, *a))
+    monkeypatch.setattr(geometry, "edge_lengths", lambda x, e: seen["edge"].append(x) or real_edge(x, e))
+    monkeypatch.setattr(geometry, "ring_geometry", lambda x, *a, **k: seen["ring"].append(x) or real_ring(x, *a, **k))
+    monkeypatch.setattr(geometry, "cell_barycentres", lambda x, *a: seen["bary"].append(x) or real_bary(x, *a))
     outputs: list[torch.Tensor] = []
     hooks = [layer.register_forward_hook(lambda m, i, o: outputs.append(o[1])) for layer in model.layers]
     final = model(batch)
@@ -190,7 +193,7 @@ def test_empcn_recomputes_cell_geometry_from_each_layers_positions(batch, monkey
 def test_decoupled_ring_invariants_follow_the_moving_positions(batch, monkeypatch):
     model = small_model("decoupled_dynamics")
     seen: list[torch.Tensor] = []
-    monkeypatch.setattr(D.geometry, "ring_geometry", lambda x, *a, **k: seen.append(x) or real_ring(x, *a, **k))
+    monkeypatch.setattr(geometry, "ring_geometry", lambda x, *a, **k: seen.append(x) or real_ring(x, *a, **k))
     model(batch)
     assert len(seen) == SMALL["decoupled_dynamics"].layers - 1  # the last layer has no ring part
     assert torch.equal(seen[0], batch.pos) and float((seen[1] - seen[0]).detach().abs().max()) > 1e-6
@@ -246,7 +249,7 @@ def test_float32_matches_float64(name, batch):
     assert_close(out.double(), ref, rtol=1e-4)
 
 
-def test_gated_message_split_equals_the_concatenated_form():
+def test_gated_message_pairwise_equals_the_concatenated_form():
     torch.manual_seed(0)
     msg = GatedMessage(2 * 6 + 5, 6).double()
     gen = torch.Generator().manual_seed(1)
@@ -254,18 +257,23 @@ def test_gated_message_split_equals_the_concatenated_form():
     h_s = torch.randn(7, 6, generator=gen, dtype=torch.float64)
     recv, send = torch.tensor([0, 0, 3, 2, 1]), torch.tensor([6, 2, 2, 0, 5])
     inv = torch.randn(5, 5, generator=gen, dtype=torch.float64)
-    assert_close(D.gated_message(msg, h_r, h_s, recv, send, inv), msg(torch.cat([h_r[recv], h_s[send], inv], -1)))
+    assert_close(msg.pairwise(h_r, h_s, recv, send, inv), msg(torch.cat([h_r[recv], h_s[send], inv], -1)))
+    wide = GatedMessage(6 + 3 + 5, 6).double()  # blocks of different widths (ring and node features)
+    g = torch.randn(7, 3, generator=gen, dtype=torch.float64)
+    assert_close(wide.pairwise(h_r, g, recv, send, inv), wide(torch.cat([h_r[recv], g[send], inv], -1)))
+    with pytest.raises(ValueError, match="widths 6 \\+ 6 \\+ 5 for a first layer of width 14"):
+        wide.pairwise(h_r, h_s, recv, send, inv)
 
 
 def test_layer_plan_updates_only_what_later_layers_read():
     comms = ("0_0", "0_1", "1_0", "1_1_upper", "1_2", "2_1")
-    assert D.layer_plan(comms, 4) == [
+    assert layer_plan(comms, 4) == [
         (comms, (0, 1, 2)),
         (("0_0", "0_1", "1_0", "1_1_upper", "2_1"), (0, 1)),
         (("0_0", "1_0"), (0,)),
         (("0_0",), ()),
     ]
-    assert D.layer_plan(comms, 1) == [(("0_0",), ())]
+    assert layer_plan(comms, 1) == [(("0_0",), ())]
 
 
 def test_decoupled_node_part_is_the_egnn_model():
@@ -282,9 +290,9 @@ def test_registry_defaults_are_the_papers_settings_and_empcns_velocity_extension
     }
     assert config_class("empcn_dynamics")().dropout == 0.2
     # EGNN stays EGNN's model; EMPCN adds empcn's two velocity extensions (docs/models.md)
-    assert not D.EGNNDynamicsConfig().velocity_messages and not D.DecoupledDynamicsConfig().velocity_messages
-    assert D.EMPCNDynamicsConfig().velocity_invariants and D.EMPCNDynamicsConfig().velocity_messages
-    assert D.EMPCNDynamicsConfig().communications == ("0_0", "0_1", "1_0", "1_1_upper", "1_2", "2_1")
+    assert not EGNNDynamicsConfig().velocity_messages and not DecoupledDynamicsConfig().velocity_messages
+    assert EMPCNDynamicsConfig().velocity_invariants and EMPCNDynamicsConfig().velocity_messages
+    assert EMPCNDynamicsConfig().communications == ("0_0", "0_1", "1_0", "1_1_upper", "1_2", "2_1")
 
 
 def test_clear_errors(batch):
@@ -294,9 +302,9 @@ def test_clear_errors(batch):
     with pytest.raises(ValueError, match="no neighbourhood '1_2'"):
         small_model("empcn_dynamics")(no_nbr)
     with pytest.raises(ValueError, match="edge_adjacency"):
-        D.EMPCNDynamicsConfig(edge_adjacency=("2_2_lower",))
+        EMPCNDynamicsConfig(edge_adjacency=("2_2_lower",))
     with pytest.raises(ValueError, match="coord_agg"):
-        D.EGNNDynamicsConfig(coord_agg="max")
+        EGNNDynamicsConfig(coord_agg="max")
     assert all(dataclasses.is_dataclass(config_class(n)) for n in NAMES)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from empcn.train.model_options import ModelOptionError, apply_model_options, parse_model_options, settable_fields
-from empcn.train.models.dynamics import EMPCNDynamicsConfig
+from empcn.train.models.empcn_dynamics import EMPCNDynamicsConfig
 from empcn.train.models.egnn import EGNNConfig
 
 

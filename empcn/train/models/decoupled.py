@@ -15,21 +15,20 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from empcn.train.models.base import ModelConfig
 from empcn.train.batch import ComplexBatch
 from empcn.train.fully_connected import fully_connected_pairs
+from empcn.train.models.base import ModelConfig
 from empcn.train.models.egnn import EGNN, EGNNConfig
+from empcn.train.models.embedding import InvariantEmbeddingConfig
 from empcn.train.models.layers import (
-    EmbeddingKind,
     GatedMessage,
     check_dropout,
     check_node_features,
     check_sizes,
-    get_neighbourhood,
-    invariant_embedding,
-    mlp,
     full_precision,
+    get_neighbourhood,
     in_param_dtype,
+    mlp,
     pool_sum,
     scatter_sum,
 )
@@ -38,11 +37,11 @@ RING_TO_NODE = "2_0"
 
 
 @dataclass(frozen=True)
-class DecoupledConfig(ModelConfig):
+class DecoupledConfig(ModelConfig, InvariantEmbeddingConfig):
     """Decoupled EMPCN. Defaults: QM9 (7 layers, EGNN hidden 128, ring hidden 48 → 74.8:25.2 parameters,
     ≈1.0M in all).
 
-    Invariant embedding fields as in :class:`~empcn.train.models.empcn.EMPCNConfig`.
+    Invariant embedding fields: :class:`~empcn.train.models.embedding.InvariantEmbeddingConfig`.
     """
 
     INPUT_FIELDS: ClassVar[dict[str, str]] = {"node": "in_node_features"}
@@ -54,17 +53,14 @@ class DecoupledConfig(ModelConfig):
     attention: bool = True
     residual: bool = True
     dropout: float = 0.0
-    inv_embedding: EmbeddingKind = "fourier"
-    inv_size: int = 16
-    fourier_scale: float = 1.0
-    rbf_max: float = 10.0
 
     def __post_init__(self) -> None:
         check_sizes(
             "DecoupledConfig", in_node_features=self.in_node_features, hidden=self.hidden,
-            ring_hidden=self.ring_hidden, layers=self.layers, inv_size=self.inv_size,
+            ring_hidden=self.ring_hidden, layers=self.layers,
         )
         check_dropout("DecoupledConfig", self.dropout)
+        self.check_embedding("DecoupledConfig")
 
     def reads(self) -> tuple[str, ...]:
         return (RING_TO_NODE,)
@@ -98,14 +94,14 @@ class RingLayer(nn.Module):
 
     def node_term(self, h: Tensor, g: Tensor, ring: Tensor, node: Tensor, q: Tensor) -> Tensor:
         """``W_r Σ_ρ e·m_ρi``: ``(N, hidden)``, to add to the node update's first pre-activation."""
-        m = self.ring_to_node(torch.cat([h[node], g[ring], q], dim=-1))
+        m = self.ring_to_node.pairwise(h, g, node, ring, q)
         return self.node_proj(scatter_sum(m, node, h.shape[0]))
 
     def ring_step(self, h: Tensor, g: Tensor, ring: Tensor, node: Tensor, q: Tensor) -> Tensor:
         """Updated ring features ``(R, ring_hidden)`` (``g`` itself when this layer does not update rings)."""
         if self.node_to_ring is None or self.ring_update is None:
             return g
-        m = self.node_to_ring(torch.cat([g[ring], h[node], q], dim=-1))
+        m = self.node_to_ring.pairwise(g, h, ring, node, q)
         delta = self.dropout(self.ring_update(torch.cat([g, scatter_sum(m, ring, g.shape[0])], dim=-1)))
         return g + delta if self.residual else delta
 
@@ -134,11 +130,7 @@ class DecoupledEMPCN(nn.Module):
                 attention=config.attention, residual=config.residual, dropout=config.dropout,
             )
         )
-
-        def emb(in_dim: int, seed: int) -> nn.Module:
-            return invariant_embedding(
-                config.inv_embedding, in_dim, config.inv_size, config.fourier_scale, config.rbf_max, seed
-            )
+        emb = config.embedding
 
         ring_part = nn.Module()
         ring_part.ring_inv = emb(3, seed=2)

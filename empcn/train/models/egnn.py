@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from empcn.train.models.base import ModelConfig
 from empcn.train.batch import ComplexBatch
-from empcn.train.fully_connected import fully_connected_pairs
+from empcn.train.fully_connected import message_pairs
 from empcn.train.models.layers import (
     GatedMessage,
     check_dropout,
@@ -120,8 +120,7 @@ class EGNNLayer(nn.Module):
         """Gated messages ``m: (P, hidden)`` and the differences ``x_i − x_j: (P, 3)``."""
         send, recv = pairs[:, 0], pairs[:, 1]
         diff = x[recv] - x[send]
-        radial = (diff * diff).sum(dim=-1, keepdim=True)
-        parts = [h[recv], h[send], radial]
+        parts = [(diff * diff).sum(dim=-1, keepdim=True)]  # ‖x_i − x_j‖²
         if self.edge_attr_dim:
             if edge_attr is None or edge_attr.shape != (pairs.shape[0], self.edge_attr_dim):
                 got = None if edge_attr is None else tuple(edge_attr.shape)
@@ -129,7 +128,8 @@ class EGNNLayer(nn.Module):
                     f"EGNNLayer: expected edge_attr of shape ({pairs.shape[0]}, {self.edge_attr_dim}), got {got}"
                 )
             parts.append(edge_attr)
-        return self.edge_mlp(torch.cat(parts, dim=-1)), diff
+        pair_inputs = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+        return self.edge_mlp.pairwise(h, h, recv, send, pair_inputs), diff
 
     def node_update(self, h: Tensor, agg: Tensor, extra: Tensor | None = None) -> Tensor:
         """``h + φ_h([h ‖ agg])``; ``extra: (N, hidden)`` is added to φ_h's first pre-activation.
@@ -194,10 +194,7 @@ class EGNN(nn.Module):
 
     def pairs(self, batch: ComplexBatch) -> Tensor:
         """The message pairs ``(P, 2)`` [sender, receiver] for this batch."""
-        if self.config.connectivity == "full":
-            return fully_connected_pairs(batch.node_graph)
-        e = batch.edge_index
-        return torch.cat([e, e.flip(1)], dim=0)
+        return message_pairs(batch.node_graph, batch.edge_index, self.config.connectivity)
 
     def forward(self, batch: ComplexBatch) -> Tensor:
         check_node_features(batch, self.config.in_node_features, "EGNN")

@@ -15,22 +15,20 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from empcn.train.models.base import ModelConfig
 from empcn.train.batch import ComplexBatch
+from empcn.train.models.base import ModelConfig
+from empcn.train.models.cell_layer import CellLayer
+from empcn.train.models.embedding import InvariantEmbeddingConfig
 from empcn.train.models.layers import (
-    EmbeddingKind,
-    GatedMessage,
     check_dropout,
     check_node_features,
     check_sizes,
+    full_precision,
     get_neighbourhood,
-    invariant_embedding,
+    in_param_dtype,
     mlp,
     neighbourhood_ranks,
-    full_precision,
-    in_param_dtype,
     pool_sum,
-    scatter_sum,
 )
 
 QM9_NEIGHBOURHOODS: tuple[str, ...] = (
@@ -48,14 +46,14 @@ QM9_NEIGHBOURHOODS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class EMPCNConfig(ModelConfig):
+class EMPCNConfig(ModelConfig, InvariantEmbeddingConfig):
     """Full EMPCN for graph-level invariant regression.
 
     ``neighbourhoods``: names of :attr:`ComplexBatch.nbr` to pass messages over (``"<sender>_<receiver>
     [_<relation>]"``); the model's ranks are 0 plus every rank they mention. ``in_edge_features``:
-    width of ``batch.edge_feat`` (0 = ignore it). Invariants are embedded with ``inv_embedding``
-    (``"fourier"``: Gaussian Fourier features, ``inv_size`` frequencies of scale ``fourier_scale``;
-    ``"rbf"``: ``inv_size`` Gaussians on [0, ``rbf_max``] per invariant).
+    width of ``batch.edge_feat`` (0 = ignore it). Invariants are embedded as
+    :class:`~empcn.train.models.embedding.InvariantEmbeddingConfig` says (``inv_embedding``,
+    ``inv_size``, ``fourier_scale`` in 1/Å, ``rbf_max`` in Å).
     """
 
     INPUT_FIELDS: ClassVar[dict[str, str]] = {"node": "in_node_features", "edge": "in_edge_features"}
@@ -67,16 +65,10 @@ class EMPCNConfig(ModelConfig):
     neighbourhoods: tuple[str, ...] = QM9_NEIGHBOURHOODS
     residual: bool = True
     dropout: float = 0.0
-    inv_embedding: EmbeddingKind = "fourier"
-    inv_size: int = 16
-    fourier_scale: float = 1.0
-    rbf_max: float = 10.0
 
     def __post_init__(self) -> None:
-        check_sizes(
-            "EMPCNConfig", in_node_features=self.in_node_features, hidden=self.hidden, layers=self.layers,
-            inv_size=self.inv_size,
-        )
+        check_sizes("EMPCNConfig", in_node_features=self.in_node_features, hidden=self.hidden, layers=self.layers)
+        self.check_embedding("EMPCNConfig")
         if self.in_edge_features < 0:
             raise ValueError(f"EMPCNConfig: in_edge_features must be ≥ 0, got {self.in_edge_features}")
         check_dropout("EMPCNConfig", self.dropout)
@@ -99,46 +91,21 @@ class EMPCNConfig(ModelConfig):
         return tuple(self.neighbourhoods)
 
 
-class EMPCNLayer(nn.Module):
-    """One EMPCN layer. For every neighbourhood A = (τ → σ) with pairs ``[τ, σ]``::
-
-        m_στ = [Linear, SiLU, Linear, SiLU]_A([h_σ ‖ h_τ ‖ Inv_A(σ, τ)]),  e_στ = sigmoid(Linear_A(m_στ))
-        agg_A(σ) = Σ_τ e_στ m_στ
-        h_σ' = h_σ + [Linear, SiLU, Linear]_r([h_σ ‖ ⊕_{A → r} agg_A(σ)])     (r = rank of σ)
-
-    Ranks that receive no neighbourhood keep their features.
+class EMPCNLayer(CellLayer):
+    """One EMPCN layer (:class:`~empcn.train.models.cell_layer.CellLayer`) over ``neighbourhoods``,
+    updating every rank that receives a neighbourhood; ranks that receive none keep their features.
+    ``Inv_A`` has width ``inv_dim`` for every neighbourhood.
     """
 
     def __init__(
         self, hidden: int, neighbourhoods: tuple[str, ...], inv_dim: int, residual: bool, dropout: float
     ) -> None:
-        super().__init__()
-        self.neighbourhoods = neighbourhoods
-        self.residual = residual
-        self.message = nn.ModuleDict(
-            {name: GatedMessage(2 * hidden + inv_dim, hidden) for name in neighbourhoods}
-        )
-        self.incoming: dict[int, list[str]] = {}
-        for name in neighbourhoods:
-            self.incoming.setdefault(neighbourhood_ranks(name)[1], []).append(name)
-        self.update = nn.ModuleDict(
-            {str(r): mlp([hidden * (1 + len(names)), hidden, hidden]) for r, names in self.incoming.items()}
-        )
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        receivers = dict.fromkeys(neighbourhood_ranks(name)[1] for name in neighbourhoods)  # first-seen order
+        super().__init__(hidden, neighbourhoods, {a: inv_dim for a in neighbourhoods}, receivers, residual, dropout)
 
     def forward(self, h: dict[int, Tensor], nbr: dict[str, Tensor], inv: dict[str, Tensor]) -> dict[int, Tensor]:
         """``h[r]: (n_r, hidden)``; ``nbr[A]: (P_A, 2)`` [sender, receiver]; ``inv[A]: (P_A, inv_dim)``."""
-        agg: dict[str, Tensor] = {}
-        for name in self.neighbourhoods:
-            s, r = neighbourhood_ranks(name)
-            send, recv = nbr[name][:, 0], nbr[name][:, 1]
-            m = self.message[name](torch.cat([h[r][recv], h[s][send], inv[name]], dim=-1))
-            agg[name] = scatter_sum(m, recv, h[r].shape[0])
-        out = dict(h)
-        for r, names in self.incoming.items():
-            delta = self.dropout(self.update[str(r)](torch.cat([h[r]] + [agg[a] for a in names], dim=-1)))
-            out[r] = h[r] + delta if self.residual else delta
-        return out
+        return {**h, **self.updated(h, nbr, self.messages(h, nbr, inv))}
 
 
 class EMPCN(nn.Module):
@@ -155,12 +122,7 @@ class EMPCN(nn.Module):
         self.config = config
         h = config.hidden
         self.ranks = config.ranks
-
-        def emb(in_dim: int, seed: int) -> nn.Module:
-            return invariant_embedding(
-                config.inv_embedding, in_dim, config.inv_size, config.fourier_scale, config.rbf_max, seed
-            )
-
+        emb = config.embedding
         self.embed_node = nn.Linear(config.in_node_features, h)
         self.edge_inv = emb(1, seed=1) if 1 in self.ranks else None
         self.embed_edge = (

@@ -1,4 +1,6 @@
-"""Shared building blocks of the models: MLPs, invariant embeddings, gated messages, scatter sums.
+"""Shared building blocks of the models: MLPs, gated messages, scatter sums, neighbourhood access.
+
+The fixed embeddings of invariants live in :mod:`empcn.train.models.embedding`.
 
 Everything here is torch-native (``index_add_``), dtype-agnostic (works in float32 and float64:
 buffers follow ``module.to(dtype)``) and vectorised over cells and pairs.
@@ -7,17 +9,13 @@ buffers follow ``module.to(dtype)``) and vectorised over cells and pairs.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
-from typing import Literal, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from empcn.train.batch import ComplexBatch
-
-EmbeddingKind = Literal["fourier", "rbf"]
-
 
 def mlp(dims: Sequence[int], *, final_activation: bool = False) -> nn.Sequential:
     """``Linear → SiLU → … → Linear`` through ``dims`` (at least 2); SiLU after the last too if asked."""
@@ -55,73 +53,6 @@ def scatter_mean(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
     return total / count.view((-1,) + (1,) * (src.dim() - 1))
 
 
-class GaussianFourierFeatures(nn.Module):
-    """Random Fourier features of Tancik et al. (2020): ``[v, cos 2πBv, sin 2πBv]``.
-
-    ``B: (num_frequencies, in_dim)`` is drawn once from ``N(0, scale²)`` with a private generator
-    seeded by ``seed`` (so building a model does not consume the global RNG) and kept as a buffer
-    (saved with the state dict, cast with the module). ``scale`` is in inverse units of the
-    invariants (1/Å for QM9 distances): ``scale = 1`` resolves features over ~1 Å.
-    """
-
-    def __init__(
-        self,
-        in_dim: int,
-        num_frequencies: int = 16,
-        scale: float = 1.0,
-        include_input: bool = True,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        self.register_buffer("freq", torch.randn(num_frequencies, in_dim, generator=gen) * scale)
-        self.in_dim = in_dim
-        self.include_input = include_input
-        self.out_dim = 2 * num_frequencies + (in_dim if include_input else 0)
-
-    def forward(self, v: Tensor) -> Tensor:
-        """``v: (..., in_dim)`` → ``(..., out_dim)``."""
-        proj = 2.0 * math.pi * (v @ self.freq.t())
-        parts = [v] if self.include_input else []
-        parts += [torch.cos(proj), torch.sin(proj)]
-        return torch.cat(parts, dim=-1)
-
-
-class GaussianRBF(nn.Module):
-    """Gaussian radial basis per input channel: ``exp(-((v_d − μ_k)/w)²)``, μ_k evenly on [0, max_value].
-
-    Width ``w`` = the spacing of the centres. Output ``(..., in_dim · num_centres [+ in_dim])``.
-    """
-
-    def __init__(
-        self, in_dim: int, num_centres: int = 16, max_value: float = 10.0, include_input: bool = True
-    ) -> None:
-        super().__init__()
-        if num_centres < 2:
-            raise ValueError(f"GaussianRBF needs at least 2 centres, got {num_centres}")
-        self.register_buffer("centres", torch.linspace(0.0, max_value, num_centres))
-        self.width = max_value / (num_centres - 1)
-        self.in_dim = in_dim
-        self.include_input = include_input
-        self.out_dim = in_dim * num_centres + (in_dim if include_input else 0)
-
-    def forward(self, v: Tensor) -> Tensor:
-        """``v: (..., in_dim)`` → ``(..., out_dim)``."""
-        rbf = torch.exp(-(((v.unsqueeze(-1) - self.centres) / self.width) ** 2)).flatten(-2)
-        return torch.cat([v, rbf], dim=-1) if self.include_input else rbf
-
-
-def invariant_embedding(
-    kind: EmbeddingKind, in_dim: int, size: int, fourier_scale: float, rbf_max: float, seed: int = 0
-) -> GaussianFourierFeatures | GaussianRBF:
-    """The fixed (parameter-free) embedding of ``in_dim`` scalar invariants; ``.out_dim`` gives its width."""
-    if kind == "fourier":
-        return GaussianFourierFeatures(in_dim, size, fourier_scale, include_input=True, seed=seed)
-    if kind == "rbf":
-        return GaussianRBF(in_dim, size, rbf_max, include_input=True)
-    raise ValueError(f"unknown invariant embedding {kind!r}; expected 'fourier' or 'rbf'")
-
-
 class GatedMessage(nn.Module):
     """``m = [Linear, SiLU, Linear, SiLU](x)``, ``e = sigmoid(Linear(m))``; returns ``e·m``.
 
@@ -135,7 +66,30 @@ class GatedMessage(nn.Module):
         self.gate = nn.Linear(out_dim, 1) if gate else None
 
     def forward(self, x: Tensor) -> Tensor:
-        m = self.net(x)
+        return self._gated(self.net(x))
+
+    def pairwise(self, h_recv: Tensor, h_send: Tensor, recv: Tensor, send: Tensor, extra: Tensor) -> Tensor:
+        """``forward(cat[h_recv[recv], h_send[send], extra])`` computed with the first Linear split by block.
+
+        ``W·[a ‖ b ‖ c] = W_a a + W_b b + W_c c``: the receiver and sender blocks are projected once per
+        *cell* (``h_recv: (n_σ, A)``, ``h_send: (n_τ, B)``) and then gathered by ``recv, send: (P,)``,
+        instead of once per pair; ``extra: (P, C)`` holds the per-pair inputs (``A + B + C = in_dim``).
+        The same function and parameters as :meth:`forward`, with far fewer FLOPs on dense relations.
+        """
+        first = self.net[0]
+        w, a, b = first.weight, h_recv.shape[1], h_send.shape[1]
+        if a + b + extra.shape[1] != w.shape[1]:
+            raise ValueError(
+                f"GatedMessage: inputs of widths {a} + {b} + {extra.shape[1]} for a first layer of width {w.shape[1]}"
+            )
+        pre = (
+            nn.functional.linear(h_recv, w[:, :a], first.bias).index_select(0, recv)
+            + nn.functional.linear(h_send, w[:, a : a + b]).index_select(0, send)
+            + nn.functional.linear(extra, w[:, a + b :])
+        )
+        return self._gated(self.net[1:](pre))  # SiLU, Linear, SiLU
+
+    def _gated(self, m: Tensor) -> Tensor:
         if self.gate is None:
             return m
         return torch.sigmoid(self.gate(m)) * m
@@ -213,17 +167,27 @@ def neighbourhood_ranks(name: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
+def neighbourhood_index(batch: ComplexBatch, name: str, model: str) -> Tensor:
+    """``batch.nbr[name]: (P, 2)`` long [sender, receiver], or a one-line error naming what is missing."""
+    idx = batch.nbr.get(name)
+    if idx is None:
+        raise ValueError(f"{model}: the batch has no neighbourhood {name!r} (it has {sorted(batch.nbr)})")
+    if idx.dim() != 2 or idx.shape[1] != 2:
+        raise ValueError(f"{model}: neighbourhood {name!r} has index shape {tuple(idx.shape)}; expected (P, 2)")
+    return idx
+
+
 def get_neighbourhood(batch: ComplexBatch, name: str, model: str) -> tuple[Tensor, Tensor]:
-    """``(batch.nbr[name]: (P, 2) long, batch.nbr_dist[name]: (P,))`` or a one-line error naming what is missing."""
-    if name not in batch.nbr or name not in batch.nbr_dist:
+    """``(batch.nbr[name]: (P, 2) long, batch.nbr_dist[name]: (P,))`` or a one-line error naming what is missing.
+
+    Models that recompute distances from positions read the index alone (:func:`neighbourhood_index`).
+    """
+    idx = neighbourhood_index(batch, name, model)
+    dist = batch.nbr_dist.get(name)
+    if dist is None:
+        raise ValueError(f"{model}: the batch has no distances of neighbourhood {name!r} (it has {sorted(batch.nbr_dist)})")
+    if dist.shape != (idx.shape[0],):
         raise ValueError(
-            f"{model}: the batch has no neighbourhood {name!r} (nbr has {sorted(batch.nbr)}, "
-            f"nbr_dist has {sorted(batch.nbr_dist)})"
-        )
-    idx, dist = batch.nbr[name], batch.nbr_dist[name]
-    if idx.dim() != 2 or idx.shape[1] != 2 or dist.shape != (idx.shape[0],):
-        raise ValueError(
-            f"{model}: neighbourhood {name!r} has index shape {tuple(idx.shape)} and distance shape "
-            f"{tuple(dist.shape)}; expected (P, 2) and (P,)"
+            f"{model}: neighbourhood {name!r} has {idx.shape[0]} pairs but distance shape {tuple(dist.shape)}"
         )
     return idx, dist

@@ -8,16 +8,11 @@ from typing import Any, Callable
 from torch import nn
 
 from empcn.train.models.decoupled import DecoupledConfig, DecoupledEMPCN
-from empcn.train.models.dynamics import (
-    DecoupledDynamics,
-    DecoupledDynamicsConfig,
-    EGNNDynamics,
-    EGNNDynamicsConfig,
-    EMPCNDynamics,
-    EMPCNDynamicsConfig,
-)
+from empcn.train.models.decoupled_dynamics import DecoupledDynamics, DecoupledDynamicsConfig
 from empcn.train.models.egnn import EGNN, EGNNConfig
+from empcn.train.models.egnn_dynamics import EGNNDynamics, EGNNDynamicsConfig
 from empcn.train.models.empcn import EMPCN, EMPCNConfig
+from empcn.train.models.empcn_dynamics import EMPCNDynamics, EMPCNDynamicsConfig
 
 
 @dataclass(frozen=True)

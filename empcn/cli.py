@@ -101,17 +101,18 @@ def lift(
         fail("--out and --cache-dir exclude each other: --cache-dir names the cache by its fingerprint")
     out = out or Path("data") / f"{dataset.value}.h5"
     n_workers = workers or default_workers()
+    reused = False
     try:
         if dataset is Dataset.molecules:
             from empcn.cli_molecules import lift_molecules_command
 
-            path = lift_molecules_command(
+            path, reused = lift_molecules_command(
                 source=source, out=out, targets=targets, targets_csv=targets_csv, id_column=id_column, units=units,
                 fractions=fractions, seed=seed, elements=elements, rings=rings.value, max_ring=max_ring,
                 shard_size=shard_size, workers=n_workers, strict=strict, resume=resume, progress=progress,
                 cache_dir=cache_dir,
             )
-            _print_summary(path)
+            _print_summary(path, reused)
             return
         if dataset is Dataset.qm9:
             from empcn.lift.qm9 import QM9LiftConfig, lift_qm9
@@ -140,7 +141,7 @@ def lift(
                 from empcn.data.qm9 import source_fingerprint
                 from empcn.lift.qm9 import lift_unclaimed
 
-                path = shared(cache_dir, "qm9", cfg.recorded_params(), source_fingerprint(source),
+                path, reused = shared(cache_dir, "qm9", cfg.recorded_params(), source_fingerprint(source),
                               lambda entry: lift_unclaimed(replace(cfg, out=entry)))
         elif dataset is Dataset.nbody:
             if source is not None:
@@ -167,13 +168,13 @@ def lift(
                 from empcn.lift.nbody import lift_unclaimed as lift_nbody_unclaimed
                 from empcn.lift.nbody import source_fingerprint as nbody_fingerprint
 
-                path = shared(cache_dir, "nbody", n_cfg.recorded_params(), nbody_fingerprint(n_cfg),
+                path, reused = shared(cache_dir, "nbody", n_cfg.recorded_params(), nbody_fingerprint(n_cfg),
                               lambda entry: lift_nbody_unclaimed(replace(n_cfg, out=entry)))
         else:
             fail(f"--dataset {dataset.value} is not available in this version")
     except _known_errors() as exc:
         fail(str(exc))
-    _print_summary(path)
+    _print_summary(path, reused)
 
 
 def _parse_sims(text: Optional[str]) -> tuple[int, int, int] | None:
@@ -188,13 +189,13 @@ def _parse_sims(text: Optional[str]) -> tuple[int, int, int] | None:
     return parts  # type: ignore[return-value]
 
 
-def _print_summary(path: Path) -> None:
+def _print_summary(path: Path, reused: bool = False) -> None:
     from empcn.cache import cache_size_bytes, open_cache
 
     cache = open_cache(path)
     m = cache.manifest
     skipped = m.get("skipped", [])
-    typer.echo(f"wrote {path}: {len(cache)} samples in {cache.num_shards} shards, {cache_size_bytes(path) / 2**20:.1f} MiB")
+    typer.echo(f"{'cache' if reused else 'wrote'} {path}: {len(cache)} samples in {cache.num_shards} shards, {cache_size_bytes(path) / 2**20:.1f} MiB")
     if skipped:
         first = skipped[0]
         typer.echo(f"skipped {len(skipped)} samples (first: id {first.get('id')}: {first.get('reason')}); see `empcn cache info`")

@@ -58,13 +58,15 @@ def lift_molecules_command(
     options["shard_size"] = options.get("shard_size") or 1024
     config = MoleculesLiftConfig(source=source, out=out, fractions=frac, elements=els, **options)
     if cache_dir is None:
-        return lift_molecules(config)
+        return lift_molecules(config), False
     return shared(cache_dir, "molecules", config.recorded_params(), config.source_info()["fingerprint"],
                   lambda entry: lift_unclaimed(replace(config, out=entry)))
 
 
-def shared(cache_dir: Path, dataset: str, params: dict[str, Any], source_fp: str, lift: Callable[[Path], Path]) -> Path:
-    """:func:`empcn.lift.shared.lift_shared`, saying what it does on stdout."""
+def shared(
+    cache_dir: Path, dataset: str, params: dict[str, Any], source_fp: str, lift: Callable[[Path], Path]
+) -> tuple[Path, bool]:
+    """:func:`empcn.lift.shared.lift_shared` (entry, reused), saying what it does on stdout."""
     from empcn.lift.shared import lift_shared
 
     return lift_shared(Path(cache_dir), dataset, params, source_fp, lift, say=typer.echo)

@@ -73,7 +73,9 @@ class Skips:
     """Collects skips; with ``strict`` the first one raises :class:`SourceError` naming the source."""
 
     def __init__(self, source: Path, strict: bool) -> None:
-        self.source, self.strict, self.items = source, strict, []  # type: ignore[var-annotated]
+        self.source = source
+        self.strict = strict
+        self.items: list[Skipped] = []
 
     def add(self, mol_id: str, reason: str) -> None:
         if self.strict:

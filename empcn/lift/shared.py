@@ -46,8 +46,9 @@ def lift_shared(
     source_fingerprint: str,
     lift_unclaimed: Callable[[Path], Path],
     say: Callable[[str], None] = print,
-) -> Path:
-    """The entry file in ``cache_dir`` of this lift: reused when verified, else lifted by ``lift_unclaimed(entry)``.
+) -> tuple[Path, bool]:
+    """(entry file in ``cache_dir`` of this lift, whether it was reused): reused when verified, else
+    lifted by ``lift_unclaimed(entry)``.
 
     ``lift_unclaimed`` writes the cache at the path it is given; the caller here holds its lock.
     """
@@ -57,13 +58,13 @@ def lift_shared(
     while True:
         if reusable(entry, fingerprint):
             say(f"reusing {entry}: a verified cache with fingerprint {fingerprint[:16]}… (nothing lifted)")
-            return entry
+            return entry, True
         try:
             with claim_output(entry):
                 if reusable(entry, fingerprint):  # finished while we looked
                     say(f"reusing {entry}: a verified cache with fingerprint {fingerprint[:16]}… (nothing lifted)")
-                    return entry
-                return lift_unclaimed(entry)
+                    return entry, True
+                return lift_unclaimed(entry), False
         except OutputBusy:
             if not waited:
                 say(f"waiting for another lift writing {entry} (same fingerprint)")

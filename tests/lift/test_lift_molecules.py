@@ -201,3 +201,15 @@ def test_element_vocabulary_option_skips_other_elements(tmp_path: Path) -> None:
 def test_manifest_keys_are_json_and_no_absolute_paths(egfr_cache: Path) -> None:
     text = json.dumps(open_cache(egfr_cache).manifest)
     assert str(rdkit_ligands("egfr").parent) not in text and str(egfr_cache.parent) not in text
+
+
+def test_bytes_do_not_depend_on_workers_and_ids_may_come_from_a_tag(tmp_path: Path) -> None:
+    one = _lift(tmp_path / "one", rdkit_ligands("cdk2"), shard_size=16, workers=1, id_column="id")
+    two = _lift(tmp_path / "two", rdkit_ligands("cdk2"), shard_size=16, workers=2, id_column="id")
+    files = [Path("mols.h5")] + [Path("mols.shards") / f"shard-{k:05d}.h5" for k in range(3)]
+    for rel in files:
+        assert (one.parent / rel).read_bytes() == (two.parent / rel).read_bytes(), rel
+    cache = open_cache(one)
+    tags = [m.GetProp("id") for m in Chem.SDMolSupplier(str(rdkit_ligands("cdk2")), removeHs=False)]
+    assert [n for k in range(cache.num_shards) for n in cache.shard(k).attrs["names"]] == tags
+    assert cache.manifest["params"]["id_column"] == "id"

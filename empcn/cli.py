@@ -99,6 +99,13 @@ def lift(
 
     if cache_dir is not None and out is not None:
         fail("--out and --cache-dir exclude each other: --cache-dir names the cache by its fingerprint")
+    if dataset is not Dataset.molecules:
+        given = {"--targets": targets, "--targets-csv": targets_csv, "--id-column": id_column, "--units": units,
+                 "--elements": elements, "--fractions": None if fractions == "0.8,0.1,0.1" else fractions,
+                 "--seed": seed or None}
+        named = [k for k, v in given.items() if v is not None]
+        if named:
+            fail(f"{', '.join(named)}: for --dataset molecules (your own molecules), not {dataset.value}")
     out = out or Path("data") / f"{dataset.value}.h5"
     n_workers = workers or default_workers()
     reused = False

@@ -98,6 +98,9 @@ def test_cache_dir_reuses_a_verified_cache_and_relifts_a_damaged_one(tmp_path: P
         assert row["params"] == m["params"] and row["samples"] == 47 and row["bytes"] > 0 and "UTC" in row["date"]
     text = invoke("cache", "ls", "--cache-dir", team).stdout.splitlines()
     assert len(text) == 2 and all("molecules" in line and "MiB" in line and "seed=" in line for line in text)
+    (team / "garbage.h5").write_bytes(b"not hdf5")
+    listed = invoke("cache", "ls", "--cache-dir", team)
+    assert listed.exit_code == 0 and "garbage.h5  unreadable:" in listed.stdout and len(listed.stdout.splitlines()) == 3
 
 
 def _lift_process(source: Path, team: Path, log: Path) -> subprocess.Popen:

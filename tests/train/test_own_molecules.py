@@ -136,4 +136,6 @@ def test_molecules_lift_mistakes_are_one_line(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "Xx" in error_line(r)
     r = invoke("lift", "--dataset", "molecules", "--source", tmp_path, "--out", tmp_path / "a.h5")
     assert r.exit_code == 2 and "--targets-csv" in error_line(r)
+    r = invoke("lift", "--dataset", "qm9", "--targets", "U0", "--out", tmp_path / "a.h5")
+    assert r.exit_code == 2 and "--targets" in error_line(r) and "molecules" in error_line(r)
     assert not (tmp_path / "a.h5").exists()

@@ -593,6 +593,34 @@ def open_cache(path: Path | str) -> Cache:
 
 
 # ----------------------------------------------------------------------------------------------
+# identity
+
+
+def lift_fingerprint(dataset: str, source_fingerprint: str, params: Mapping[str, Any], version: int = FORMAT_VERSION) -> str:
+    """A cache's identity: sha256 of (data set, source content fingerprint, every lift parameter, format version).
+
+    Two lifts with the same fingerprint write the same cache, so a team can share it by this value
+    (``empcn lift --cache-dir``). Computed, not stored: it is derived from the manifest's
+    ``dataset``, ``source.fingerprint``, ``params`` and ``format_version`` (:func:`cache_fingerprint`).
+    """
+    blob = json.dumps(
+        {"dataset": dataset, "source": source_fingerprint, "params": dict(params), "format_version": int(version)},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def cache_fingerprint(manifest: Mapping[str, Any]) -> str:
+    """:func:`lift_fingerprint` of a cache, from its manifest."""
+    return lift_fingerprint(
+        str(manifest.get("dataset", "")),
+        str(manifest.get("source", {}).get("fingerprint", "")),
+        manifest.get("params", {}),
+        int(manifest.get("format_version", -1)),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
 # verification and summary
 
 

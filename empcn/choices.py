@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Literal, get_args
 
-Dataset = Literal["qm9", "nbody", "mocap"]
+Dataset = Literal["qm9", "nbody", "mocap", "molecules"]
 RingKind = Literal["chordless", "sssr"]
 SplitScheme = Literal["cormorant", "empsn"]
 SystemKind = Literal["charged", "gravity"]

@@ -1,4 +1,4 @@
-"""Command-line interface: ``empcn lift | train | evaluate | predict | cache info | cache verify``.
+"""Command-line interface: ``empcn lift | train | evaluate | predict | cache info | cache verify | cache ls``.
 
 Heavy imports (RDKit, torch models) happen inside the commands that need them, so ``empcn train``
 never imports the lift stage and ``empcn cache info`` starts quickly.
@@ -74,13 +74,53 @@ def lift(
     strict: bool = typer.Option(False, help="Stop at the first bad sample instead of skipping it."),
     resume: bool = typer.Option(False, help="Keep verified shards of an interrupted run with the same parameters."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    # --dataset molecules (users' own molecules) and --cache-dir (shared caches)
+    targets: Optional[str] = typer.Option(
+        None, help="molecules: targets as NAME[=SD_TAG],… (SD file) or CSV columns (XYZ folder; default all)."
+    ),
+    targets_csv: Optional[Path] = typer.Option(None, help="molecules: CSV of targets for a folder of XYZ files."),
+    id_column: Optional[str] = typer.Option(
+        None, help="molecules: CSV column matching the XYZ file names (default id), or the SD tag holding ids "
+        "(default: the title line)."
+    ),
+    units: Optional[str] = typer.Option(None, help="molecules: units of the targets, NAME=UNIT,…"),
+    fractions: str = typer.Option("0.8,0.1,0.1", help="molecules: random split fractions TRAIN,VALID,TEST."),
+    seed: int = typer.Option(0, min=0, help="molecules: seed of the random split."),
+    elements: Optional[str] = typer.Option(
+        None, help="molecules: the element vocabulary, e.g. H,C,N,O,F,S,Cl,Br (default: the elements present); "
+        "molecules with others are skipped."
+    ),
+    cache_dir: Optional[Path] = typer.Option(
+        None, help="A shared folder of caches: reuse a verified cache with this lift's fingerprint, or lift into it."
+    ),
 ) -> None:
     """Lift raw data to cell complexes and write the HDF5 cache."""
     from empcn.lift.pipeline import default_workers
 
+    if cache_dir is not None and out is not None:
+        fail("--out and --cache-dir exclude each other: --cache-dir names the cache by its fingerprint")
+    if dataset is not Dataset.molecules:
+        given = {"--targets": targets, "--targets-csv": targets_csv, "--id-column": id_column, "--units": units,
+                 "--elements": elements, "--fractions": None if fractions == "0.8,0.1,0.1" else fractions,
+                 "--seed": seed or None}
+        named = [k for k, v in given.items() if v is not None]
+        if named:
+            fail(f"{', '.join(named)}: for --dataset molecules (your own molecules), not {dataset.value}")
     out = out or Path("data") / f"{dataset.value}.h5"
     n_workers = workers or default_workers()
+    reused = False
     try:
+        if dataset is Dataset.molecules:
+            from empcn.cli_molecules import lift_molecules_command
+
+            path, reused = lift_molecules_command(
+                source=source, out=out, targets=targets, targets_csv=targets_csv, id_column=id_column, units=units,
+                fractions=fractions, seed=seed, elements=elements, rings=rings.value, max_ring=max_ring,
+                shard_size=shard_size, workers=n_workers, strict=strict, resume=resume, progress=progress,
+                cache_dir=cache_dir,
+            )
+            _print_summary(path, reused)
+            return
         if dataset is Dataset.qm9:
             from empcn.lift.qm9 import QM9LiftConfig, lift_qm9
 
@@ -99,7 +139,17 @@ def lift(
                 resume=resume,
                 progress=progress,
             )
-            path = lift_qm9(cfg)
+            if cache_dir is None:
+                path = lift_qm9(cfg)
+            else:
+                from dataclasses import replace
+
+                from empcn.cli_molecules import shared
+                from empcn.data.qm9 import source_fingerprint
+                from empcn.lift.qm9 import lift_unclaimed
+
+                path, reused = shared(cache_dir, "qm9", cfg.recorded_params(), source_fingerprint(source),
+                              lambda entry: lift_unclaimed(replace(cfg, out=entry)))
         elif dataset is Dataset.nbody:
             if source is not None:
                 fail("--source is for QM9; N-body systems are simulated (choose them with --system, --sims, "
@@ -116,12 +166,22 @@ def lift(
                 resume=resume,
                 progress=progress,
             )
-            path = lift_nbody(n_cfg)
+            if cache_dir is None:
+                path = lift_nbody(n_cfg)
+            else:
+                from dataclasses import replace
+
+                from empcn.cli_molecules import shared
+                from empcn.lift.nbody import lift_unclaimed as lift_nbody_unclaimed
+                from empcn.lift.nbody import source_fingerprint as nbody_fingerprint
+
+                path, reused = shared(cache_dir, "nbody", n_cfg.recorded_params(), nbody_fingerprint(n_cfg),
+                              lambda entry: lift_nbody_unclaimed(replace(n_cfg, out=entry)))
         else:
             fail(f"--dataset {dataset.value} is not available in this version")
     except _known_errors() as exc:
         fail(str(exc))
-    _print_summary(path)
+    _print_summary(path, reused)
 
 
 def _parse_sims(text: Optional[str]) -> tuple[int, int, int] | None:
@@ -136,13 +196,13 @@ def _parse_sims(text: Optional[str]) -> tuple[int, int, int] | None:
     return parts  # type: ignore[return-value]
 
 
-def _print_summary(path: Path) -> None:
+def _print_summary(path: Path, reused: bool = False) -> None:
     from empcn.cache import cache_size_bytes, open_cache
 
     cache = open_cache(path)
     m = cache.manifest
     skipped = m.get("skipped", [])
-    typer.echo(f"wrote {path}: {len(cache)} samples in {cache.num_shards} shards, {cache_size_bytes(path) / 2**20:.1f} MiB")
+    typer.echo(f"{'cache' if reused else 'wrote'} {path}: {len(cache)} samples in {cache.num_shards} shards, {cache_size_bytes(path) / 2**20:.1f} MiB")
     if skipped:
         first = skipped[0]
         typer.echo(f"skipped {len(skipped)} samples (first: id {first.get('id')}: {first.get('reason')}); see `empcn cache info`")
@@ -156,7 +216,7 @@ def cache_info(
     """What a cache holds: counts, cells per rank, parameters, splits, targets, size."""
     import json
 
-    from empcn.cache import CacheError, cache_size_bytes, missing_shards, open_cache
+    from empcn.cache import CacheError, cache_fingerprint, cache_size_bytes, missing_shards, open_cache
 
     try:
         cache = open_cache(path)
@@ -174,6 +234,7 @@ def cache_info(
     lines = [
         f"cache       {path}  (format {m['format']} v{m['format_version']}, dataset {m['dataset']})",
         f"source      {m['source']['name']}  [{m['source']['kind']}]  {m['source']['fingerprint'][:23]}…",
+        f"fingerprint {cache_fingerprint(m)}  (source, lift parameters, format: `lift --cache-dir` shares by it)",
         "created by  " + ", ".join(f"{k} {v}" for k, v in sorted(m.get("created_by", {}).items())),
         f"samples     {counts['samples']}  in {len(m['shards'])} shards, {size / 2**20:.1f} MiB on disk",
         f"cells       rank 0: {counts.get('nodes', 0)}   rank 1: {counts.get('edges', 0)}   "
@@ -184,6 +245,12 @@ def cache_info(
         lines.append("ring sizes  " + "  ".join(f"{s}:{n}" for s, n in cells["ring_sizes"].items()))
     if "bond_fallback_samples" in cells:
         lines.append(f"bonds       from coordinates (SMILES mismatch) in {cells['bond_fallback_samples']} samples")
+    if m.get("elements"):
+        from empcn.elements import SYMBOLS
+
+        atoms = m["elements"].get("atoms", {})
+        lines.append("elements    " + "  ".join(f"{SYMBOLS[int(z)]}:{atoms.get(str(z), 0)}" for z in m["elements"]["vocabulary"])
+                     + "  (the vocabulary of node features)")
     nbr = {k.split("/", 1)[1]: v for k, v in counts.items() if k.startswith("nbr/")}
     if nbr:
         lines.append("neighbours  " + "  ".join(f"{k}:{v}" for k, v in sorted(nbr.items())))
@@ -204,6 +271,49 @@ def cache_info(
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         fail(f"{missing[0]}: missing shard{more}; the cache is incomplete (lift it again)", code=1)
+
+
+@cache_app.command("ls")
+def cache_ls(
+    cache_dir: Path = typer.Option(..., help="A folder of shared caches (as written by `lift --cache-dir`)."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list."),
+) -> None:
+    """List the caches of a folder: dataset, fingerprint, parameters, size, date (entry file's mtime, UTC)."""
+    import datetime
+    import json
+
+    from empcn.cache import CacheError, cache_fingerprint, cache_size_bytes, open_cache
+
+    if not cache_dir.is_dir():
+        fail(f"{cache_dir}: no such folder")
+    rows = []
+    for entry in sorted(cache_dir.glob("*.h5")):
+        try:
+            m = open_cache(entry).manifest
+            size = cache_size_bytes(entry)
+        except CacheError as exc:
+            rows.append({"file": entry.name, "error": str(exc)})
+            continue
+        when = datetime.datetime.fromtimestamp(entry.stat().st_mtime, datetime.timezone.utc)
+        rows.append({
+            "file": entry.name, "dataset": m.get("dataset"), "fingerprint": cache_fingerprint(m),
+            "samples": m["counts"]["samples"], "params": m.get("params", {}), "source": m.get("source", {}).get("name"),
+            "bytes": size, "date": when.strftime("%Y-%m-%d %H:%M UTC"),
+        })
+    if json_out:
+        typer.echo(json.dumps(rows, indent=1, sort_keys=True))
+        return
+    if not rows:
+        typer.echo(f"{cache_dir}: no caches")
+    for r in rows:
+        if "error" in r:
+            typer.echo(f"{r['file']}  unreadable: {r['error']}")
+            continue
+        params = " ".join(f"{k}={v}" for k, v in sorted(r["params"].items()))
+        typer.echo(
+            f"{r['file']}  {r['dataset']}  {r['fingerprint'][:16]}  {r['samples']} samples  "
+            f"{r['bytes'] / 2**20:.1f} MiB  {r['date']}  source {r['source']}  {params}"
+        )
 
 
 @cache_app.command("verify")
@@ -231,7 +341,7 @@ commands.register(app)
 @app.command("predict")
 def predict(
     run: Path = typer.Argument(..., help="Run folder written by `empcn train`."),
-    files: list[Path] = typer.Argument(..., help="Molecules as .xyz files (raw QM9 or plain XYZ)."),
+    files: list[Path] = typer.Argument(..., help="Molecules as .xyz files (raw QM9 or plain XYZ) or SD files (.sdf)."),
     device: commands.DeviceChoice = typer.Option(commands.DeviceChoice.auto, help="auto: CUDA when available."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list: per file its value, or its error."),
 ) -> None:

@@ -1,4 +1,4 @@
-"""``empcn predict RUN FILE…``: a trained model's prediction for molecules given as .xyz files.
+"""``empcn predict RUN FILE…``: a trained model's prediction for molecules given as .xyz or .sdf files.
 
 A use case of both stages: the raw reader (:mod:`empcn.data.xyz`: raw QM9 or plain XYZ), the lift
 of single molecules (:mod:`empcn.lift.molecule`, with the parameters the run's cache recorded), and
@@ -12,11 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from empcn.cache import Sample
-from empcn.data.xyz import BadMoleculeFile, element_name, read_molecule
-from empcn.lift.molecule import LiftFailed, lift_like_cache
+
+from empcn.data.molecules import MoleculeRecord, SourceError
+from empcn.data.xyz import BadMoleculeFile, Molecule, element_name, read_molecule
+from empcn.lift.molecule import LiftFailed, lift_like_cache, lift_record
+from empcn.lift.molecules import SDF_SUFFIXES
 from empcn.train.collate import collate
 from empcn.train.evaluate import TrainedModel, load_trained
 from empcn.train.precision import autocast
@@ -62,23 +66,36 @@ def predict_files(
             f"{run_dir}: a positions run ({meta.dataset or 'N-body'}); `empcn predict` takes runs trained on "
             f"QM9 targets (score it with `empcn evaluate {run_dir}`)"
         )
-    if meta.dataset not in ("qm9", ""):
+    if meta.dataset not in ("qm9", "molecules", ""):
         raise PredictError(f"{run_dir}: predict reads molecules, but this run was trained on {meta.dataset!r}")
     species = set(meta.species)
-    results: list[Prediction | Failure | None] = [None] * len(files)
+    labels: list[str] = []
+    results: list[Prediction | Failure | None] = []
     good: list[tuple[int, Sample]] = []
-    for k, f in enumerate(files):
-        try:
-            mol = read_molecule(Path(f))
-            unknown = sorted(set(mol.z.tolist()) - species)
-            if unknown:
-                raise PredictError(
-                    f"{mol.path}: element {', '.join(element_name(z) for z in unknown)} is not among those the "
-                    f"model knows ({', '.join(element_name(z) for z in sorted(species))})"
-                )
-            good.append((k, lift_like_cache([mol], meta.lift_params)[0]))
-        except (BadMoleculeFile, LiftFailed, PredictError) as exc:
-            results[k] = Failure(str(f), str(exc))
+
+    def check_elements(label: str, z: object) -> None:
+        unknown = sorted(set(z.tolist()) - species)  # type: ignore[attr-defined]
+        if unknown:
+            raise PredictError(
+                f"{label}: element {', '.join(element_name(e) for e in unknown)} is not among those the "
+                f"model knows ({', '.join(element_name(e) for e in sorted(species))})"
+            )
+
+    for f in files:
+        for label, item in _molecules_of(Path(f)):
+            labels.append(label)
+            results.append(None)
+            try:
+                if isinstance(item, Exception):
+                    raise item
+                check_elements(label, item.z)
+                if isinstance(item, Molecule) and meta.dataset != "molecules":
+                    sample = lift_like_cache([item], meta.lift_params)[0]
+                else:
+                    sample = lift_record(_as_record(item), meta.lift_params, label)
+                good.append((len(results) - 1, sample))
+            except (BadMoleculeFile, LiftFailed, PredictError, SourceError) as exc:
+                results[-1] = Failure(label, str(exc))
     spec = replace(trained.spec, target_index=None)
     with torch.no_grad():
         for a in range(0, len(good), batch_size):
@@ -87,5 +104,37 @@ def predict_files(
             with autocast(trained.device, trained.dtype, trained.config.amp):
                 out = trained.model(batch)
             for (k, _), v in zip(chunk, (out.double().cpu() * meta.mad + meta.mean).tolist()):
-                results[k] = Prediction(str(files[k]), meta.target, v, meta.unit)
+                results[k] = Prediction(labels[k], meta.target, v, meta.unit)
     return [r for r in results if r is not None]
+
+
+def _molecules_of(path: Path) -> list[tuple[str, object]]:
+    """``(label, Molecule | MoleculeRecord | the exception why not)`` for each molecule of a file.
+
+    An SD file may hold several records: each is labelled ``file:id`` (``file`` alone for one record).
+    """
+    if path.suffix.lower() in SDF_SUFFIXES:
+        from empcn.lift.sdf import read_sdf_for_predict
+
+        try:
+            records = read_sdf_for_predict(path)
+        except SourceError as exc:
+            return [(str(path), exc)]
+        many = len(records) > 1
+        return [
+            (f"{path}:{mol_id}" if many else str(path),
+             item if not isinstance(item, str) else BadMoleculeFile(f"{path}:{mol_id}: {item}"))
+            for mol_id, item in records
+        ]
+    try:
+        return [(str(path), read_molecule(path))]
+    except BadMoleculeFile as exc:
+        return [(str(path), exc)]
+
+
+def _as_record(item: object) -> MoleculeRecord:
+    """A molecule file as a record without bonds (perceived from coordinates, as an XYZ folder is lifted)."""
+    if isinstance(item, MoleculeRecord):
+        return item
+    assert isinstance(item, Molecule)
+    return MoleculeRecord(item.path, item.z, item.pos, None, None, np.zeros(0))

@@ -51,3 +51,21 @@ def orthogonal_maps(seed: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
         ("translation", eye, shift),
         ("rotoreflection+translation", rot @ mirror, shift),
     ]
+
+
+#: RDKit's bundled 3-D ligand sets (inside the installed rdkit package), relative to RDConfig.RDContribDir.
+RDKIT_LIGANDS = {
+    "egfr": "PBF/testData/egfr.sdf",  # 365 ligands, OPLS energy tag
+    "cdk2": "Fastcluster/testdata/cdk2.sdf",  # 47 ligands, OPLS energy tag
+    "cmet": "FreeWilson/data/cmet_ligands.sdf",  # 24 ligands, experimental ΔG (r_exp_dg)
+}
+OPLS_ENERGY = "energy=r_mmffld_Potential_Energy-OPLS_2005"
+
+
+def rdkit_ligands(name: str) -> Path:
+    """One of RDKit's bundled ligand SD files; the test fails (never skips) when it is not there."""
+    from rdkit import RDConfig
+
+    path = Path(RDConfig.RDContribDir) / RDKIT_LIGANDS[name]
+    assert path.is_file(), f"{path}: RDKit's bundled ligand set is missing (a full rdkit wheel ships Contrib/)"
+    return path

@@ -12,13 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-#: Element symbols by atomic number (index 0 unused).
-SYMBOLS: tuple[str, ...] = ("",) + tuple(
-    "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr "
-    "Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb "
-    "Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr "
-    "Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og".split()
-)
+from empcn.elements import SYMBOLS, element_name  # noqa: F401  (re-exported: readers and messages use them)
+
 _NUMBER = {s.lower(): z for z, s in enumerate(SYMBOLS) if s}
 
 
@@ -47,12 +42,6 @@ def atomic_number(token: str) -> int:
         return _NUMBER[token.lower()]
     except KeyError:
         raise ValueError(f"unknown element {token!r}") from None
-
-
-def element_name(z: int) -> str:
-    """``"Cl (Z=17)"``-style name of an atomic number, for messages."""
-    z = int(z)
-    return f"{SYMBOLS[z] if 0 < z < len(SYMBOLS) else '?'} (Z={z})"
 
 
 def parse_plain_xyz(text: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Lift single molecules exactly as a QM9 cache was lifted (for ``empcn predict``).
+"""Lift single molecules exactly as a QM9 or own-molecules cache was lifted (for ``empcn predict``).
 
 The cells, neighbourhoods and invariants come from the same code as ``empcn lift``
 (:func:`empcn.lift.qm9.molecule_cells` → :func:`empcn.lift.assemble.complex_shard`), with the lift
@@ -37,3 +37,16 @@ def lift_like_cache(molecules: list[Molecule], params: dict[str, Any]) -> list[S
     """Samples of ``molecules``, lifted with a cache manifest's ``params``."""
     config = QM9LiftConfig.from_params(params, progress=False)
     return [lift_molecule(mol, config) for mol in molecules]
+
+
+def lift_record(record: Any, params: dict[str, Any], label: str) -> Sample:
+    """The cache-format sample of a :class:`~empcn.data.molecules.MoleculeRecord` (an SD record, or a
+    molecule file lifted for a ``molecules`` run), with the rings options of a manifest's ``params``."""
+    from empcn.lift.molecules import CellOptions, molecule_cells as record_cells
+
+    try:
+        cells = record_cells(record, CellOptions.from_params(params))
+        content = complex_shard([cells], {"id": np.zeros(1, dtype=np.int64)})
+    except (BadMolecule, ValueError) as exc:
+        raise LiftFailed(f"{label}: cannot lift ({' '.join(str(exc).split())})") from None
+    return sample_from_shard(content, 0)

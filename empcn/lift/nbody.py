@@ -430,6 +430,11 @@ def lift_nbody(config: NBodyLiftConfig) -> Path:
         return _lift_nbody(config)
 
 
+def lift_unclaimed(config: NBodyLiftConfig) -> Path:
+    """The lift into ``config.out``, whose lock the caller holds (``empcn lift --cache-dir``)."""
+    return _lift_nbody(config)
+
+
 def _lift_nbody(config: NBodyLiftConfig) -> Path:
     samples = gather_samples(simulate_splits(config))  # a failed simulation leaves an old cache intact
     job = pipeline.LiftJob(

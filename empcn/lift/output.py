@@ -25,6 +25,10 @@ from empcn import cache as cache_format
 from empcn.lift.pipeline import LiftError
 
 
+class OutputBusy(LiftError):
+    """Another lift holds ``--out``'s lock (the message names its process)."""
+
+
 def lock_path(out: Path) -> Path:
     """``data/qm9.h5`` -> ``data/qm9.h5.lock``."""
     out = Path(out)
@@ -80,7 +84,7 @@ def _lock(out: Path) -> int:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise LiftError(
+                raise OutputBusy(
                     f"{out}: another lift (pid {holder}) is writing this cache; wait for it or choose another --out"
                 ) from None
             raise LiftError(f"{out}: cannot lock {path} ({exc.strerror or exc})") from None
@@ -93,6 +97,18 @@ def _lock(out: Path) -> int:
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             return fd
         os.close(fd)  # the previous holder removed the file between our open and flock: take the new one
+
+
+def wait_for_writer(out: Path) -> None:
+    """Block until the lift now holding ``out``'s lock (if any) releases it; a stale lock file returns at once."""
+    try:
+        fd = os.open(lock_path(out), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # granted when no exclusive holder is left
+    finally:
+        os.close(fd)
 
 
 def remove_leftovers(out: Path) -> list[Path]:

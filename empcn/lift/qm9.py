@@ -169,6 +169,11 @@ def lift_qm9(config: QM9LiftConfig) -> Path:
         return _lift_qm9(config)
 
 
+def lift_unclaimed(config: QM9LiftConfig) -> Path:
+    """The lift into ``config.out``, whose lock the caller holds (``empcn lift --cache-dir``)."""
+    return _lift_qm9(config)
+
+
 def _lift_qm9(config: QM9LiftConfig) -> Path:
     raw, skipped = qm9_source.read_qm9(config.source, limit=config.limit, strict=config.strict)
     inputs = _QM9Inputs(raw, qm9_source.standard_targets(raw), config)

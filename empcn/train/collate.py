@@ -51,6 +51,26 @@ class CollateSpec:
         return CollateSpec(neighbourhoods=nbrs, target_index=index)
 
 
+def manifest_species(manifest: dict) -> tuple[int, ...]:
+    """The element vocabulary node features are built from: the cache's ``elements.vocabulary``
+    (caches of one's own molecules), else QM9's five (QM9 caches, and N-body caches, which have no z)."""
+    vocabulary = (manifest.get("elements") or {}).get("vocabulary")
+    return tuple(int(z) for z in vocabulary) if vocabulary else QM9_SPECIES
+
+
+def present_elements(manifest: dict) -> tuple[int, ...]:
+    """Elements a cache's molecules contain (``elements.atoms``; QM9: its five; no z: none)."""
+    elements = manifest.get("elements")
+    if elements:
+        return tuple(sorted(int(z) for z, n in elements.get("atoms", {}).items() if int(n) > 0))
+    return QM9_SPECIES if manifest.get("dataset") == "qm9" else ()
+
+
+def unseen_elements(manifest: dict, species: tuple[int, ...]) -> list[int]:
+    """Elements of the cache's molecules that are not among ``species`` (a model's vocabulary)."""
+    return sorted(set(present_elements(manifest)) - set(species))
+
+
 def node_features(z: np.ndarray, spec: CollateSpec) -> np.ndarray:
     """(N, len(species)*(charge_power+1)) float32: one-hot species times powers of z/max(z), as EGNN."""
     species = np.asarray(spec.species)

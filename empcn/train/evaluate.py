@@ -19,7 +19,8 @@ from torch import nn
 
 from empcn.cache import CacheError
 from empcn.train.checkpoint import BEST, CheckpointError, RunMeta, run_checkpoint
-from empcn.train.collate import CollateSpec
+from empcn.elements import element_name, symbols
+from empcn.train.collate import CollateSpec, unseen_elements
 from empcn.train.config import TrainConfig
 from empcn.train.distributed import DistEnv, all_reduce_sum, resolve_device
 from empcn.train.models.registry import model_from_saved
@@ -154,6 +155,12 @@ def evaluate_run(
     path = _find_cache(run_dir, cache, config, meta)
     layout = CacheLayout.read(path)
     task.check_cache(layout.manifest, str(path))
+    unseen = unseen_elements(layout.manifest, tuple(meta.species))
+    if unseen:
+        raise CacheError(
+            f"{path}: element {', '.join(element_name(z) for z in unseen)} is not among those the model of "
+            f"{run_dir} knows ({symbols(meta.species)}); evaluate it on a cache of the same elements"
+        )
     stream = ShardStream(
         layout,
         layout.split(split),

@@ -30,7 +30,7 @@ import torch
 from empcn.cache import CacheError, verify_cache
 from empcn.train import metrics as metrics_io
 from empcn.train.checkpoint import BEST, LAST, RunMeta, capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from empcn.train.collate import CollateSpec
+from empcn.train.collate import CollateSpec, manifest_species
 from empcn.train.config import ScheduleChoice, TrainConfig
 from empcn.train.dataset import CacheLayout, ShardStream, make_loader, subset_of_split
 from empcn.train.distributed import (
@@ -195,6 +195,7 @@ class Trainer:
         _check_cache(self.layout, cfg, env)
         manifest = self.layout.manifest
         base_spec = task.collate_spec(CollateSpec.from_manifest(manifest, None).neighbourhoods)
+        base_spec = replace(base_spec, species=manifest_species(manifest))  # node features from the vocabulary
         _seed_everything(cfg.seed)
         self.model_config = build_model_config(cfg, base_spec, "edges/order" in self.layout.sample_keys(), self.model_name)
         # read once; _check_run_folder has made sure it exists when resuming

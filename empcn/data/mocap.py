@@ -12,8 +12,12 @@ frame rate ``fps``:
   seed; **valid/test** take every start frame of every trial of theirs;
 * **target** = the joint positions ``h = round(horizon · fps)`` frames later (0.25 s: 30 frames at
   120 Hz; 8 at 30 Hz, i.e. 0.2667 s, recorded as the real horizon);
-* **input** = joint positions at s and the velocity, in ASF units per second:
-  causal ``v = (x_s − x_{s−1}) · fps`` (default) or the papers' forward ``v = (x_{s+1} − x_s) · fps``.
+* **input** = joint positions at s and the velocity in ASF units per ``velocity_unit`` seconds
+  (default 1/120 s, one frame of CMU's capture): causal ``v = (x_s − x_{s−1}) · fps · velocity_unit``
+  (default) or the papers' forward ``v = (x_{s+1} − x_s) · fps · velocity_unit``. At 120 Hz the
+  forward one is exactly GMN's per-frame difference ``X[t+1] − X[t]``; at 30 Hz it is the same
+  physical unit. (Per second, speeds of ~20–50 units make the EGNN-style models' speed embedding
+  blow up at initialisation; per CMU frame they are ~0.1–0.4, the scale the papers trained on.)
 
 A trial shorter than ``W + h`` frames cannot give these samples and is skipped with its reason (in
 the shared folder these are exactly the nine jogging trials, 1.2–1.5 s long).
@@ -148,6 +152,7 @@ class MocapProtocol:
     trial_split: tuple[int, int, int] = (11, 6, 6)
     seed: int = 0
     velocity: str = "causal"
+    velocity_unit: float = 1.0 / 120.0
 
     def __post_init__(self) -> None:
         def need(ok: bool, what: str) -> None:
@@ -162,6 +167,8 @@ class MocapProtocol:
         need(len(self.trial_split) == 3 and min(self.trial_split) >= 1,
              f"trial_split needs three positive counts, got {self.trial_split!r}")
         need(self.seed >= 0, f"seed must be ≥ 0, got {self.seed!r}")
+        need(math.isfinite(self.velocity_unit) and self.velocity_unit > 0,
+             f"velocity_unit must be positive seconds, got {self.velocity_unit!r}")
 
     @property
     def horizon_frames(self) -> int:
@@ -206,7 +213,7 @@ def split_trials(names: list[str], protocol: MocapProtocol) -> dict[str, list[st
 class ProtocolSamples:
     """All samples, splits contiguous in train, valid, test order, each sorted by (trial, start).
 
-    pos/vel/target_pos: (S, J, 3) float64 (ASF units; velocity ASF units per second);
+    pos/vel/target_pos: (S, J, 3) float64 (ASF units; velocity ASF units per ``velocity_unit`` s);
     trial: (S,) int64 index into ``trial_names``; start: (S,) int64 0-based start frame;
     frame: (S,) int64 its AMC frame number; split: (S,) uint8 code (0 train, 1 valid, 2 test).
     """
@@ -250,8 +257,8 @@ def draw_samples(trials: list[Trial], splits: dict[str, list[str]], protocol: Mo
         pos[where] = x[s]
         target[where] = x[s + h]
         if protocol.velocity == "causal":
-            vel[where] = (x[s] - x[s - 1]) * protocol.fps
+            vel[where] = (x[s] - x[s - 1]) * (protocol.fps * protocol.velocity_unit)
         else:
-            vel[where] = (x[s + 1] - x[s]) * protocol.fps
+            vel[where] = (x[s + 1] - x[s]) * (protocol.fps * protocol.velocity_unit)
         frame[where] = by_name[name].frames[s]
     return ProtocolSamples(pos, vel, target, trial, start, frame, split, names)

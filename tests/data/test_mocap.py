@@ -169,12 +169,12 @@ def test_split_by_trial_is_seeded_and_samples_follow_the_protocol():
     x = by[names[k]]
     np.testing.assert_array_equal(s.pos[k], x[s.start[k]])
     np.testing.assert_array_equal(s.target_pos[k], x[s.start[k] + 8])
-    np.testing.assert_allclose(s.vel[k], (x[s.start[k]] - x[s.start[k] - 1]) * 30)
+    np.testing.assert_allclose(s.vel[k], (x[s.start[k]] - x[s.start[k] - 1]) * 30 / 120)
     fwd = draw_samples(trials, splits, MocapProtocol(fps=30, trial_split=(4, 2, 2), velocity="forward"))
     assert fwd.start.min() == 0
     j = int(np.flatnonzero(fwd.split == 1)[3])
     xf = by[np.array(fwd.trial_names)[fwd.trial[j]]]
-    np.testing.assert_allclose(fwd.vel[j], (xf[fwd.start[j] + 1] - xf[fwd.start[j]]) * 30)
+    np.testing.assert_allclose(fwd.vel[j], (xf[fwd.start[j] + 1] - xf[fwd.start[j]]) * 30 / 120)
     assert frames_of(0.25, 30) == 8 and frames_of(0.25, 120) == 30
 
 

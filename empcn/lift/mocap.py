@@ -232,6 +232,12 @@ def _lift(config: MocapLiftConfig) -> Path:
                                  f"({protocol.window} s of start frames + {protocol.horizon} s) the protocol needs"}
         for t in trials if len(t.positions) < protocol.min_frames
     ]
+    if not usable:
+        longest = max(len(t.positions) for t in trials)
+        raise pipeline.LiftError(
+            f"{folder}: no trial has the {protocol.min_frames} frames ({protocol.window} s + {protocol.horizon} s at "
+            f"{protocol.fps:g} Hz) the protocol needs (the longest has {longest}); is --fps right?"
+        )
     splits = split_trials([t.name for t in usable], protocol)
     samples = draw_samples(usable, splits, protocol)
     cx = skeleton_complex(skeleton, config.edges, config.cells)

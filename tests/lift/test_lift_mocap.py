@@ -132,6 +132,10 @@ def test_cli_lift_errors_are_one_line(tmp_path):
     r = runner.invoke(app, ["lift", "--dataset", "mocap", "--source", str(default_source() / "amc30"), "--fps", "30",
                             "--trials", "train_0[1-4]", "--out", str(tmp_path / "m.h5"), "--no-progress"])
     assert r.exit_code == 2 and "4 usable trials cannot be split 11/6/6" in r.output
+    r = runner.invoke(app, ["lift", "--dataset", "mocap", "--source", str(default_source() / "amc30"),
+                            "--trials", "train_0[1-4]", "--out", str(tmp_path / "m.h5"), "--no-progress"])
+    assert r.exit_code == 2 and "is --fps right?" in r.output  # 30 Hz files read as 120 Hz: all too short
+    assert not (tmp_path / "m.h5").exists()
 
 
 def test_a_tiny_run_trains_and_evaluates_through_the_cli(tmp_path):

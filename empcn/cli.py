@@ -23,6 +23,7 @@ RingChoice = choices.choice_enum("RingChoice", choices.RingKind)
 SystemChoice = choices.choice_enum("SystemChoice", choices.SystemKind)
 InitialChoice = choices.choice_enum("InitialChoice", choices.InitialStates)
 SplitChoice = choices.choice_enum("SplitChoice", choices.SplitScheme)
+VelocityChoice = choices.choice_enum("VelocityChoice", choices.VelocityKind)
 
 
 
@@ -43,17 +44,20 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from empcn.cache import CacheError
+    from empcn.data.asf import MocapError
     from empcn.data.qm9 import SourceError
     from empcn.lift.pipeline import LiftError
 
-    return (CacheError, SourceError, LiftError)
+    return (CacheError, SourceError, LiftError, MocapError)
 
 
 @app.command()
 def lift(
     dataset: Dataset = typer.Option(Dataset.qm9, help="Which data set to lift."),
     source: Optional[Path] = typer.Option(
-        None, help="Raw data: QM9 dsgdb9nsd.xyz.tar.bz2 or a folder of .xyz files (default: the qm9pack CSVs)."
+        None,
+        help="Raw data: QM9 dsgdb9nsd.xyz.tar.bz2 or a folder of .xyz files (default: the qm9pack CSVs); MoCap: a "
+        "folder of one .asf and its .amc trials (default: ../shared/data/cmu-mocap-35/amc30 at 30 Hz, or $EMPCN_MOCAP_DIR/amc30).",
     ),
     out: Optional[Path] = typer.Option(None, help="Entry file to write (default: data/<dataset>.h5)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Lift only the first N samples."),
@@ -61,7 +65,7 @@ def lift(
     rings: RingChoice = typer.Option(RingChoice.chordless, help="2-cells: chordless cycles, or RDKit's symmetrised SSSR."),
     max_ring: int = typer.Option(8, min=3, help="Largest ring (number of atoms) that becomes a 2-cell."),
     split: SplitChoice = typer.Option(SplitChoice.cormorant, help="QM9 split: cormorant (EGNN) or empsn."),
-    shard_size: Optional[int] = typer.Option(None, min=1, help="Samples per shard file (QM9 4096, N-body 1000)."),
+    shard_size: Optional[int] = typer.Option(None, min=1, help="Samples per shard file (QM9 4096, N-body and MoCap 1000)."),
     system: SystemChoice = typer.Option(SystemChoice.charged, help="N-body: charged 5-body or 100-body gravity."),
     sims: Optional[str] = typer.Option(
         None, help="N-body: simulations per split as TRAIN,VALID,TEST (default 3000,2000,2000)."
@@ -70,6 +74,16 @@ def lift(
         None,
         help="N-body initial states: egnn = the systems of EGNN's data set (charged default; at most "
         "10000,2000,2000 simulations), seeded = one random stream per split (gravity default).",
+    ),
+    fps: Optional[float] = typer.Option(
+        None, min=1e-6, help="MoCap: frame rate of the .amc files in Hz (default 120, CMU's; 30 for the shared amc30 default)."
+    ),
+    trials: Optional[str] = typer.Option(
+        None, help="MoCap: comma-separated .amc names, stems or globs to use (default: all; too-short trials are skipped)."
+    ),
+    trial_split: str = typer.Option("11,6,6", help="MoCap: trials per split TRAIN,VALID,TEST (seeded permutation)."),
+    velocity: VelocityChoice = typer.Option(
+        VelocityChoice.causal, help="MoCap input velocity (ASF units per 1/120 s): causal from x[s]-x[s-1], or forward from x[s+1]-x[s] as the papers."
     ),
     strict: bool = typer.Option(False, help="Stop at the first bad sample instead of skipping it."),
     resume: bool = typer.Option(False, help="Keep verified shards of an interrupted run with the same parameters."),
@@ -178,13 +192,37 @@ def lift(
                 path, reused = shared(cache_dir, "nbody", n_cfg.recorded_params(), nbody_fingerprint(n_cfg),
                               lambda entry: lift_nbody_unclaimed(replace(n_cfg, out=entry)))
         else:
-            fail(f"--dataset {dataset.value} is not available in this version")
+            path = _lift_mocap(source, out, fps, trials, trial_split, velocity.value, shard_size, n_workers, resume, progress)
     except _known_errors() as exc:
         fail(str(exc))
     _print_summary(path, reused)
 
 
-def _parse_sims(text: Optional[str]) -> tuple[int, int, int] | None:
+def _lift_mocap(
+    source: Optional[Path], out: Path, fps: Optional[float], trials: Optional[str], trial_split: str, velocity: str,
+    shard_size: Optional[int], workers: int, resume: bool, progress: bool,
+) -> Path:
+    from empcn.data.mocap import MocapProtocol
+    from empcn.lift.mocap import MocapLiftConfig, lift_mocap
+
+    split = _parse_sims(trial_split, "--trial-split")
+    try:
+        protocol = MocapProtocol(
+            fps=fps if fps is not None else (120.0 if source is not None else 30.0),
+            trial_split=split,  # type: ignore[arg-type]
+            velocity=velocity,
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    names = tuple(t.strip() for t in trials.split(",") if t.strip()) if trials is not None else None
+    cfg = MocapLiftConfig(
+        source=source, out=out, trials=names or None, protocol=protocol, shard_size=shard_size or 1000,
+        workers=workers, resume=resume, progress=progress,
+    )
+    return lift_mocap(cfg)
+
+
+def _parse_sims(text: Optional[str], option: str = "--sims") -> tuple[int, int, int] | None:
     if text is None:
         return None
     try:
@@ -192,7 +230,7 @@ def _parse_sims(text: Optional[str]) -> tuple[int, int, int] | None:
     except ValueError:
         parts = ()
     if len(parts) != 3 or min(parts) < 1:
-        fail(f"--sims takes three positive integers TRAIN,VALID,TEST, got {text!r}")
+        fail(f"{option} takes three positive integers TRAIN,VALID,TEST, got {text!r}")
     return parts  # type: ignore[return-value]
 
 

@@ -20,6 +20,8 @@ from empcn.train.batch import ComplexBatch
 QM9_SPECIES = (1, 6, 7, 8, 9)  # H C N O F
 RANK_GROUPS = {0: "nodes", 1: "edges", 2: "rings"}
 BOND_ORDERS = (1.0, 1.5, 2.0, 3.0)
+#: Per-node scalars a cache may store, in the order collation looks for them (``ComplexBatch.node_scalar``).
+NODE_SCALAR_FIELDS = ("nodes/charge", "nodes/mass")
 
 
 @dataclass(frozen=True)
@@ -134,9 +136,7 @@ def collate(samples: Sequence[Sample], spec: CollateSpec) -> ComplexBatch:
             return torch.from_numpy(_cat(samples, key, np.float32, samples[0][key].shape[1:]))
         return None
 
-    charge = opt_node("nodes/charge")
-    if charge is None:
-        charge = opt_node("nodes/mass")
+    charge = next((c for c in map(opt_node, NODE_SCALAR_FIELDS) if c is not None), None)
     return ComplexBatch(
         num_graphs=b,
         pos=torch.from_numpy(pos),

@@ -177,8 +177,12 @@ def evaluate(
     batch_size: Optional[int] = typer.Option(None, min=1, help="Samples (molecules, systems) per batch (default: the run's)."),
     workers: int = typer.Option(0, min=0, help="DataLoader worker processes."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    plot: Optional[Path] = typer.Option(
+        None, help="Positions runs: also draw a few samples of the split (input, true and predicted pose) to this PNG."
+    ),
+    plot_samples: int = typer.Option(4, min=1, help="Samples drawn by --plot."),
 ) -> None:
-    """The run's metric on a split: MAE in the target's unit (QM9), MSE of positions (N-body)."""
+    """The run's metric on a split: MAE in the target's unit (QM9), MSE of positions (N-body, MoCap)."""
     from empcn.train.evaluate import evaluate_run
 
     try:
@@ -191,6 +195,15 @@ def evaluate(
         typer.echo(json.dumps(result.to_dict(), sort_keys=True))
     else:
         typer.echo(result.line())
+    if plot is not None:
+        from empcn.train.poses import draw_poses
+        from empcn.train.task import TaskError
+
+        try:
+            drawn = draw_poses(run, plot, split.value, plot_samples, cache, device.value)
+        except (TaskError, *_user_errors()) as exc:
+            _fail(one_line(exc))
+        typer.echo(f"drew {split.value} samples to {drawn}", err=True)
 
 
 def register(app: typer.Typer) -> None:

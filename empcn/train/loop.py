@@ -30,7 +30,7 @@ import torch
 from empcn.cache import CacheError, verify_cache
 from empcn.train import metrics as metrics_io
 from empcn.train.checkpoint import BEST, LAST, RunMeta, capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from empcn.train.collate import CollateSpec, manifest_species
+from empcn.train.collate import NODE_SCALAR_FIELDS, CollateSpec, manifest_species
 from empcn.train.config import ScheduleChoice, TrainConfig
 from empcn.train.dataset import CacheLayout, ShardStream, make_loader, subset_of_split
 from empcn.train.distributed import (
@@ -74,12 +74,16 @@ class RunState:
 # set-up helpers
 
 
-def build_model_config(config: TrainConfig, spec: CollateSpec, has_edge_order: bool, model: str | None = None) -> Any:
+def build_model_config(
+    config: TrainConfig, spec: CollateSpec, has_edge_order: bool, model: str | None = None, has_node_scalar: bool = True
+) -> Any:
     """The model's config dataclass for this run: the model's defaults with the cache's input widths and the run's sizes.
 
     ``model``: the registry name (default ``config.model``). ``has_edge_order``: the cache stores
     ``edges/order`` (bond orders), which a model with an edge input then reads as a one-hot unless
-    ``--no-edge-features``.
+    ``--no-edge-features``. ``has_node_scalar``: the cache stores charges or masses
+    (:data:`~empcn.train.collate.NODE_SCALAR_FIELDS`); without them (MoCap) a position model is built
+    without its node-scalar input.
     """
     from empcn.train.models.registry import config_for_run
 
@@ -88,6 +92,7 @@ def build_model_config(config: TrainConfig, spec: CollateSpec, has_edge_order: b
         return config_for_run(
             model or config.model, spec.node_features, edge_width,
             hidden=config.hidden, layers=config.layers, dropout=config.dropout, options=config.model_options,
+            node_scalar=has_node_scalar,
         )
     except ValueError as exc:
         raise TrainError(str(exc)) from None
@@ -197,7 +202,11 @@ class Trainer:
         base_spec = task.collate_spec(CollateSpec.from_manifest(manifest, None).neighbourhoods)
         base_spec = replace(base_spec, species=manifest_species(manifest))  # node features from the vocabulary
         _seed_everything(cfg.seed)
-        self.model_config = build_model_config(cfg, base_spec, "edges/order" in self.layout.sample_keys(), self.model_name)
+        keys = self.layout.sample_keys()
+        self.model_config = build_model_config(
+            cfg, base_spec, "edges/order" in keys, self.model_name,
+            has_node_scalar=any(k in keys for k in NODE_SCALAR_FIELDS),
+        )
         # read once; _check_run_folder has made sure it exists when resuming
         resume_state = load_checkpoint(self.run_dir / LAST, map_location="cpu") if self.resume else None
         if resume_state is not None:

@@ -241,6 +241,8 @@ def task_for_cache(manifest: dict[str, Any], path: str, target: str | None) -> T
             )
         sim = manifest.get("simulator", {})
         horizon = int(sim.get("step_target", 0)) - int(sim.get("step_in", 0))
+        if not sim:  # recorded data (MoCap): frames between input and target
+            horizon = int(manifest.get("target", {}).get("horizon_frames", 0))
         units = str(manifest.get("units", SIMULATION_UNITS))
         return PositionTask(unit=f"({units})²", horizon=max(horizon, 0))
     targets = manifest.get("targets", {})

@@ -73,16 +73,19 @@ def config_for_run(
     layers: int | None = None,
     dropout: float | None = None,
     options: tuple[str, ...] = (),
+    node_scalar: bool = True,
 ) -> Any:
     """The config of model ``name`` for a new run: its defaults, the cache's input widths, the run's sizes.
 
     ``edge_features``: the width of the cache's edge features, 0 when the run does not read them.
     ``options``: ``--model-option KEY=VALUE`` strings (:mod:`empcn.train.model_options`).
+    ``node_scalar``: the cache stores a per-node scalar (charges, masses); False turns a model's use of
+    one off before ``options`` apply.
     ValueError (one line) for an unknown model or a value the config refuses.
     """
     from empcn.train.model_options import apply_model_options
 
-    config = config_class(name)().with_inputs(node_features, edge_features)
+    config = config_class(name)().with_inputs(node_features, edge_features, node_scalar)
     sizes = {"hidden": hidden, "layers": layers, "dropout": dropout}
     config = replace(config, **{k: v for k, v in sizes.items() if v is not None})
     return apply_model_options(config, options)

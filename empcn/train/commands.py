@@ -22,6 +22,7 @@ ScheduleChoice = choices.choice_enum("ScheduleChoice", choices.ScheduleChoice)
 DeviceChoice = choices.choice_enum("DeviceChoice", choices.DeviceChoice)
 DtypeChoice = choices.choice_enum("DtypeChoice", choices.DtypeChoice)
 SplitName = choices.choice_enum("SplitName", choices.SplitName)
+TargetReferenceChoice = choices.choice_enum("TargetReferenceChoice", choices.TargetReference)
 
 
 
@@ -105,6 +106,11 @@ def train(
     limit_batches: Optional[int] = typer.Option(None, min=1, help="At most N batches per epoch and split (smoke tests)."),
     verify: Optional[bool] = typer.Option(None, "--verify/--no-verify", help="Check the cache's checksums first (default: on)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar per epoch (default: on)."),
+    target_reference: Optional[TargetReferenceChoice] = typer.Option(
+        None,
+        help="QM9: atoms = fit a per-element reference (element counts → target) on the train molecules and learn "
+        "the residual; none = the papers' plain mean/MAD (default: atoms for alpha, zpve, U0, U, H, G, Cv).",
+    ),
     model_option: Optional[list[str]] = typer.Option(
         None, help="KEY=VALUE: set a field of the model's config, e.g. fourier_scale=0.5 (repeatable; docs/models.md)."
     ),
@@ -142,6 +148,7 @@ def train(
         "verify": verify,
         "progress": progress,
         "model_options": tuple(model_option) if model_option else None,
+        "target_reference": target_reference.value if target_reference is not None else None,
     }
     try:
         if resume is not None:

@@ -220,7 +220,12 @@ class Trainer:
             )
         if len(train_idx) < env.world_size:
             raise TrainError(f"{cfg.cache}: the train split has {len(train_idx)} samples, fewer than {env.world_size} ranks")
-        self.task = task = task.normalised(self.layout, train_idx)
+        try:
+            self.task = task = task.normalised(self.layout, train_idx, str(cfg.target_reference), tuple(self.spec.species))
+        except TaskError as exc:
+            raise TrainError(str(exc)) from None
+        self.train_idx = train_idx
+        self.baselines: dict[str, Any] = {}
         self.unit = task.unit
 
         common: dict[str, Any] = dict(
@@ -425,8 +430,13 @@ class Trainer:
                 f"{f' x {env.world_size} ranks' if env.distributed else ''}, lr {cfg.lr:g} {cfg.schedule}, "
                 f"device {self.device}"
             )
-            if task.baseline():
-                self.log(task.baseline())
+            if task.normalisation():
+                self.log(task.normalisation())
+        if env.is_main:  # trivial predictors to read the metric against (QM9: train mean, atom-count fit)
+            splits = {name: self.layout.split(name) for name in self.eval_streams}
+            self.baselines = task.baselines(self.layout, self.train_idx, splits, tuple(self.spec.species))
+            if self.state.epoch == 0 and "valid" in self.baselines:
+                self.log(self.baselines["valid"].line(self.unit))
         stopped = "completed"
         for epoch in range(self.state.epoch + 1, cfg.epochs + 1):
             loss, count, seconds, cut = self._train_epoch(epoch, deadline)
@@ -482,15 +492,20 @@ class Trainer:
             target=self.task.target, unit=self.unit, model=self.config.model, epochs_run=self.state.epoch,
             best_epoch=self.state.best_epoch, best_valid_error=self.state.best_valid, test_error=test,
             stopped=stopped, wall_time_s=wall, parameters=self.parameters, metric=metric,
+            baselines={name: b.to_dict() for name, b in self.baselines.items()},
         )
         if stopped == "interrupted":
             self.log(f"stopped after epoch {self.state.epoch}; continue with --resume {self.run_dir}")
             return result
         if self.env.is_main:
             metrics_io.write_result(self.run_dir, result)
+        versus = ""
+        if "test" in self.baselines:
+            b = self.baselines["test"]
+            versus = f" [test baselines: train mean {b.mean_mae:.5g}, atom-count fit {b.atoms_mae:.5g}]"
         self.log(
             f"test {metric} {test:.5g} {self.unit} at best epoch {self.state.best_epoch} "
-            f"(valid {self.state.best_valid:.5g} {self.unit}); run folder {self.run_dir}"
+            f"(valid {self.state.best_valid:.5g} {self.unit}){versus}; run folder {self.run_dir}"
         )
         return result
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,9 @@ class RunResult:
     wall_time_s: float  # this invocation (a resumed run counts from its resume)
     parameters: int
     metric: str = "MAE"
+    #: split → trivial predictors' scores in ``unit`` fitted on the molecules trained on (QM9):
+    #: ``{"mean_mae": …, "atoms_mae": …, "samples": …}`` (:mod:`empcn.train.reference`); empty for positions.
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def append_record(run_dir: Path, record: EpochRecord) -> None:

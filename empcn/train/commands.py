@@ -184,14 +184,19 @@ def evaluate(
     batch_size: Optional[int] = typer.Option(None, min=1, help="Samples (molecules, systems) per batch (default: the run's)."),
     workers: int = typer.Option(0, min=0, help="DataLoader worker processes."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    plot: bool = typer.Option(
+        True, "--plot/--no-plot", help="Draw the parity plot (predicted vs true) into RUN/parity_<split>.png."
+    ),
 ) -> None:
-    """The run's metric on a split: MAE in the target's unit (QM9), MSE of positions (N-body)."""
+    """The run's metric on a split: MAE in the target's unit (QM9), MSE of positions (N-body); its parity plot."""
     from empcn.train.evaluate import evaluate_run
 
     try:
-        result = evaluate_run(run, split.value, cache, device.value, batch_size, workers)
+        result = evaluate_run(run, split.value, cache, device.value, batch_size, workers, plot=plot)
     except _user_errors() as exc:
         _fail(one_line(exc))
+    if result.note:
+        typer.echo(f"note: {result.note}", err=True)
     if json_out:
         import json
 

@@ -79,6 +79,11 @@ class Task:
         """(Σ error, number of terms) of a batch, in the metric's unit (float64); metric = Σ/n over a split."""
         raise NotImplementedError
 
+    def pairs(self, pred: Tensor, batch: Any) -> tuple[Tensor, Tensor]:
+        """(true, predicted) values of a batch in the metric's unit, flat float64 CPU: one point each
+        of a parity plot (a molecule's target; a particle coordinate)."""
+        raise NotImplementedError
+
     def check_cache(self, manifest: dict[str, Any], path: str) -> None:
         """CacheError unless the cache at ``path`` holds this task's target."""
         raise NotImplementedError
@@ -204,6 +209,9 @@ class ScalarTask(Task):
         value = self.value(pred, batch)
         return float((value - batch.y).abs().sum()), int(len(value))
 
+    def pairs(self, pred: Tensor, batch: Any) -> tuple[Tensor, Tensor]:
+        return batch.y.double().reshape(-1), self.value(pred, batch).reshape(-1)
+
     def check_cache(self, manifest: dict[str, Any], path: str) -> None:
         names = manifest.get("targets", {}).get("names", [])
         if self.target not in names or names.index(self.target) != self.target_index:
@@ -303,6 +311,9 @@ class PositionTask(Task):
     def error_sum(self, pred: Tensor, batch: Any) -> tuple[float, int]:
         diff = pred.detach().double().cpu() - self._target(batch).double()
         return float((diff * diff).sum()), int(diff.numel())
+
+    def pairs(self, pred: Tensor, batch: Any) -> tuple[Tensor, Tensor]:
+        return self._target(batch).double().reshape(-1), pred.detach().double().cpu().reshape(-1)
 
     def check_cache(self, manifest: dict[str, Any], path: str) -> None:
         if manifest.get("task") != POSITIONS:

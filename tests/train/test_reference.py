@@ -232,3 +232,35 @@ def test_the_option_and_its_defaults(qm9_cache: Path, tmp_path: Path, capsys) ->
     assert len(gap.meta.reference) == len(QM9_SPECIES) and gap.meta.target == "gap"
     with pytest.raises(ConfigError, match="--target-reference atoms differs"):
         merge_for_resume(TrainConfig.load(tmp_path / "none"), {"target_reference": "atoms"})
+
+
+# ----------------------------------------------------------------------------------------------
+# the parity plot of `empcn evaluate`
+
+
+def test_evaluate_draws_the_parity_plot_of_the_split(atoms_run, qm9_cache: Path) -> None:
+    from PIL import Image
+
+    run, _ = atoms_run
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", str(run), "--split", "test", "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    path = run / "parity_test.png"
+    assert got["plot"] == str(path) and (run / "learning_curve.png").exists()
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as image:
+        image.verify()  # a complete, uncorrupted PNG
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) >= 300
+        fields = dict(item.split("=", 1) for item in image.info["Description"].split())
+    n_test = len(open_cache(qm9_cache).splits["test"])
+    assert fields["split"] == "test" and fields["target"] == "U0" and fields["unit"] == "meV"
+    assert int(fields["samples"]) == int(fields["points"]) == n_test
+    assert float(fields["value"]) == got["mae"]
+    # --no-plot draws none; a plot that cannot be written is a note, not a failed evaluation
+    assert runner.invoke(app, ["evaluate", str(run), "--split", "valid", "--no-plot"]).exit_code == 0
+    assert not (run / "parity_valid.png").exists()
+    (run / "parity_valid.png").mkdir()
+    blocked = evaluate_run(run, "valid", device="cpu", plot=True)
+    assert blocked.plot == "" and "no parity plot" in blocked.note and np.isfinite(blocked.value)

@@ -192,7 +192,7 @@ def evaluate_run(
 def write_parity(run_dir: Path, result: EvalResult, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> Path:
     """``run_dir/parity_<split>.png`` of the (true, predicted) ``pairs`` that gave ``result``.
 
-    Its PNG ``Description`` chunk is ``split=… target=… samples=… points=… metric=… value=… unit=…``.
+    Its PNG ``Description`` chunk is ``split=… target=… samples=… points=… epoch=… metric=… value=… unit=…``.
     """
     from empcn.train.metrics import PARITY_FILE, plot_parity
 
@@ -205,7 +205,7 @@ def write_parity(run_dir: Path, result: EvalResult, pairs: list[tuple[torch.Tens
     )
     unit = result.unit if result.metric == "MAE" else result.unit.removeprefix("(").removesuffix(")²")
     description = (
-        f"split={result.split} target={result.target} samples={result.samples} points={len(true)} "
+        f"split={result.split} target={result.target} samples={result.samples} points={len(true)} epoch={result.epoch} "
         f"metric={result.metric} value={result.value!r} unit={result.unit}"
     )
     return plot_parity(

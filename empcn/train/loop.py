@@ -1,13 +1,14 @@
 """The training loop of ``empcn train``: cache → shards → batches → model → checkpoints and metrics.
 
 The cache's manifest picks the task (:mod:`empcn.train.task`, :class:`~empcn.train.task.Task`):
-scalar targets (QM9: L1 loss on ``(y − mean)/MAD``, MAE) or positions (N-body: MSE of the predicted
-positions, no normalisation). The task owns the loss, the metric and its unit and which models fit;
+scalar targets (QM9: L1 loss on ``(y − atom reference − mean)/MAD``, MAE) or positions (N-body: MSE
+of the predicted positions, no normalisation). The task owns the loss, the metric and its unit and which models fit;
 the loop itself is the same for both. Per run: Adam with a cosine or constant learning-rate
 schedule over all optimiser steps, gradient-norm clipping, the validation metric after every epoch,
 the test metric at the best validation epoch. Files in the run folder (rank 0 only): ``config.json``,
 ``last.pt``/``best.pt``, ``metrics.jsonl``, ``learning_curve.png`` (redrawn at most every
-:data:`PLOT_EVERY_S` seconds and at the end), ``result.json``.
+:data:`PLOT_EVERY_S` seconds and at the end), ``result.json``, ``parity_test.png`` (the best epoch
+on the test split; single-process runs).
 
 Never imports the lift stage (RDKit, networkx): training reads cached complexes only.
 """
@@ -397,10 +398,13 @@ class Trainer:
             f"stopped and {kept} (try a lower --lr or --clip)"
         )
 
-    def evaluate(self, split: str) -> tuple[float, int]:
-        """The task's metric (MAE or MSE, task unit) and sample count of the current model on ``split``, all ranks."""
+    def evaluate(self, split: str, pairs: list | None = None) -> tuple[float, int]:
+        """The task's metric (MAE or MSE, task unit) and sample count of the current model on ``split``, all ranks.
+
+        ``pairs``: collects this rank's (true, predicted) values (:func:`task_error`)."""
         return task_error(
-            self.model, self.eval_loaders[split], self.device, self.dtype, bool(self.config.amp), self.task, self.env
+            self.model, self.eval_loaders[split], self.device, self.dtype, bool(self.config.amp), self.task, self.env,
+            pairs=pairs,
         )
 
     # -- the whole run --------------------------------------------------------------------------
@@ -486,7 +490,17 @@ class Trainer:
         if stopped != "interrupted" and "test" in self.eval_loaders:
             best = load_checkpoint(self.run_dir / BEST, map_location="cpu")
             self.model.load_state_dict(best["model"])
-            test, _ = self.evaluate("test")
+            # one process sees the whole split: it draws the test parity plot as `empcn evaluate` would
+            pairs: list | None = [] if self.env.is_main and not self.env.distributed else None
+            test, n_test = self.evaluate("test", pairs)
+            if pairs is not None:
+                from empcn.train.evaluate import EvalResult, write_parity
+
+                task = self.task
+                write_parity(self.run_dir, EvalResult(
+                    str(self.run_dir), "test", task.target, task.unit, task.metric, test, n_test, self.state.best_epoch,
+                    task.sample_noun,
+                ), pairs)
         metric = self.task.metric
         result = metrics_io.RunResult(
             target=self.task.target, unit=self.unit, model=self.config.model, epochs_run=self.state.epoch,

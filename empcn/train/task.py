@@ -181,13 +181,13 @@ class ScalarTask(Task):
 
     def normalisation(self) -> str:
         if not self.reference:
-            return f"target normalisation: (y − {self.mean:.6g}) / {self.mad:.6g} {self.unit} (train mean, MAD)"
+            return f"target normalisation: (y − mean) / MAD with the train mean {self.mean:.6g} and MAD {self.mad:.6g} {self.unit}"
         from empcn.train.reference import element_symbol
 
         per = ", ".join(f"{element_symbol(z)} {c:.6g}" for z, c in zip(self.reference_species, self.reference))
         return (
             f"atom reference (least squares on the train molecules' element counts), {self.unit} per atom: {per}; "
-            f"residual normalised as (r − {self.mean:.6g}) / {self.mad:.6g} (its train mean, MAD)"
+            f"the residual r normalised as (r − mean) / MAD with its train mean {self.mean:.6g} and MAD {self.mad:.6g}"
         )
 
     def baselines(self, layout: Any, train_indices: Any, splits: dict[str, Any], species: tuple[int, ...]) -> dict[str, Any]:

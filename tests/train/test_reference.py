@@ -131,6 +131,13 @@ def test_the_fit_is_stored_with_the_run(atoms_run, qm9_cache: Path) -> None:
     assert saved["test"]["mean_mae"] == pytest.approx(np.abs(test_y - y.mean()).mean(), rel=1e-12)
     assert saved["test"]["atoms_mae"] == pytest.approx(np.abs(test_y - test_counts @ coef - meta.mean).mean(), rel=1e-6)
     assert set(saved) == {"valid", "test"} and result.baselines == saved
+    # the run drew the parity plot of its test split at the best epoch
+    from PIL import Image
+
+    with Image.open(run / "parity_test.png") as image:
+        fields = dict(item.split("=", 1) for item in image.info["Description"].split())
+    assert fields["split"] == "test" and float(fields["value"]) == result.test_error
+    assert int(fields["epoch"]) == result.best_epoch
 
 
 def test_evaluate_and_predict_answer_in_the_target_unit(atoms_run, qm9_cache: Path) -> None:

@@ -89,7 +89,7 @@ class Task:
         raise NotImplementedError
 
     def meta_fields(self) -> dict[str, Any]:
-        """``RunMeta`` fields that record this task: target, target_index, unit, mean, mad."""
+        """``RunMeta`` fields that record this task: target, target_index, unit, mean, mad, reference, reference_species."""
         raise NotImplementedError
 
     def normalised(

@@ -131,6 +131,11 @@ def test_the_fit_is_stored_with_the_run(atoms_run, qm9_cache: Path) -> None:
     assert saved["test"]["mean_mae"] == pytest.approx(np.abs(test_y - y.mean()).mean(), rel=1e-12)
     assert saved["test"]["atoms_mae"] == pytest.approx(np.abs(test_y - test_counts @ coef - meta.mean).mean(), rel=1e-6)
     assert set(saved) == {"valid", "test"} and result.baselines == saved
+    # a reference whose elements are not the model's is refused, not silently misapplied
+    from empcn.train.task import task_from_meta
+
+    with pytest.raises(TaskError, match="atom reference counts elements"):
+        task_from_meta(replace(meta, reference_species=(1, 6, 7, 8, 17)))
     # the run drew the parity plot of its test split at the best epoch
     from PIL import Image
 

@@ -20,6 +20,7 @@ DeviceChoice = Literal["auto", "cpu", "cuda"]
 DtypeChoice = Literal["float32", "float64"]
 ScheduleChoice = Literal["cosine", "constant"]
 SplitName = Literal["train", "valid", "test"]
+TargetReference = Literal["atoms", "none"]
 ModelName = Literal["egnn", "empcn", "decoupled", "egnn_dynamics", "empcn_dynamics", "decoupled_dynamics"]
 
 

@@ -100,10 +100,10 @@ def predict_files(
     with torch.no_grad():
         for a in range(0, len(good), batch_size):
             chunk = good[a : a + batch_size]
-            batch = collate([s for _, s in chunk], spec).to(trained.device, trained.dtype)
+            cpu_batch = collate([s for _, s in chunk], spec)
             with autocast(trained.device, trained.dtype, trained.config.amp):
-                out = trained.model(batch)
-            for (k, _), v in zip(chunk, (out.double().cpu() * meta.mad + meta.mean).tolist()):
+                out = trained.model(cpu_batch.to(trained.device, trained.dtype))
+            for (k, _), v in zip(chunk, trained.task.value(out, cpu_batch).tolist()):  # target unit (+ atom reference)
                 results[k] = Prediction(labels[k], meta.target, v, meta.unit)
     return [r for r in results if r is not None]
 

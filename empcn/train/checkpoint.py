@@ -17,7 +17,7 @@ import random
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -39,7 +39,13 @@ class RunMeta:
     model_config: the model's config dataclass as a dict; mean/mad: target normalisation in the
     target's unit; neighbourhoods: names collated into batches; lift_params: the cache manifest's
     ``params`` (rings kind, max_ring, …) so predict lifts new molecules the same way.
+    reference/reference_species: the atom reference of the target (target unit per atom of each
+    element, in the order of ``reference_species``, which is ``species``'s; empty: none, the papers'
+    plain normalisation, and what a run saved before the field existed trained with).
     """
+
+    #: Runs saved before the atom reference existed had none.
+    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"reference": (), "reference_species": ()}
 
     model: str
     model_config: dict[str, Any]
@@ -55,11 +61,15 @@ class RunMeta:
     lift_params: dict[str, Any]
     cache_path: str  # absolute path of the cache trained on
     cache_fingerprint: str
+    reference: tuple[float, ...] = ()
+    reference_species: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["neighbourhoods"] = {k: list(v) for k, v in self.neighbourhoods.items()}
         d["species"] = list(self.species)
+        d["reference"] = [float(c) for c in self.reference]
+        d["reference_species"] = [int(z) for z in self.reference_species]
         return d
 
     @staticmethod
@@ -75,6 +85,8 @@ class RunMeta:
             meta,
             neighbourhoods={k: (int(v[0]), int(v[1])) for k, v in meta.neighbourhoods.items()},
             species=tuple(int(s) for s in meta.species),
+            reference=tuple(float(c) for c in meta.reference),
+            reference_species=tuple(int(z) for z in meta.reference_species),
         )
 
 

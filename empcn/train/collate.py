@@ -81,6 +81,18 @@ def node_features(z: np.ndarray, spec: CollateSpec) -> np.ndarray:
     return np.concatenate([onehot * scaled**p for p in range(spec.charge_power + 1)], axis=1)
 
 
+def species_counts(batch: ComplexBatch, spec: CollateSpec) -> torch.Tensor:
+    """(B, len(species)) float64 on the batch's device: atoms of each species per graph.
+
+    Read from the one-hot block of :func:`node_features` (its first ``len(species)`` columns, the
+    ``p = 0`` power), so it needs no extra batch field; atoms of other elements are not counted.
+    """
+    s = len(spec.species)
+    onehot = batch.node_feat[:, :s].to(torch.float64)
+    out = torch.zeros(batch.num_graphs, s, dtype=torch.float64, device=onehot.device)
+    return out.index_add_(0, batch.node_graph, onehot)
+
+
 def _cat(samples: Sequence[Sample], key: str, dtype: np.dtype, tail: tuple[int, ...] = ()) -> np.ndarray:
     parts = [s[key] for s in samples]
     if not parts:

@@ -22,6 +22,7 @@ ScheduleChoice = choices.choice_enum("ScheduleChoice", choices.ScheduleChoice)
 DeviceChoice = choices.choice_enum("DeviceChoice", choices.DeviceChoice)
 DtypeChoice = choices.choice_enum("DtypeChoice", choices.DtypeChoice)
 SplitName = choices.choice_enum("SplitName", choices.SplitName)
+TargetReferenceChoice = choices.choice_enum("TargetReferenceChoice", choices.TargetReference)
 
 
 
@@ -105,6 +106,11 @@ def train(
     limit_batches: Optional[int] = typer.Option(None, min=1, help="At most N batches per epoch and split (smoke tests)."),
     verify: Optional[bool] = typer.Option(None, "--verify/--no-verify", help="Check the cache's checksums first (default: on)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar per epoch (default: on)."),
+    target_reference: Optional[TargetReferenceChoice] = typer.Option(
+        None,
+        help="QM9: atoms = fit a per-element reference (element counts → target) on the train molecules and learn "
+        "the residual; none = the papers' plain mean/MAD (default: atoms for alpha, zpve, U0, U, H, G, Cv).",
+    ),
     model_option: Optional[list[str]] = typer.Option(
         None, help="KEY=VALUE: set a field of the model's config, e.g. fourier_scale=0.5 (repeatable; docs/models.md)."
     ),
@@ -142,6 +148,7 @@ def train(
         "verify": verify,
         "progress": progress,
         "model_options": tuple(model_option) if model_option else None,
+        "target_reference": target_reference.value if target_reference is not None else None,
     }
     try:
         if resume is not None:
@@ -177,30 +184,36 @@ def evaluate(
     batch_size: Optional[int] = typer.Option(None, min=1, help="Samples (molecules, systems) per batch (default: the run's)."),
     workers: int = typer.Option(0, min=0, help="DataLoader worker processes."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    plot: Optional[Path] = typer.Option(
+    plot: bool = typer.Option(
+        True, "--plot/--no-plot", help="Draw the parity plot (predicted vs true) into RUN/parity_<split>.png."
+    ),
+    poses: Optional[Path] = typer.Option(
         None, help="Positions runs: also draw a few samples of the split (input, true and predicted pose) to this PNG."
     ),
-    plot_samples: int = typer.Option(4, min=1, help="Samples drawn by --plot."),
+    pose_samples: int = typer.Option(4, min=1, help="Samples drawn by --poses."),
 ) -> None:
-    """The run's metric on a split: MAE in the target's unit (QM9), MSE of positions (N-body, MoCap)."""
+    """The run's metric on a split (MAE in the target's unit for QM9, MSE of positions for N-body and MoCap)
+    and its parity plot."""
     from empcn.train.evaluate import evaluate_run
 
     try:
-        result = evaluate_run(run, split.value, cache, device.value, batch_size, workers)
+        result = evaluate_run(run, split.value, cache, device.value, batch_size, workers, plot=plot)
     except _user_errors() as exc:
         _fail(one_line(exc))
+    if result.note:
+        typer.echo(f"note: {result.note}", err=True)
     if json_out:
         import json
 
         typer.echo(json.dumps(result.to_dict(), sort_keys=True))
     else:
         typer.echo(result.line())
-    if plot is not None:
+    if poses is not None:
         from empcn.train.poses import draw_poses
         from empcn.train.task import TaskError
 
         try:
-            drawn = draw_poses(run, plot, split.value, plot_samples, cache, device.value)
+            drawn = draw_poses(run, poses, split.value, pose_samples, cache, device.value)
         except (TaskError, *_user_errors()) as exc:
             _fail(one_line(exc))
         typer.echo(f"drew {split.value} samples to {drawn}", err=True)

@@ -13,9 +13,9 @@ import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from empcn.choices import DeviceChoice, DtypeChoice, ScheduleChoice  # noqa: E402,F401  (re-exported)
+from empcn.choices import DeviceChoice, DtypeChoice, ScheduleChoice, TargetReference  # noqa: E402,F401  (re-exported)
 TaskKind = Literal["scalar", "positions"]
 
 #: Options a resumed run may change: they do not change the numbers it computes.
@@ -24,6 +24,11 @@ RUN_CONTROL: frozenset[str] = frozenset({"cache", "out", "time_limit", "device",
 
 #: EGNN trains the orbital energies with lr 1e-3 and everything else with 5e-4 (arXiv 2102.09844).
 _HIGH_LR_TARGETS = frozenset({"gap", "homo", "lumo"})
+
+#: QM9 targets whose default ``--target-reference`` is ``atoms``: on the train → valid split an
+#: atom-count fit scores ≤ 36 % of the predict-the-mean MAE for these, ≥ 74 % for mu, homo, lumo, gap,
+#: r2 (``empcn.train.reference``, ``docs/models.md``).
+EXTENSIVE_TARGETS = frozenset({"alpha", "zpve", "U0", "U", "H", "G", "Cv"})
 
 CONFIG_FILE = "config.json"
 
@@ -39,6 +44,7 @@ class TaskDefaults:
     ``name``: run-folder prefix (``runs/<name>-<model>``): the target for scalar targets (QM9), the
     data set for positions (``nbody``). ``model``: the registry name ``--model`` selects for this task
     (its config gives ``hidden``/``layers``/``dropout``). ``amp``: bf16 autocast on CUDA.
+    ``reference``: the default ``--target-reference`` (``atoms`` for :data:`EXTENSIVE_TARGETS`).
     """
 
     kind: TaskKind
@@ -49,12 +55,15 @@ class TaskDefaults:
     lr: float
     schedule: ScheduleChoice
     amp: bool
+    reference: TargetReference = "none"
 
     @staticmethod
     def scalar(target: str, model: str) -> "TaskDefaults":
-        """QM9 (EGNN's settings): 1000 epochs, batch 96, lr 1e-3 for gap/homo/lumo else 5e-4, cosine."""
+        """QM9 (EGNN's settings): 1000 epochs, batch 96, lr 1e-3 for gap/homo/lumo else 5e-4, cosine;
+        an atom reference for the extensive targets (ours, not the papers')."""
         lr = 1e-3 if target in _HIGH_LR_TARGETS else 5e-4
-        return TaskDefaults("scalar", target, model, 1000, 96, lr, "cosine", True)
+        reference: TargetReference = "atoms" if target in EXTENSIVE_TARGETS else "none"
+        return TaskDefaults("scalar", target, model, 1000, 96, lr, "cosine", True, reference)
 
     @staticmethod
     def positions(dataset: str, model: str) -> "TaskDefaults":
@@ -87,6 +96,12 @@ class TrainConfig:
     ``targets.train_mean/train_mad`` are used; with ``train_size`` they are recomputed over the
     subset actually trained on (as EGNN/Cormorant do when subsampling), so no statistic of unseen
     labels leaks into the model.
+
+    ``target_reference``: ``"atoms"`` first subtracts a per-element linear reference fitted by least
+    squares on the molecules trained on (element counts → target, :mod:`empcn.train.reference`), and
+    mean/MAD are those of the residual; ``"none"`` is the papers' plain mean/MAD. ``None``: ``atoms``
+    for the extensive QM9 targets (alpha, zpve, U0, U, H, G, Cv), ``none`` for the others and for
+    positions. A run saved before the option existed resumes as ``none`` (:data:`SAVED_WITHOUT`).
 
     ``time_limit``: checked after every optimiser step; when it runs out mid-epoch the epoch ends
     there (``partial`` in ``metrics.jsonl``), is validated and checkpointed as done, and the run
@@ -123,6 +138,10 @@ class TrainConfig:
     verify: bool = True  # check the cache's checksums before training
     progress: bool = True  # tqdm bar per epoch
     model_options: tuple[str, ...] = ()  # "KEY=VALUE" fields of the model's config (--model-option)
+    target_reference: TargetReference | None = None  # "atoms" | "none"; None: the task's default
+
+    #: Runs saved before ``target_reference`` existed trained on the plain mean/MAD.
+    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"target_reference": "none"}
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_options, tuple):  # a list after a JSON round trip
@@ -148,6 +167,7 @@ class TrainConfig:
         need(self.workers >= 0, "workers", "≥ 0", self.workers)
         need(self.seed >= 0, "seed", "≥ 0", self.seed)
         need(self.buffer_shards >= 1, "buffer_shards", "≥ 1", self.buffer_shards)
+        need(self.target_reference in (None, "atoms", "none"), "target_reference", "atoms or none", self.target_reference)
 
     # -- defaults -----------------------------------------------------------------------------
     def resolved(self, task: TaskDefaults | None = None) -> "TrainConfig":
@@ -166,6 +186,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "lr", "schedule", "amp"):
             if getattr(self, name) is None:
                 changes[name] = getattr(task, name)
+        if self.target_reference is None:
+            changes["target_reference"] = task.reference
         if self.hidden is None or self.layers is None or self.dropout is None:
             from empcn.train.models.registry import config_class
 

@@ -2,8 +2,9 @@
 
 ``empcn evaluate RUN --split test`` loads ``RUN/best.pt`` (model weights, model config, task and
 normalisation), streams the split of the cache the run trained on and prints the metric with its
-unit. The training loop uses :func:`task_error` for its validation and test numbers, so both report
-the same quantity.
+unit, and draws the parity plot of that split (predicted against true values, the metric in its
+title) into ``RUN/parity_<split>.png``, beside the learning curve. The training loop uses
+:func:`task_error` for its validation and test numbers, so both report the same quantity.
 """
 
 
@@ -48,6 +49,8 @@ class EvalResult:
     samples: int
     epoch: int
     noun: str = "molecules"
+    plot: str = ""  # the parity plot written ("" when none)
+    note: str = ""  # why no parity plot was written, when one was asked for
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -112,11 +115,13 @@ def task_error(
     amp: bool,
     task: Task,
     env: DistEnv | None = None,
+    pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> tuple[float, int]:
     """(the task's metric, number of samples) over everything ``loader`` yields on all ranks.
 
     MAE: mean over molecules; MSE: mean over every particle coordinate of every system (with equal
-    particle counts, the mean of the per-system MSEs as EGNN/EMPCN report it).
+    particle counts, the mean of the per-system MSEs as EGNN/EMPCN report it). ``pairs``: when given,
+    every batch's (true, predicted) values (:meth:`Task.pairs`, this rank's batches) are appended.
     """
     total = torch.zeros(3, dtype=torch.float64)  # Σ error, terms, samples
     was_training = model.training
@@ -127,6 +132,8 @@ def task_error(
                 with autocast(device, dtype, amp):
                     out = model(batch.to(device, dtype))
                 err, terms = task.error_sum(out, batch)
+                if pairs is not None:
+                    pairs.append(task.pairs(out, batch))
                 total += torch.tensor([err, float(terms), float(batch.num_graphs)], dtype=torch.float64)
     finally:
         model.train(was_training)
@@ -146,8 +153,13 @@ def evaluate_run(
     batch_size: int | None = None,
     workers: int = 0,
     which: str = BEST,
+    plot: bool = False,
 ) -> EvalResult:
-    """The task's metric (MAE or MSE) of ``run_dir``'s best model on ``split`` of its cache (or ``cache``)."""
+    """The task's metric (MAE or MSE) of ``run_dir``'s best model on ``split`` of its cache (or ``cache``).
+
+    ``plot``: also draw the parity plot into ``run_dir/parity_<split>.png`` (a run folder that cannot
+    be written is no error: the result's ``note`` says why there is no plot).
+    """
     from empcn.train.dataset import CacheLayout, ShardStream, make_loader
 
     trained = load_trained(run_dir, which, device)
@@ -170,8 +182,43 @@ def evaluate_run(
         buffer_shards=config.buffer_shards,
     )
     amp = bool(config.amp) if config.amp is not None else task.kind == "scalar"
-    value, n = task_error(trained.model, make_loader(stream, workers), trained.device, trained.dtype, amp, task)
-    return EvalResult(str(run_dir), split, task.target, task.unit, task.metric, value, n, trained.epoch, task.sample_noun)
+    pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if plot else None
+    value, n = task_error(
+        trained.model, make_loader(stream, workers), trained.device, trained.dtype, amp, task, pairs=pairs
+    )
+    result = EvalResult(str(run_dir), split, task.target, task.unit, task.metric, value, n, trained.epoch, task.sample_noun)
+    if pairs is None:
+        return result
+    try:
+        path = write_parity(Path(run_dir), result, pairs)
+    except OSError as exc:
+        return dataclasses.replace(result, note=f"no parity plot: {Path(run_dir)}: {exc.strerror or exc}")
+    return dataclasses.replace(result, plot=str(path))
+
+
+def write_parity(run_dir: Path, result: EvalResult, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> Path:
+    """``run_dir/parity_<split>.png`` of the (true, predicted) ``pairs`` that gave ``result``.
+
+    Its PNG ``Description`` chunk is ``split=… target=… samples=… points=… epoch=… metric=… value=… unit=…``.
+    """
+    from empcn.train.metrics import PARITY_FILE, plot_parity
+
+    true = torch.cat([t for t, _ in pairs]) if pairs else torch.zeros(0, dtype=torch.float64)
+    pred = torch.cat([p for _, p in pairs]) if pairs else torch.zeros(0, dtype=torch.float64)
+    what = f"{result.target}" if result.metric == "MAE" else f"{result.target} (coordinates)"
+    title = (
+        f"{what}, {result.split} split ({result.samples} {result.noun}, epoch {result.epoch})\n"
+        f"{result.metric} {result.value:.4g} {result.unit}"
+    )
+    unit = result.unit if result.metric == "MAE" else result.unit.removeprefix("(").removesuffix(")²")
+    description = (
+        f"split={result.split} target={result.target} samples={result.samples} points={len(true)} epoch={result.epoch} "
+        f"metric={result.metric} value={result.value!r} unit={result.unit}"
+    )
+    return plot_parity(
+        Path(run_dir) / PARITY_FILE.format(split=result.split), true.numpy(), pred.numpy(),
+        title=title, quantity=f"{result.target} [{unit}]", description=description,
+    )
 
 
 def _find_cache(run_dir: Path, cache: Path | None, config: TrainConfig, meta: RunMeta) -> Path:

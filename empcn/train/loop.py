@@ -1,13 +1,14 @@
 """The training loop of ``empcn train``: cache → shards → batches → model → checkpoints and metrics.
 
 The cache's manifest picks the task (:mod:`empcn.train.task`, :class:`~empcn.train.task.Task`):
-scalar targets (QM9: L1 loss on ``(y − mean)/MAD``, MAE) or positions (N-body: MSE of the predicted
-positions, no normalisation). The task owns the loss, the metric and its unit and which models fit;
+scalar targets (QM9: L1 loss on ``(y − atom reference − mean)/MAD``, MAE) or positions (N-body: MSE
+of the predicted positions, no normalisation). The task owns the loss, the metric and its unit and which models fit;
 the loop itself is the same for both. Per run: Adam with a cosine or constant learning-rate
 schedule over all optimiser steps, gradient-norm clipping, the validation metric after every epoch,
 the test metric at the best validation epoch. Files in the run folder (rank 0 only): ``config.json``,
 ``last.pt``/``best.pt``, ``metrics.jsonl``, ``learning_curve.png`` (redrawn at most every
-:data:`PLOT_EVERY_S` seconds and at the end), ``result.json``.
+:data:`PLOT_EVERY_S` seconds and at the end), ``result.json``, ``parity_test.png`` (the best epoch
+on the test split; single-process runs).
 
 Never imports the lift stage (``empcn.lift``, ``empcn.data``, RDKit): training reads cached complexes only
 (``tests/test_layout.py`` checks it).
@@ -231,7 +232,12 @@ class Trainer:
             )
         if len(train_idx) < env.world_size:
             raise TrainError(f"{cfg.cache}: the train split has {len(train_idx)} samples, fewer than {env.world_size} ranks")
-        self.task = task = task.normalised(self.layout, train_idx)
+        try:
+            self.task = task = task.normalised(self.layout, train_idx, str(cfg.target_reference), tuple(self.spec.species))
+        except TaskError as exc:
+            raise TrainError(str(exc)) from None
+        self.train_idx = train_idx
+        self.baselines: dict[str, Any] = {}
         self.unit = task.unit
 
         common: dict[str, Any] = dict(
@@ -403,10 +409,13 @@ class Trainer:
             f"stopped and {kept} (try a lower --lr or --clip)"
         )
 
-    def evaluate(self, split: str) -> tuple[float, int]:
-        """The task's metric (MAE or MSE, task unit) and sample count of the current model on ``split``, all ranks."""
+    def evaluate(self, split: str, pairs: list | None = None) -> tuple[float, int]:
+        """The task's metric (MAE or MSE, task unit) and sample count of the current model on ``split``, all ranks.
+
+        ``pairs``: collects this rank's (true, predicted) values (:func:`task_error`)."""
         return task_error(
-            self.model, self.eval_loaders[split], self.device, self.dtype, bool(self.config.amp), self.task, self.env
+            self.model, self.eval_loaders[split], self.device, self.dtype, bool(self.config.amp), self.task, self.env,
+            pairs=pairs,
         )
 
     # -- the whole run --------------------------------------------------------------------------
@@ -436,8 +445,13 @@ class Trainer:
                 f"{f' x {env.world_size} ranks' if env.distributed else ''}, lr {cfg.lr:g} {cfg.schedule}, "
                 f"device {self.device}"
             )
-            if task.baseline():
-                self.log(task.baseline())
+            if task.normalisation():
+                self.log(task.normalisation())
+        if env.is_main:  # trivial predictors to read the metric against (QM9: train mean, atom-count fit)
+            splits = {name: self.layout.split(name) for name in self.eval_streams}
+            self.baselines = task.baselines(self.layout, self.train_idx, splits, tuple(self.spec.species))
+            if self.state.epoch == 0 and "valid" in self.baselines:
+                self.log(self.baselines["valid"].line(self.unit))
         stopped = "completed"
         for epoch in range(self.state.epoch + 1, cfg.epochs + 1):
             loss, count, seconds, cut = self._train_epoch(epoch, deadline)
@@ -487,21 +501,36 @@ class Trainer:
         if stopped != "interrupted" and "test" in self.eval_loaders:
             best = load_checkpoint(self.run_dir / BEST, map_location="cpu")
             self.model.load_state_dict(best["model"])
-            test, _ = self.evaluate("test")
+            # one process sees the whole split: it draws the test parity plot as `empcn evaluate` would
+            pairs: list | None = [] if self.env.is_main and not self.env.distributed else None
+            test, n_test = self.evaluate("test", pairs)
+            if pairs is not None:
+                from empcn.train.evaluate import EvalResult, write_parity
+
+                task = self.task
+                write_parity(self.run_dir, EvalResult(
+                    str(self.run_dir), "test", task.target, task.unit, task.metric, test, n_test, self.state.best_epoch,
+                    task.sample_noun,
+                ), pairs)
         metric = self.task.metric
         result = metrics_io.RunResult(
             target=self.task.target, unit=self.unit, model=self.config.model, epochs_run=self.state.epoch,
             best_epoch=self.state.best_epoch, best_valid_error=self.state.best_valid, test_error=test,
             stopped=stopped, wall_time_s=wall, parameters=self.parameters, metric=metric,
+            baselines={name: b.to_dict() for name, b in self.baselines.items()},
         )
         if stopped == "interrupted":
             self.log(f"stopped after epoch {self.state.epoch}; continue with --resume {self.run_dir}")
             return result
         if self.env.is_main:
             metrics_io.write_result(self.run_dir, result)
+        versus = ""
+        if "test" in self.baselines:
+            b = self.baselines["test"]
+            versus = f" [test baselines: train mean {b.mean_mae:.5g}, atom-count fit {b.atoms_mae:.5g}]"
         self.log(
             f"test {metric} {test:.5g} {self.unit} at best epoch {self.state.best_epoch} "
-            f"(valid {self.state.best_valid:.5g} {self.unit}); run folder {self.run_dir}"
+            f"(valid {self.state.best_valid:.5g} {self.unit}){versus}; run folder {self.run_dir}"
         )
         return result
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "learning_curve.png"
 RESULT_FILE = "result.json"
+PARITY_FILE = "parity_{split}.png"  # written by ``empcn evaluate`` (:func:`plot_parity`)
 
 #: Fields holding a value of the error metric: stored in JSON as ``<prefix><metric>`` (e.g. ``test_mse``).
 _METRIC_FIELDS = {"valid_error": "valid_", "best_valid_error": "best_valid_", "test_error": "test_"}
@@ -76,6 +77,9 @@ class RunResult:
     wall_time_s: float  # this invocation (a resumed run counts from its resume)
     parameters: int
     metric: str = "MAE"
+    #: split → trivial predictors' scores in ``unit`` fitted on the molecules trained on (QM9):
+    #: ``{"mean_mae": …, "atoms_mae": …, "samples": …}`` (:mod:`empcn.train.reference`); empty for positions.
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def append_record(run_dir: Path, record: EpochRecord) -> None:
@@ -160,5 +164,46 @@ def plot_learning_curve(run_dir: Path, records: list[EpochRecord] | None = None)
     path = run_dir / CURVE_FILE
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def plot_parity(
+    path: Path, true: Any, predicted: Any, *, title: str, quantity: str, description: str = ""
+) -> Path:
+    """Predicted against true values (one point each, the y = x line for reference) into the PNG ``path``.
+
+    ``true``/``predicted``: (n,) values in the unit named in ``quantity`` (the axis label, e.g.
+    ``"U0 [meV]"``); ``title``: the plot's title (split and metric); ``description``: stored in the
+    PNG's ``Description`` text chunk (machine-readable: what was plotted). Written atomically.
+    """
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    true = np.asarray(true, dtype=np.float64).ravel()
+    predicted = np.asarray(predicted, dtype=np.float64).ravel()
+    fig = Figure(figsize=(4.8, 4.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    finite = np.isfinite(true) & np.isfinite(predicted)
+    ax.scatter(true[finite], predicted[finite], s=3 if len(true) > 2000 else 8, alpha=0.35, lw=0, rasterized=True)
+    if finite.any():
+        lo = float(min(true[finite].min(), predicted[finite].min()))
+        hi = float(max(true[finite].max(), predicted[finite].max()))
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls="--", label="y = x")
+        ax.legend(fontsize=8, loc="upper left")
+    ax.set(xlabel=f"true {quantity}", ylabel=f"predicted {quantity}", title=title)
+    ax.title.set_fontsize(9)
+    ax.set_aspect("equal", adjustable="datalim")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.yaxis.set_major_locator(MaxNLocator(5))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, metadata={"Title": title, "Description": description})
     os.replace(tmp, path)
     return path

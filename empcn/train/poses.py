@@ -1,6 +1,6 @@
 """A picture of a positions run: a few samples drawn as figures — input, true and predicted target.
 
-``empcn evaluate RUN --plot poses.png`` calls :func:`draw_poses`: for ``count`` samples of a split
+``empcn evaluate RUN --poses poses.png`` calls :func:`draw_poses`: for ``count`` samples of a split
 (evenly spaced through it) one 3-D panel each, with the 1-cells drawn as segments — only the bones
 where the cache marks them (``edges/kind == 0``, MoCap), every 1-cell otherwise (N-body) — for the
 input pose (grey), the true pose at the target frame (green) and the run's prediction (red, dashed).
@@ -42,7 +42,7 @@ def draw_poses(
 
     trained = load_trained(run_dir, which, device)
     if not isinstance(trained.task, PositionTask):
-        raise TaskError(f"{run_dir}: --plot draws position runs (MoCap, N-body); this run predicts {trained.task.target}")
+        raise TaskError(f"{run_dir}: --poses draws position runs (MoCap, N-body); this run predicts {trained.task.target}")
     path = _find_cache(run_dir, cache, trained.config, trained.meta)
     data = Cache(path)
     indices = np.asarray(data.splits[split]) if split in data.splits else np.zeros(0, dtype=np.int64)

@@ -1,7 +1,9 @@
 """Tasks: what a run learns and how it is scored, chosen by the cache's manifest (``task``).
 
 * :class:`ScalarTask` (QM9): a graph-level model predicts one target column; loss L1 on
-  ``(y − mean)/MAD``; metric MAE in the target's unit.
+  ``(y − ref − mean)/MAD``, where ``ref`` is an optional per-element atom reference
+  (:mod:`empcn.train.reference`; 0 with ``--target-reference none``, the papers' normalisation);
+  metric MAE in the target's unit.
 * :class:`PositionTask` (N-body, manifest ``task: "positions"``): a dynamics model predicts every
   particle's position at the target frame; loss and metric are the MSE against
   ``nodes/target_pos``, averaged over particles and coordinates (as EGNN and EMPCN report it), in
@@ -77,16 +79,29 @@ class Task:
         """(Σ error, number of terms) of a batch, in the metric's unit (float64); metric = Σ/n over a split."""
         raise NotImplementedError
 
+    def pairs(self, pred: Tensor, batch: Any) -> tuple[Tensor, Tensor]:
+        """(true, predicted) values of a batch in the metric's unit, flat float64 CPU: one point each
+        of a parity plot (a molecule's target; a particle coordinate)."""
+        raise NotImplementedError
+
     def check_cache(self, manifest: dict[str, Any], path: str) -> None:
         """CacheError unless the cache at ``path`` holds this task's target."""
         raise NotImplementedError
 
     def meta_fields(self) -> dict[str, Any]:
-        """``RunMeta`` fields that record this task: target, target_index, unit, mean, mad."""
+        """``RunMeta`` fields that record this task: target, target_index, unit, mean, mad, reference, reference_species."""
         raise NotImplementedError
 
-    def normalised(self, layout: Any, train_indices: Any) -> "Task":
-        """This task with the normalisation of the samples ``train_indices`` of the cache ``layout``."""
+    def normalised(
+        self, layout: Any, train_indices: Any, reference: str = "none", species: tuple[int, ...] = ()
+    ) -> "Task":
+        """This task with the normalisation of the samples ``train_indices`` of the cache ``layout``.
+
+        ``reference``: ``"atoms"`` fits a per-element reference over the elements ``species`` first
+        (scalar tasks only; TaskError otherwise).
+        """
+        if reference != "none":
+            raise TaskError(f"--target-reference {reference} applies to scalar targets (QM9), not to {self.describe()}")
         return self
 
     def restored(self, meta: RunMeta) -> "Task":
@@ -97,14 +112,25 @@ class Task:
         """What is predicted, for log lines."""
         return self.target
 
-    def baseline(self) -> str:
-        """A trivial predictor's score to read the metric against, for log lines ('' when none)."""
+    def normalisation(self) -> str:
+        """How the target is normalised, for log lines ('' when it is not)."""
         return ""
+
+    def baselines(self, layout: Any, train_indices: Any, splits: dict[str, Any], species: tuple[int, ...]) -> dict[str, Any]:
+        """Trivial predictors' scores on each split (name → sample indices), fitted on ``train_indices``:
+        split name → an object with ``line(unit)`` (empty when the task has none)."""
+        return {}
 
 
 @dataclass(frozen=True)
 class ScalarTask(Task):
-    """One graph-level target column: L1 loss on ``(y − mean)/MAD``, MAE in the target's unit."""
+    """One graph-level target column: L1 loss on ``(y − ref − mean)/MAD``, MAE in the target's unit.
+
+    ``reference``: (S,) per-atom coefficients (target unit) of the elements ``reference_species``
+    (the collation's species, in its order); ``ref = Σ_e reference_e · n_e`` per molecule. Empty:
+    no reference (``ref = 0``), the papers' plain normalisation. ``mean``/``mad``: of ``y − ref``
+    over the molecules trained on.
+    """
 
     kind: ClassVar[str] = "scalar"
     metric: ClassVar[str] = "MAE"
@@ -114,6 +140,29 @@ class ScalarTask(Task):
     target_index: int = 0
     mean: float = 0.0
     mad: float = 1.0
+    reference: tuple[float, ...] = ()
+    reference_species: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.reference) != len(self.reference_species):
+            raise TaskError(
+                f"{self.target}: an atom reference of {len(self.reference)} values for {len(self.reference_species)} elements"
+            )
+
+    def _reference(self, batch: Any) -> Tensor | None:
+        """(B,) float64 CPU: the atom reference of each molecule of the CPU ``batch`` (None without one)."""
+        if not self.reference:
+            return None
+        from empcn.train.collate import CollateSpec, species_counts
+
+        counts = species_counts(batch, CollateSpec(neighbourhoods={}, species=self.reference_species))
+        return counts @ torch.tensor(self.reference, dtype=torch.float64, device=counts.device)
+
+    def value(self, pred: Tensor, batch: Any) -> Tensor:
+        """(B,) float64 CPU: the model's output ``pred`` (normalised) in the target's unit, for the CPU ``batch``."""
+        value = pred.detach().double().cpu() * self.mad + self.mean
+        ref = self._reference(batch)
+        return value if ref is None else value + ref
 
     def model_name(self, name: str) -> str:
         from empcn.train.models.registry import DYNAMICS_MODELS, MODELS
@@ -127,20 +176,41 @@ class ScalarTask(Task):
     def defaults(self, model: str, dataset: str) -> TaskDefaults:
         return TaskDefaults.scalar(self.target, self.model_name(model))
 
-    def baseline(self) -> str:
-        return f"predicting the train mean scores MAE ≈ {self.mad:.4g} {self.unit} (the train MAD)"
+    def describe(self) -> str:
+        return f"{self.target} − atom reference" if self.reference else self.target
+
+    def normalisation(self) -> str:
+        if not self.reference:
+            return f"target normalisation: (y − mean) / MAD with the train mean {self.mean:.6g} and MAD {self.mad:.6g} {self.unit}"
+        from empcn.train.reference import element_symbol
+
+        per = ", ".join(f"{element_symbol(z)} {c:.6g}" for z, c in zip(self.reference_species, self.reference))
+        return (
+            f"atom reference (least squares on the train molecules' element counts), {self.unit} per atom: {per}; "
+            f"the residual r normalised as (r − mean) / MAD with its train mean {self.mean:.6g} and MAD {self.mad:.6g}"
+        )
+
+    def baselines(self, layout: Any, train_indices: Any, splits: dict[str, Any], species: tuple[int, ...]) -> dict[str, Any]:
+        from empcn.train.reference import baselines
+
+        return baselines(layout, train_indices, splits, self.target_index, tuple(species))
 
     def collate_spec(self, neighbourhoods: dict[str, tuple[int, int]]) -> CollateSpec:
         return CollateSpec(neighbourhoods=dict(neighbourhoods), target_index=self.target_index)
 
     def loss(self, pred: Tensor, batch: Any) -> Tensor:
         dtype = _loss_dtype(pred)
-        y = ((batch.y - self.mean) / self.mad).to(device=pred.device, dtype=dtype)  # float64 before the cast
+        ref = self._reference(batch)
+        y = batch.y if ref is None else batch.y - ref
+        y = ((y - self.mean) / self.mad).to(device=pred.device, dtype=dtype)  # float64 before the cast
         return (pred.to(dtype) - y).abs().mean()
 
     def error_sum(self, pred: Tensor, batch: Any) -> tuple[float, int]:
-        value = pred.detach().double().cpu() * self.mad + self.mean
+        value = self.value(pred, batch)
         return float((value - batch.y).abs().sum()), int(len(value))
+
+    def pairs(self, pred: Tensor, batch: Any) -> tuple[Tensor, Tensor]:
+        return batch.y.double().reshape(-1), self.value(pred, batch).reshape(-1)
 
     def check_cache(self, manifest: dict[str, Any], path: str) -> None:
         names = manifest.get("targets", {}).get("names", [])
@@ -148,22 +218,47 @@ class ScalarTask(Task):
             raise CacheError(f"{path}: target {self.target!r} is not column {self.target_index} of this cache")
 
     def meta_fields(self) -> dict[str, Any]:
-        return dict(target=self.target, target_index=self.target_index, unit=self.unit, mean=self.mean, mad=self.mad)
+        return dict(
+            target=self.target, target_index=self.target_index, unit=self.unit, mean=self.mean, mad=self.mad,
+            reference=tuple(self.reference), reference_species=tuple(self.reference_species),
+        )
 
-    def normalised(self, layout: Any, train_indices: Any) -> "ScalarTask":
-        """Mean/MAD of the manifest (whole train split), or recomputed over a ``--train-size`` subset."""
+    def normalised(
+        self, layout: Any, train_indices: Any, reference: str = "none", species: tuple[int, ...] = ()
+    ) -> "ScalarTask":
+        """``reference`` ``"none"``: mean/MAD of the manifest (whole train split), or recomputed over a
+        ``--train-size`` subset. ``"atoms"``: the least-squares atom reference of the elements
+        ``species`` over ``train_indices``, and mean/MAD of the residual (:mod:`empcn.train.reference`)."""
         from empcn.train.dataset import target_statistics
 
+        if reference == "atoms":
+            from empcn.statistics import mean_mad
+            from empcn.train.reference import fit_atom_counts, read_counts
+
+            if not species:
+                raise TaskError(f"{self.target}: an atom reference needs the elements to count")
+            counts, y = read_counts(layout, train_indices, self.target_index, tuple(species))
+            fit = fit_atom_counts(counts, y, tuple(species))
+            mean, mad = mean_mad(y - counts @ fit.coef)
+            return dataclasses.replace(
+                self, mean=float(mean), mad=float(mad),
+                reference=tuple(float(c) for c in fit.coef), reference_species=tuple(int(s) for s in species),
+            )
+        if reference != "none":
+            raise TaskError(f"--target-reference must be atoms or none, got {reference!r}")
         if len(train_indices) < len(layout.split("train")):
             mean, mad = target_statistics(layout, train_indices, self.target_index)
         else:
             targets = layout.manifest.get("targets", {})
             mean = float(targets.get("train_mean", {}).get(self.target, 0.0))
             mad = float(targets.get("train_mad", {}).get(self.target, 1.0)) or 1.0
-        return dataclasses.replace(self, mean=mean, mad=mad)
+        return dataclasses.replace(self, mean=mean, mad=mad, reference=(), reference_species=())
 
     def restored(self, meta: RunMeta) -> "ScalarTask":
-        return dataclasses.replace(self, mean=meta.mean, mad=meta.mad)
+        return dataclasses.replace(
+            self, mean=meta.mean, mad=meta.mad, reference=tuple(meta.reference),
+            reference_species=tuple(meta.reference_species),
+        )
 
 
 @dataclass(frozen=True)
@@ -217,6 +312,9 @@ class PositionTask(Task):
         diff = pred.detach().double().cpu() - self._target(batch).double()
         return float((diff * diff).sum()), int(diff.numel())
 
+    def pairs(self, pred: Tensor, batch: Any) -> tuple[Tensor, Tensor]:
+        return self._target(batch).double().reshape(-1), pred.detach().double().cpu().reshape(-1)
+
     def check_cache(self, manifest: dict[str, Any], path: str) -> None:
         if manifest.get("task") != POSITIONS:
             raise CacheError(f"{path}: not a positions cache (its manifest's task is {manifest.get('task')!r})")
@@ -260,7 +358,14 @@ def task_from_meta(meta: RunMeta) -> Task:
 
     if meta.model in DYNAMICS_MODELS:
         return PositionTask(unit=meta.unit)
-    return ScalarTask(target=meta.target, unit=meta.unit, target_index=meta.target_index, mean=meta.mean, mad=meta.mad)
+    if meta.reference and tuple(meta.reference_species) != tuple(meta.species):
+        raise TaskError(
+            f"the run's atom reference counts elements {list(meta.reference_species)}, its model reads {list(meta.species)}"
+        )
+    return ScalarTask(
+        target=meta.target, unit=meta.unit, target_index=meta.target_index, mean=meta.mean, mad=meta.mad,
+        reference=tuple(meta.reference), reference_species=tuple(meta.reference_species),
+    )
 
 
 def task_of_run(run_dir: Path, which: str = BEST) -> Task:
@@ -268,5 +373,5 @@ def task_of_run(run_dir: Path, which: str = BEST) -> Task:
     state = run_checkpoint(Path(run_dir), which, map_location="cpu")
     try:
         return task_from_meta(RunMeta.from_dict(state["meta"]))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:  # TaskError is a ValueError
         raise CheckpointError(f"{Path(run_dir) / which}: does not fit this empcn ({exc})") from None

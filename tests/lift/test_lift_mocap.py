@@ -158,7 +158,7 @@ def test_a_tiny_run_trains_and_evaluates_through_the_cli(tmp_path):
         meta = load_checkpoint(run / "best.pt", map_location="cpu")["meta"]
         assert meta["model_config"]["use_node_scalar"] is False  # no charges in a MoCap cache
     picture = tmp_path / "poses.png"
-    out = runner.invoke(app, ["evaluate", str(run), "--split", "valid", "--plot", str(picture), "--plot-samples", "2"])
+    out = runner.invoke(app, ["evaluate", str(run), "--split", "valid", "--poses", str(picture), "--pose-samples", "2"])
     assert out.exit_code == 0, out.output
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size > 10_000
 

@@ -180,6 +180,10 @@ def test_predict_lifts_files_as_the_cache_did(run: Path, ring_molecule, tmp_path
     with torch.no_grad():
         batch = collate([sample], replace(trained.spec, target_index=None)).to("cpu", trained.dtype)
         expected = float(trained.model(batch).double()[0]) * trained.meta.mad + trained.meta.mean
+    # U0's atom reference: Σ over the molecule's atoms of its element's coefficient
+    per_element = dict(zip(trained.meta.reference_species, trained.meta.reference))
+    assert per_element, "U0 is trained with an atom reference by default"
+    expected += sum(per_element[int(z)] for z in sample["z"])
 
     result = invoke("predict", run, raw, plain, "--device", "cpu")
     assert result.exit_code == 0, result.output

@@ -25,6 +25,7 @@ from empcn.train.collate import CollateSpec, collate
 from empcn.train.models import dynamics as D
 from empcn.train.models.layers import GatedMessage
 from empcn.train.models.registry import DYNAMICS_MODELS, build_model, config_class
+from empcn.train.models.segnn import SEGNNDynamicsConfig
 
 RTOL = 1e-9
 SPEC = CollateSpec(neighbourhoods={s.name: (s.sender_rank, s.receiver_rank) for s in NEIGHBOURHOODS})
@@ -34,6 +35,7 @@ SMALL = {
     "egnn_dynamics": D.EGNNDynamicsConfig(hidden=16, layers=3),
     "empcn_dynamics": D.EMPCNDynamicsConfig(hidden=16, layers=4, inv_size=8),
     "decoupled_dynamics": D.DecoupledDynamicsConfig(hidden=16, ring_hidden=8, layers=3, inv_size=8),
+    "segnn_dynamics": SEGNNDynamicsConfig(hidden=12, layers=2),
 }
 NAMES = sorted(DYNAMICS_MODELS)
 real_edge, real_ring, real_bary = D.geometry.edge_lengths, D.geometry.ring_geometry, D.geometry.cell_barycentres
@@ -279,6 +281,7 @@ def test_decoupled_node_part_is_the_egnn_model():
 def test_registry_defaults_are_the_papers_settings_and_empcns_velocity_extensions():
     assert {n: (config_class(n)().hidden, config_class(n)().layers) for n in NAMES} == {
         "decoupled_dynamics": (64, 4), "egnn_dynamics": (64, 4), "empcn_dynamics": (66, 4),
+        "segnn_dynamics": (64, 4),
     }
     assert config_class("empcn_dynamics")().dropout == 0.2
     # EGNN stays EGNN's model; EMPCN adds empcn's two velocity extensions (docs/models.md)

@@ -34,14 +34,15 @@ parameters' dtype even inside a bf16 autocast region (e3nn's tensor products do 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+import numpy as np
 import torch
 from e3nn import o3
 from e3nn.nn import Dropout as IrrepDropout
-from e3nn.nn import Gate
 from torch import Tensor, nn
 
 from empcn.train.batch import ComplexBatch
@@ -170,32 +171,67 @@ class SEGNNDynamicsConfig(ModelConfig):
 # building blocks
 
 
+@functools.lru_cache(maxsize=None)
+def _second_moment_scale(name: str) -> float:
+    """``1 / sqrt(E[f(z)²])`` for ``z ~ N(0, 1)`` (Gauss–Hermite quadrature): keeps unit-variance inputs
+    at unit second moment through the activation ``f`` (``"silu"`` or ``"sigmoid"``), as e3nn's gates do."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
+    z = torch.as_tensor(nodes, dtype=torch.float64)
+    f = nn.functional.silu(z) if name == "silu" else torch.sigmoid(z)
+    return float(1.0 / np.sqrt(float((torch.as_tensor(weights) * f * f).sum()) / np.sqrt(2.0 * np.pi)))
+
+
+class GatedNonlinearity(nn.Module):
+    """σ on ``[scalars ‖ gates ‖ gated]``: ``c₁·SiLU(scalars) ‖ c₂·sigmoid(gate_k) · gated_k``.
+
+    One ``0e`` gate per non-scalar irrep ``k`` of ``gated`` (each of its ``2l + 1`` components is scaled
+    by the same invariant, so the map is equivariant); ``c₁, c₂`` normalise the second moment.
+    Input ``(M, num_scalars + num_gates + gated.dim)`` → ``(M, num_scalars + gated.dim)``.
+    """
+
+    def __init__(self, num_scalars: int, gated: o3.Irreps) -> None:
+        super().__init__()
+        self.num_scalars = num_scalars
+        self.num_gates = gated.num_irreps
+        self.blocks = [(mul, ir.dim) for mul, ir in gated]
+        self.c_silu = _second_moment_scale("silu")
+        self.c_sigmoid = _second_moment_scale("sigmoid")
+
+    def forward(self, x: Tensor) -> Tensor:
+        k, g = self.num_scalars, self.num_gates
+        out = [self.c_silu * nn.functional.silu(x[:, :k])]
+        gates = self.c_sigmoid * torch.sigmoid(x[:, k : k + g])
+        start, gate_start = k + g, 0
+        for mul, dim in self.blocks:  # one block per order l (≤ lmax + 1 blocks)
+            block = x[:, start : start + mul * dim].reshape(-1, mul, dim)
+            gate = gates[:, gate_start : gate_start + mul].unsqueeze(-1)
+            out.append((gate * block).reshape(-1, mul * dim))
+            start, gate_start = start + mul * dim, gate_start + mul
+        return torch.cat(out, dim=-1)
+
+
 class SteerableLinear(nn.Module):
     """``W ⊗_a x``: a fully connected CG tensor product of ``x`` with the attribute ``a``, plus a bias on
-    the ``0e`` outputs; with ``gate`` the gated non-linearity σ follows.
+    the ``0e`` outputs; with ``gate`` the gated non-linearity σ follows (:class:`GatedNonlinearity`).
 
-    ``x: (M, irreps_in.dim)``, ``a: (M, irreps_attr.dim)`` → ``(M, irreps_out.dim)``. With a gate the
-    product first maps onto ``scalars + gates + gated`` (one ``0e`` gate per non-scalar irrep of
-    ``irreps_out``); σ = SiLU on the scalars and ``sigmoid(gate) · gated`` on the rest.
+    ``x: (M, irreps_in.dim)``, ``a: (M, irreps_attr.dim)`` → ``(M, irreps_out.dim)``; ``irreps_out``
+    lists its ``0e`` block first. With a gate the product maps onto ``scalars + gates + gated`` (one
+    ``0e`` gate per non-scalar irrep of ``irreps_out``). Weights: e3nn's default initialisation and path
+    normalisation (unit-variance outputs for unit-variance inputs); biases start at 0.
     """
 
     def __init__(self, irreps_in: o3.Irreps, irreps_attr: o3.Irreps, irreps_out: o3.Irreps, gate: bool) -> None:
         super().__init__()
         irreps_out = o3.Irreps(irreps_out)
-        scalars = o3.Irreps([(m, ir) for m, ir in irreps_out if ir.l == 0])
+        num_scalars = sum(m for m, ir in irreps_out if ir.l == 0)
+        first = irreps_out[: len([1 for _, ir in irreps_out if ir.l == 0])]
+        if first.dim != num_scalars or any(ir != o3.Irrep("0e") for _, ir in first):
+            raise ValueError(f"SteerableLinear: irreps_out {irreps_out} must list its (0e) scalars first")
         gated = o3.Irreps([(m, ir) for m, ir in irreps_out if ir.l > 0])
-        self.gate: Gate | None = None
-        if gate:
-            gates = o3.Irreps(f"{gated.num_irreps}x0e") if gated.num_irreps else o3.Irreps("")
-            self.gate = Gate(scalars, [nn.functional.silu] * len(scalars), gates, [torch.sigmoid] * len(gates), gated)
-            tp_out = self.gate.irreps_in
-            if self.gate.irreps_out != irreps_out:
-                raise ValueError(f"SteerableLinear: irreps_out {irreps_out} must list its scalars first")
-        else:
-            tp_out = irreps_out
-        self.tp = o3.FullyConnectedTensorProduct(irreps_in, irreps_attr, tp_out)
-        first_non_scalar = next((k for k, (_, ir) in enumerate(tp_out) if ir != o3.Irrep("0e")), len(tp_out))
-        self.num_scalars = tp_out[:first_non_scalar].dim  # the leading 0e block gets the bias
+        self.gate = GatedNonlinearity(num_scalars, gated) if gate else None
+        tp_out = (first + o3.Irreps(f"{gated.num_irreps}x0e") + gated) if gate and gated.num_irreps else irreps_out
+        self.tp = o3.FullyConnectedTensorProduct(irreps_in, irreps_attr, tp_out, _optimize_einsums=False)
+        self.num_scalars = num_scalars + (gated.num_irreps if gate else 0)  # the leading 0e block gets the bias
         self.bias = nn.Parameter(torch.zeros(self.num_scalars)) if self.num_scalars else None
         self.irreps_out = irreps_out
 

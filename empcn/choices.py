@@ -19,7 +19,9 @@ DeviceChoice = Literal["auto", "cpu", "cuda"]
 DtypeChoice = Literal["float32", "float64"]
 ScheduleChoice = Literal["cosine", "constant"]
 SplitName = Literal["train", "valid", "test"]
-ModelName = Literal["egnn", "empcn", "decoupled", "egnn_dynamics", "empcn_dynamics", "decoupled_dynamics"]
+ModelName = Literal[
+    "egnn", "empcn", "decoupled", "segnn", "egnn_dynamics", "empcn_dynamics", "decoupled_dynamics", "segnn_dynamics"
+]
 
 
 def choice_enum(name: str, literal: object) -> type[Enum]:

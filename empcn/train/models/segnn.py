@@ -223,7 +223,7 @@ class SteerableLinear(nn.Module):
     ``x: (M, irreps_in.dim)``, ``a: (M, irreps_attr.dim)`` → ``(M, irreps_out.dim)``; ``irreps_out``
     lists its ``0e`` block first. With a gate the product maps onto ``scalars + gates + gated`` (one
     ``0e`` gate per non-scalar irrep of ``irreps_out``). Weights: e3nn's default initialisation and path
-    normalisation (unit-variance outputs for unit-variance inputs); biases start at 0.
+    normalisation, initialised and scaled as ``nn.Linear`` (:meth:`_linear_init`).
     """
 
     def __init__(self, irreps_in: o3.Irreps, irreps_attr: o3.Irreps, irreps_out: o3.Irreps, gate: bool) -> None:
@@ -240,6 +240,24 @@ class SteerableLinear(nn.Module):
         self.num_scalars = num_scalars + (gated.num_irreps if gate else 0)  # the leading 0e block gets the bias
         self.bias = nn.Parameter(torch.zeros(self.num_scalars)) if self.num_scalars else None
         self.irreps_out = irreps_out
+        self.register_buffer("rescale", self._linear_init(tp_out), persistent=False)
+
+    def _linear_init(self, tp_out: o3.Irreps) -> Tensor:
+        """Initialise like ``nn.Linear`` (the paper's code): each path weight ~ U(±1/√k) with k the fan-in
+        (Σ mul₁·mul₂ over the paths) of its output block, and the product scaled by √k per block, so
+        outputs start at a third of the input variance and Adam's steps act at nn.Linear's scale.
+        Returns the ``(tp_out.dim,)`` per-component factor √k (1 for blocks no path reaches)."""
+        fan_in = [0] * len(tp_out)
+        for ins in self.tp.instructions:
+            fan_in[ins.i_out] += self.tp.irreps_in1[ins.i_in1].mul * self.tp.irreps_in2[ins.i_in2].mul
+        with torch.no_grad():
+            for weight, ins in zip(self.tp.weight_views(), self.tp.instructions):
+                weight.uniform_(-1.0, 1.0).div_(math.sqrt(fan_in[ins.i_out]))
+            if self.bias is not None:
+                k = fan_in[0] if fan_in and fan_in[0] else 1
+                self.bias.uniform_(-1.0, 1.0).div_(math.sqrt(k))
+        scale = [math.sqrt(k) if k else 1.0 for k in fan_in]
+        return torch.cat([torch.full((mul * ir.dim,), f) for (mul, ir), f in zip(tp_out, scale)])
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
         """After every ``.to`` / ``.double()``: the CG constants recomputed in float64 and cast, so a
@@ -254,7 +272,7 @@ class SteerableLinear(nn.Module):
         return out
 
     def forward(self, x: Tensor, attr: Tensor) -> Tensor:
-        out = self.tp(x, attr)
+        out = self.tp(x, attr) * self.rescale
         if self.bias is not None:
             k = self.num_scalars
             out = torch.cat([out[:, :k] + self.bias, out[:, k:]], dim=-1)

@@ -35,7 +35,7 @@ SMALL = {
     "egnn_dynamics": D.EGNNDynamicsConfig(hidden=16, layers=3),
     "empcn_dynamics": D.EMPCNDynamicsConfig(hidden=16, layers=4, inv_size=8),
     "decoupled_dynamics": D.DecoupledDynamicsConfig(hidden=16, ring_hidden=8, layers=3, inv_size=8),
-    "segnn_dynamics": SEGNNDynamicsConfig(hidden=12, layers=2),
+    "segnn_dynamics": SEGNNDynamicsConfig(hidden=12, layers=2, optimize_einsums=False),
 }
 NAMES = sorted(DYNAMICS_MODELS)
 real_edge, real_ring, real_bary = D.geometry.edge_lengths, D.geometry.ring_geometry, D.geometry.cell_barycentres

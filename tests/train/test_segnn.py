@@ -85,7 +85,7 @@ def dynamics(**changes) -> SEGNNDynamics:
     """A small N-body SEGNN whose output product is enlarged back to e3nn's scale: displacements of O(1),
     so the symmetry checks see them (untrained, the model starts near x' = x)."""
     torch.manual_seed(0)
-    model = SEGNNDynamics(SEGNNDynamicsConfig(hidden=12, layers=2, **changes)).double().eval()
+    model = SEGNNDynamics(SEGNNDynamicsConfig(hidden=12, layers=2, optimize_einsums=False, **changes)).double().eval()
     with torch.no_grad():
         model.core.pre_2.tp.weight.div_(OUTPUT_INIT_SCALE)
     return model
@@ -93,7 +93,7 @@ def dynamics(**changes) -> SEGNNDynamics:
 
 def qm9_model(batch: ComplexBatch, **changes) -> SEGNN:
     torch.manual_seed(0)
-    cfg = SEGNNConfig(in_node_features=batch.node_feat.shape[1], hidden=12, layers=2, **changes)
+    cfg = SEGNNConfig(in_node_features=batch.node_feat.shape[1], hidden=12, layers=2, optimize_einsums=False, **changes)
     return SEGNN(cfg).double().eval()
 
 
@@ -240,7 +240,7 @@ def test_a_short_nbody_training_reduces_the_loss_and_stays_finite(nbody_cache: P
     """200 Adam steps (lr 2e-3, batch 20) on 100 real systems, float32: the loss falls, the test MSE
     ends below half of "nothing moves" (the model starts near x' = x, see OUTPUT_INIT_SCALE)."""
     torch.manual_seed(0)
-    model = build_model("segnn_dynamics", SEGNNDynamicsConfig(hidden=16, layers=2))
+    model = build_model("segnn_dynamics", SEGNNDynamicsConfig(hidden=16, layers=2, optimize_einsums=False))
     train_batch = split_batch(nbody_cache, "train")
     test_batch = split_batch(nbody_cache, "test")
     baseline = float((test_batch.pos - test_batch.target_pos).pow(2).mean())  # nothing moves
@@ -272,7 +272,7 @@ def test_a_short_nbody_training_reduces_the_loss_and_stays_finite(nbody_cache: P
 
 def tiny(cache: Path, out: Path, **changes) -> TrainConfig:
     base = TrainConfig(cache=str(cache), model="segnn", out=str(out), epochs=2, batch_size=20, hidden=8, layers=2,
-                       lr=1e-3, progress=False)
+                       lr=1e-3, progress=False, model_options=("optimize_einsums=false",))
     return replace(base, **changes)
 
 
@@ -284,6 +284,7 @@ def test_cli_trains_and_evaluates_segnn_on_an_nbody_cache(nbody_cache: Path, tmp
     trained = load_trained(out)
     assert trained.meta.model == "segnn_dynamics" and isinstance(trained.model, SEGNNDynamics)
     assert trained.model.config.hidden == 8 and trained.meta.target == "positions"
+    assert trained.model.config.optimize_einsums  # the default path
     saved = json.loads((out / "result.json").read_text())
     js = json.loads(runner.invoke(app, ["evaluate", str(out), "--json"]).stdout)
     assert js["metric"] == "MSE" and js["mse"] == pytest.approx(saved["test_mse"], rel=1e-12)
@@ -307,12 +308,14 @@ def test_an_interrupted_segnn_run_resumes_exactly(nbody_cache: Path, tmp_path: P
 def test_cli_trains_segnn_on_qm9(qm9_cache: Path, tmp_path: Path):
     out = tmp_path / "u0-segnn"
     r = runner.invoke(app, ["train", "--cache", str(qm9_cache), "--target", "U0", "--model", "segnn", "--out", str(out),
-                            "--epochs", "1", "--hidden", "8", "--layers", "2", "--batch-size", "32", "--no-progress"])
+                            "--epochs", "1", "--hidden", "8", "--layers", "2", "--batch-size", "32", "--no-progress",
+                            "--model-option", "optimize_einsums=false"])
     assert r.exit_code == 0, r.output
     assert "test MAE" in r.stdout and "meV" in r.stdout
     trained = load_trained(out)
     assert trained.meta.model == "segnn" and isinstance(trained.model, SEGNN)
     assert trained.model.config.cutoff == 2.0 and trained.model.config.lmax == 2
+    assert trained.model.config.optimize_einsums is False
     js = json.loads(runner.invoke(app, ["evaluate", str(out), "--json"]).stdout)
     assert js["unit"] == "meV" and js["mae"] == pytest.approx(json.loads((out / "result.json").read_text())["test_mae"],
                                                                 rel=1e-12)

@@ -121,6 +121,8 @@ class SEGNNConfig(ModelConfig):
     ``lmax`` / ``lmax_attr``: orders of the hidden features / the attributes (paper: 2 / 3);
     ``cutoff``: radius graph in Å (paper: 2 Å; 0 = all atom pairs); ``aggregation`` of messages
     (paper: sum); ``pool`` over atoms before the head (paper: mean). Dropout drops whole irreps.
+    ``optimize_einsums``: e3nn's contraction-order search at build time (~2 s per model, ~20 % faster
+    training steps on CPU; the same function either way — tests build without it).
     """
 
     INPUT_FIELDS: ClassVar[dict[str, str]] = {"node": "in_node_features"}
@@ -134,6 +136,7 @@ class SEGNNConfig(ModelConfig):
     aggregation: Aggregation = "sum"
     pool: Aggregation = "mean"
     dropout: float = 0.0
+    optimize_einsums: bool = True
 
     def __post_init__(self) -> None:
         _check_irreps_config("SEGNNConfig", self.hidden, self.layers, self.lmax, self.lmax_attr, self.dropout,
@@ -154,6 +157,7 @@ class SEGNNDynamicsConfig(ModelConfig):
     ``use_node_scalar``: the product ``s_i s_j`` (charges; masses for gravity) as a message invariant.
     ``connectivity``: ``"full"`` = all particle pairs, ``"complex"`` = both directions of ``edge_index``.
     ``aggregation``: mean over the neighbours (default; on the 5-body graph it is the paper's sum / 4).
+    ``optimize_einsums``: as in :class:`SEGNNConfig`.
     """
 
     hidden: int = 64
@@ -165,6 +169,7 @@ class SEGNNDynamicsConfig(ModelConfig):
     use_node_scalar: bool = True
     connectivity: Literal["full", "complex"] = "full"
     dropout: float = 0.0
+    optimize_einsums: bool = True
 
     def __post_init__(self) -> None:
         _check_irreps_config("SEGNNDynamicsConfig", self.hidden, self.layers, self.lmax, self.lmax_attr,
@@ -223,10 +228,13 @@ class SteerableLinear(nn.Module):
     ``x: (M, irreps_in.dim)``, ``a: (M, irreps_attr.dim)`` → ``(M, irreps_out.dim)``; ``irreps_out``
     lists its ``0e`` block first. With a gate the product maps onto ``scalars + gates + gated`` (one
     ``0e`` gate per non-scalar irrep of ``irreps_out``). Weights: e3nn's default initialisation and path
-    normalisation, initialised and scaled as ``nn.Linear`` (:meth:`_linear_init`).
+    normalisation, initialised and scaled as ``nn.Linear`` (:meth:`_linear_init`). ``optimize``: let
+    e3nn choose the einsum contraction order at build time (~0.1 s per product, faster steps).
     """
 
-    def __init__(self, irreps_in: o3.Irreps, irreps_attr: o3.Irreps, irreps_out: o3.Irreps, gate: bool) -> None:
+    def __init__(
+        self, irreps_in: o3.Irreps, irreps_attr: o3.Irreps, irreps_out: o3.Irreps, gate: bool, optimize: bool = False,
+    ) -> None:
         super().__init__()
         irreps_out = o3.Irreps(irreps_out)
         num_scalars = sum(m for m, ir in irreps_out if ir.l == 0)
@@ -236,7 +244,7 @@ class SteerableLinear(nn.Module):
         gated = o3.Irreps([(m, ir) for m, ir in irreps_out if ir.l > 0])
         self.gate = GatedNonlinearity(num_scalars, gated) if gate else None
         tp_out = (first + o3.Irreps(f"{gated.num_irreps}x0e") + gated) if gate and gated.num_irreps else irreps_out
-        self.tp = o3.FullyConnectedTensorProduct(irreps_in, irreps_attr, tp_out, _optimize_einsums=False)
+        self.tp = o3.FullyConnectedTensorProduct(irreps_in, irreps_attr, tp_out, _optimize_einsums=optimize)
         self.num_scalars = num_scalars + (gated.num_irreps if gate else 0)  # the leading 0e block gets the bias
         self.bias = nn.Parameter(torch.zeros(self.num_scalars)) if self.num_scalars else None
         self.irreps_out = irreps_out
@@ -284,14 +292,14 @@ class SEGNNLayer(nn.Module):
 
     def __init__(
         self, hidden: o3.Irreps, edge_attr: o3.Irreps, node_attr: o3.Irreps, num_invariants: int,
-        aggregation: Aggregation, dropout: float,
+        aggregation: Aggregation, dropout: float, optimize: bool = False,
     ) -> None:
         super().__init__()
         message_in = hidden + hidden + o3.Irreps(f"{num_invariants}x0e")
-        self.message_1 = SteerableLinear(message_in, edge_attr, hidden, gate=True)
-        self.message_2 = SteerableLinear(hidden, edge_attr, hidden, gate=True)
-        self.update_1 = SteerableLinear(hidden + hidden, node_attr, hidden, gate=True)
-        self.update_2 = SteerableLinear(hidden, node_attr, hidden, gate=False)
+        self.message_1 = SteerableLinear(message_in, edge_attr, hidden, gate=True, optimize=optimize)
+        self.message_2 = SteerableLinear(hidden, edge_attr, hidden, gate=True, optimize=optimize)
+        self.update_1 = SteerableLinear(hidden + hidden, node_attr, hidden, gate=True, optimize=optimize)
+        self.update_2 = SteerableLinear(hidden, node_attr, hidden, gate=False, optimize=optimize)
         self.dropout = IrrepDropout(hidden, dropout) if dropout > 0 else nn.Identity()
         self.aggregation = aggregation
 
@@ -312,18 +320,17 @@ class SEGNNCore(nn.Module):
 
     def __init__(
         self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, hidden: int, layers: int, lmax: int, lmax_attr: int,
-        num_invariants: int, aggregation: Aggregation, dropout: float,
+        num_invariants: int, aggregation: Aggregation, dropout: float, optimize: bool,
     ) -> None:
         super().__init__()
-        self.irreps_hidden = balanced_irreps(hidden, lmax, lmax_attr)
-        self.irreps_attr = sh_irreps(lmax_attr)
-        self.embed = SteerableLinear(irreps_in, self.irreps_attr, self.irreps_hidden, gate=False)
+        self.irreps_hidden = hid = balanced_irreps(hidden, lmax, lmax_attr)
+        self.irreps_attr = attr = sh_irreps(lmax_attr)
+        self.embed = SteerableLinear(irreps_in, attr, hid, gate=False, optimize=optimize)
         self.layers = nn.ModuleList(
-            SEGNNLayer(self.irreps_hidden, self.irreps_attr, self.irreps_attr, num_invariants, aggregation, dropout)
-            for _ in range(layers)
+            SEGNNLayer(hid, attr, attr, num_invariants, aggregation, dropout, optimize) for _ in range(layers)
         )
-        self.pre_1 = SteerableLinear(self.irreps_hidden, self.irreps_attr, self.irreps_hidden, gate=True)
-        self.pre_2 = SteerableLinear(self.irreps_hidden, self.irreps_attr, irreps_out, gate=False)
+        self.pre_1 = SteerableLinear(hid, attr, hid, gate=True, optimize=optimize)
+        self.pre_2 = SteerableLinear(hid, attr, irreps_out, gate=False, optimize=optimize)
 
     def edge_attributes(self, rel: Tensor) -> Tensor:
         """``Y(r)`` of relative vectors ``rel: (M, 3)`` → ``(M, A)`` (zero vectors give ``[1, 0, …]``)."""
@@ -369,7 +376,7 @@ class SEGNN(nn.Module):
         h = config.hidden
         self.core = SEGNNCore(
             o3.Irreps(f"{config.in_node_features}x0e"), o3.Irreps(f"{h}x0e"), h, config.layers, config.lmax,
-            config.lmax_attr, 1, config.aggregation, config.dropout,
+            config.lmax_attr, 1, config.aggregation, config.dropout, config.optimize_einsums,
         )
         self.head = mlp([h, h, 1])
 
@@ -403,7 +410,7 @@ class SEGNNDynamics(nn.Module):
         invariants = 2 if config.use_node_scalar else 1
         self.core = SEGNNCore(
             o3.Irreps("1x1o + 1x1o + 1x0e"), o3.Irreps("1x1o"), config.hidden, config.layers, config.lmax,
-            config.lmax_attr, invariants, config.aggregation, config.dropout,
+            config.lmax_attr, invariants, config.aggregation, config.dropout, config.optimize_einsums,
         )
         with torch.no_grad():  # the first displacements are small (EGNN's φ_x starts at gain 1e-3 likewise)
             self.core.pre_2.tp.weight.mul_(OUTPUT_INIT_SCALE)

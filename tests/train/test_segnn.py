@@ -372,3 +372,19 @@ def test_two_gloo_ranks_train_the_same_segnn(nbody_cache: Path, tmp_path: Path):
     mse = [float((probe / f"mse-{r}.txt").read_text()) for r in range(2)]
     assert mse[0] == mse[1] and math.isfinite(mse[0])
     assert [r.epoch for r in read_records(tmp_path / "run")] == [1]
+
+
+def test_float32_weights_loaded_into_a_float64_model_stay_exactly_equivariant(systems):
+    """A float32 state dict holds float32-rounded Clebsch–Gordan constants; loading recomputes them.
+    (lmax 2: with lmax 1 every path is a scalar product e3nn writes without constants.)"""
+    cfg = SEGNNDynamicsConfig(hidden=12, layers=2, lmax=2, lmax_attr=2, optimize_einsums=False)
+    torch.manual_seed(0)
+    saved = SEGNNDynamics(cfg).state_dict()
+    assert any("_w3j_" in k and v.dtype == torch.float32 for k, v in saved.items())
+    model = SEGNNDynamics(cfg).double().eval()
+    model.load_state_dict(saved)
+    with torch.no_grad():
+        model.core.pre_2.tp.weight.div_(OUTPUT_INIT_SCALE)
+    base = model(systems)
+    matrix, shift = orthogonal_maps(seed=10)[3][1:]
+    assert_close(model(moved(systems, matrix, shift)), base @ matrix.T + shift, rtol=1e-12)

@@ -23,14 +23,15 @@ scalars, sigmoid gates on the non-scalars). With ``x_i`` the positions and pairs
 QM9 readout: ``y = MLP(pool_i W_p2 ⊗_{a_i} σ(W_p1 ⊗_{a_i} h_i))`` with ``W_p2`` onto ``hidden×0e``,
 pool mean (the paper) or sum, MLP = [Linear, SiLU, Linear] in float32. N-body readout:
 ``x_i' = x_i + W_p2 ⊗_{a_i} σ(W_p1 ⊗_{a_i} h_i)`` with ``W_p2`` onto ``1x1o``, its weights
-initialised at :data:`OUTPUT_INIT_SCALE` of e3nn's scale (the first displacements are small).
+initialised at :data:`OUTPUT_INIT_SCALE` of the usual scale (the first displacements are small).
 
 Inputs ``f_i``: QM9 ``node_feat`` as ``F×0e``; N-body ``[x_i − x̄_g (1o), v_i (1o), ‖v_i‖ (0e)]``
 with ``x̄_g`` the centroid of the particle's *graph* (never a per-node mean: the reference code's
 issue #12). Graphs: QM9 the radius graph of the atoms (``cutoff`` Å, the paper's 2 Å; 0 = fully
 connected); N-body the fully connected graph of each system (as the other position models) or both
-directions of ``batch.edge_index``. Invariants are computed from positions, never read from the batch. Both models run in the
-parameters' dtype even inside a bf16 autocast region (e3nn's tensor products do not support autocast).
+directions of ``batch.edge_index``. Invariants are computed from positions, never read from the
+batch. Both models run in the parameters' dtype even inside a bf16 autocast region (e3nn's tensor
+products do not support autocast).
 """
 
 from __future__ import annotations
@@ -62,9 +63,9 @@ from empcn.train.models.layers import (
 
 Aggregation = Literal["mean", "sum"]
 
-#: The N-body output product ``W_p2`` starts at this fraction of e3nn's unit-variance initialisation,
-#: so an untrained model predicts ``x' ≈ x`` (a random O(1) displacement gave an initial MSE of ~60
-#: against ~0.006 for "nothing moves" on 200-step charged systems).
+#: The N-body output product ``W_p2`` starts at this fraction of :class:`SteerableLinear`'s
+#: initialisation, so an untrained model predicts ``x' ≈ x`` (as EGNN's φ_x, Xavier gain 1e-3): a
+#: random displacement would start the loss far above "nothing moves".
 OUTPUT_INIT_SCALE = 1e-3
 
 __all__ = ["SEGNN", "SEGNNConfig", "SEGNNDynamics", "SEGNNDynamicsConfig", "SteerableLinear", "balanced_irreps"]
@@ -96,11 +97,16 @@ def balanced_irreps(hidden: int, lmax: int, lmax_attr: int) -> o3.Irreps:
     ``n`` is the smallest multiplicity for which a tensor product ``V ⊗ Y(lmax_attr) → V`` has at least
     as many weights (``n² × paths``) as a ``hidden × hidden`` linear layer of scalars.
     """
-    n = max(1, math.ceil(hidden / math.sqrt(_sh_paths(lmax, lmax_attr))))
+    paths = _sh_paths(lmax, lmax_attr)
+    n = max(1, math.isqrt(hidden * hidden // paths))
+    while n * n * paths < hidden * hidden:
+        n += 1
     return o3.Irreps([(n, (l, (-1) ** l)) for l in range(lmax + 1)])
 
 
-def _check_irreps_config(name: str, hidden: int, layers: int, lmax: int, lmax_attr: int, dropout: float, agg: str) -> None:
+def _check_irreps_config(
+    name: str, hidden: int, layers: int, lmax: int, lmax_attr: int, dropout: float, agg: str
+) -> None:
     check_sizes(name, hidden=hidden, layers=layers)
     check_dropout(name, dropout)
     if not 0 <= lmax <= 4 or not 1 <= lmax_attr <= 4:
@@ -221,6 +227,11 @@ class GatedNonlinearity(nn.Module):
         return torch.cat(out, dim=-1)
 
 
+def _constants_after_loading(module: "SteerableLinear", _keys: object) -> None:
+    """A checkpoint saved in float32 holds float32-rounded CG constants: recompute them once loaded."""
+    module._exact_constants()
+
+
 class SteerableLinear(nn.Module):
     """``W ⊗_a x``: a fully connected CG tensor product of ``x`` with the attribute ``a``, plus a bias on
     the ``0e`` outputs; with ``gate`` the gated non-linearity σ follows (:class:`GatedNonlinearity`).
@@ -249,6 +260,7 @@ class SteerableLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(self.num_scalars)) if self.num_scalars else None
         self.irreps_out = irreps_out
         self.register_buffer("rescale", self._linear_init(tp_out), persistent=False)
+        self.register_load_state_dict_post_hook(_constants_after_loading)
 
     def _linear_init(self, tp_out: o3.Irreps) -> Tensor:
         """Initialise like ``nn.Linear`` (the paper's code): each path weight ~ U(±1/√k) with k the fan-in
@@ -271,13 +283,16 @@ class SteerableLinear(nn.Module):
         """After every ``.to`` / ``.double()``: the CG constants recomputed in float64 and cast, so a
         model built (or trained) in float32 and cast to float64 is equivariant to float64 precision."""
         out = super()._apply(fn, recurse)
+        self._exact_constants()
+        return out
+
+    def _exact_constants(self) -> None:
         with torch.no_grad():
             for name, buf in self.tp.named_buffers():
                 leaf = name.rsplit(".", 1)[-1]
                 if leaf.startswith("_w3j_"):
                     l1, l2, l3 = (int(k) for k in leaf[len("_w3j_"):].split("_"))
                     buf.copy_(o3.wigner_3j(l1, l2, l3, dtype=torch.float64).to(buf.dtype))
-        return out
 
     def forward(self, x: Tensor, attr: Tensor) -> Tensor:
         out = self.tp(x, attr) * self.rescale

@@ -3,7 +3,8 @@
 The charged 5-body standard set (3,000 / 2,000 / 2,000 simulations, positions 1,000 steps ahead) is
 lifted to ``--cache`` first when missing. Then ``empcn train`` runs as a subprocess — the command a
 user types — with the papers' settings (Adam 5e-4, batch 100, weight decay 1e-12; EGNN 4 layers ×
-64, EMPCN 4 layers × 66 with dropout 0.2) and a cosine schedule over the epochs that fit the budget.
+64, EMPCN 4 layers × 66 with dropout 0.2, SEGNN_G+P 4 layers × 64 with lmax 1) and a cosine schedule
+over the epochs that fit the budget.
 Re-running with the same ``--out`` continues that run folder (``empcn train --resume``) where it
 stopped, with a fresh time budget. Finally ``empcn evaluate OUT --split test`` scores the best
 checkpoint and one markdown row is printed:
@@ -16,6 +17,8 @@ checkpoint and one markdown row is printed:
         --out runs/bench-nbody-empcn-paper --model-option velocity_invariants=false \
         --model-option velocity_messages=false      # any model field; here: the paper's EMPCN
     python benchmarks/nbody_accuracy.py --model empcn --epochs 10000 --schedule constant   # the papers' run
+    python benchmarks/nbody_accuracy.py --model segnn --epochs 1000 --schedule constant --budget 600  # SEGNN's
+        # published run (1000 epochs); re-run the same line to continue it where the budget stopped it
 
 ``--budget MIN`` bounds this invocation's wall time: without ``--epochs`` the epoch count is chosen
 from one timed epoch (training + validation) so that the cosine schedule ends inside the budget;
@@ -41,7 +44,8 @@ from pathlib import Path
 
 import torch
 
-PUBLISHED = {"egnn": 0.0071, "empcn": 0.0046}  # test MSE, 3,000 training systems (EGNN, EMPCN papers); decoupled: none
+#: test MSE, 3,000 training systems (EGNN, EMPCN papers; SEGNN_G+P, arXiv 2110.02905); decoupled: none
+PUBLISHED = {"egnn": 0.0071, "empcn": 0.0046, "segnn": 0.0043}
 BENCH_FILE = "benchmark.json"
 RESERVE_S = 120.0  # kept free of training inside --budget: start-up, final test evaluation
 
@@ -171,7 +175,7 @@ def record_invocation(out: Path, wall: float, cmd: list[str]) -> float:
 
 def main(argv: list[str] | None = None) -> Row:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=("egnn", "empcn", "decoupled"), default="empcn")
+    parser.add_argument("--model", choices=("egnn", "empcn", "decoupled", "segnn"), default="empcn")
     parser.add_argument("--cache", type=Path, default=Path("data/nbody.h5"))
     parser.add_argument("--out", type=Path, default=None, help="run folder (default: runs/bench-nbody-<model>)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: what fits --budget)")

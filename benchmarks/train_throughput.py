@@ -1,4 +1,8 @@
-"""Training throughput (molecules/s) of EGNN, EMPCN and decoupled EMPCN at their QM9 defaults.
+"""Training throughput (samples/s) of EGNN, EMPCN, decoupled EMPCN and SEGNN at their defaults.
+
+On a QM9 cache the models are the graph-level regressors (target U0); on a positions cache (N-body,
+``--cache data/nbody.h5``) the same ``--models`` names train the position models (``segnn`` →
+``segnn_dynamics``), with the positions task's defaults.
 
 Runs the real training loop (:class:`empcn.train.loop.Trainer`, one warm-up epoch then one timed
 epoch, each cut to ``--batches`` batches) on a lifted cache, on CPU and on CUDA when available, and
@@ -28,16 +32,23 @@ from empcn.train.config import TrainConfig
 from empcn.train.dataset import make_loader
 from empcn.train.loop import Trainer
 
-MODELS = ("egnn", "empcn", "decoupled")
+MODELS = ("egnn", "empcn", "decoupled", "segnn")
 
 
 def machine(device: str) -> str:
     return f"{describe(device)}, {torch.get_num_threads()} torch threads"
 
 
+def is_positions_cache(cache: Path) -> bool:
+    from empcn.train.dataset import CacheLayout
+    from empcn.train.task import POSITIONS
+
+    return CacheLayout.read(cache).manifest.get("task") == POSITIONS
+
+
 def trainer(cache: Path, model: str, device: str, batches: int, batch_size: int, workers: int, out: Path) -> Trainer:
     config = TrainConfig(
-        cache=str(cache), target="U0", model=model, out=str(out), epochs=2, batch_size=batch_size,
+        cache=str(cache), target=None if is_positions_cache(cache) else "U0", model=model, out=str(out), epochs=2, batch_size=batch_size,
         device=device, workers=workers, limit_batches=batches, verify=False, progress=False,
     )
     return Trainer(config)
@@ -91,7 +102,7 @@ def main() -> None:
     date = datetime.date.today().isoformat()
     devices = [d for d in args.devices.split(",") if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
 
-    print("| what | device | batch | params | molecules/s | command | machine | date |")
+    print("| what | device | batch | params | samples/s | command | machine | date |")
     print("|---|---|---|---|---|---|---|---|")
     for device in devices:
         for model in args.models.split(","):

@@ -71,7 +71,7 @@ def train(
         None, help="Target column of a QM9 cache, e.g. U0, gap, homo (not for a positions cache such as N-body)."
     ),
     model: Optional[ModelChoice] = typer.Option(
-        None, help="Model to train (default: empcn); on a positions cache egnn/empcn/decoupled are the *_dynamics models."
+        None, help="Model to train (default: empcn); on a positions cache egnn/empcn/decoupled/segnn are the *_dynamics models."
     ),
     out: Optional[Path] = typer.Option(None, help="Run folder (default: runs/<target>-<model>, N-body runs/nbody-<model>)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder exactly where it stopped."),

@@ -168,7 +168,7 @@ class ScalarTask(Task):
         from empcn.train.models.registry import DYNAMICS_MODELS, MODELS
 
         if name in DYNAMICS_MODELS:
-            raise TaskError(f"--model {name} predicts positions; this cache holds scalar targets (use egnn, empcn or decoupled)")
+            raise TaskError(f"--model {name} predicts positions; this cache holds scalar targets (use egnn, empcn, decoupled or segnn)")
         if name not in MODELS:
             raise TaskError(f"unknown model {name!r} for scalar targets; known: {', '.join(sorted(MODELS))}")
         return name
@@ -280,6 +280,7 @@ class PositionTask(Task):
     #: ``--model`` names for this task → the position-predicting models.
     ALIASES: ClassVar[dict[str, str]] = {
         "egnn": "egnn_dynamics", "empcn": "empcn_dynamics", "decoupled": "decoupled_dynamics",
+        "segnn": "segnn_dynamics",
     }
 
     def model_name(self, name: str) -> str:

@@ -28,6 +28,7 @@ from empcn.train.models.egnn_dynamics import EGNNDynamicsConfig
 from empcn.train.models.empcn_dynamics import EMPCNDynamicsConfig, layer_plan
 from empcn.train.models.layers import GatedMessage
 from empcn.train.models.registry import DYNAMICS_MODELS, build_model, config_class
+from empcn.train.models.segnn import SEGNNDynamicsConfig
 
 RTOL = 1e-9
 SPEC = CollateSpec(neighbourhoods={s.name: (s.sender_rank, s.receiver_rank) for s in NEIGHBOURHOODS})
@@ -37,6 +38,7 @@ SMALL = {
     "egnn_dynamics": EGNNDynamicsConfig(hidden=16, layers=3),
     "empcn_dynamics": EMPCNDynamicsConfig(hidden=16, layers=4, inv_size=8),
     "decoupled_dynamics": DecoupledDynamicsConfig(hidden=16, ring_hidden=8, layers=3, inv_size=8),
+    "segnn_dynamics": SEGNNDynamicsConfig(hidden=12, layers=2, optimize_einsums=False),
 }
 NAMES = sorted(DYNAMICS_MODELS)
 real_edge, real_ring, real_bary = geometry.edge_lengths, geometry.ring_geometry, geometry.cell_barycentres
@@ -287,6 +289,7 @@ def test_decoupled_node_part_is_the_egnn_model():
 def test_registry_defaults_are_the_papers_settings_and_empcns_velocity_extensions():
     assert {n: (config_class(n)().hidden, config_class(n)().layers) for n in NAMES} == {
         "decoupled_dynamics": (64, 4), "egnn_dynamics": (64, 4), "empcn_dynamics": (66, 4),
+        "segnn_dynamics": (64, 4),
     }
     assert config_class("empcn_dynamics")().dropout == 0.2
     # EGNN stays EGNN's model; EMPCN adds empcn's two velocity extensions (docs/models.md)

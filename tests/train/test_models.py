@@ -21,11 +21,13 @@ from empcn.train.models import (
     build_model,
     config_class,
 )
+from empcn.train.models.segnn import SEGNNConfig
 
 SMALL = {
     "egnn": EGNNConfig(hidden=16, layers=2),
     "empcn": EMPCNConfig(hidden=16, layers=2, inv_size=8),
     "decoupled": DecoupledConfig(hidden=16, ring_hidden=8, layers=2, inv_size=8),
+    "segnn": SEGNNConfig(hidden=12, layers=2, lmax=2, lmax_attr=2, optimize_einsums=False),
 }
 NAMES = sorted(MODELS)
 

@@ -13,6 +13,7 @@ from empcn.train.models.egnn import EGNN, EGNNConfig
 from empcn.train.models.egnn_dynamics import EGNNDynamics, EGNNDynamicsConfig
 from empcn.train.models.empcn import EMPCN, EMPCNConfig
 from empcn.train.models.empcn_dynamics import EMPCNDynamics, EMPCNDynamicsConfig
+from empcn.train.models.segnn import SEGNN, SEGNNConfig, SEGNNDynamics, SEGNNDynamicsConfig
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ MODELS: dict[str, ModelSpec] = {
     "egnn": ModelSpec(EGNNConfig, EGNN),
     "empcn": ModelSpec(EMPCNConfig, EMPCN),
     "decoupled": ModelSpec(DecoupledConfig, DecoupledEMPCN),
+    "segnn": ModelSpec(SEGNNConfig, SEGNN),
 }
 """Graph-level regressors: ``forward(batch) -> (B,)`` (QM9)."""
 
@@ -34,6 +36,7 @@ DYNAMICS_MODELS: dict[str, ModelSpec] = {
     "egnn_dynamics": ModelSpec(EGNNDynamicsConfig, EGNNDynamics),
     "empcn_dynamics": ModelSpec(EMPCNDynamicsConfig, EMPCNDynamics),
     "decoupled_dynamics": ModelSpec(DecoupledDynamicsConfig, DecoupledDynamics),
+    "segnn_dynamics": ModelSpec(SEGNNDynamicsConfig, SEGNNDynamics),
 }
 """Position predictors: ``forward(batch) -> (N, 3)`` (N-body; a cache whose manifest says task "positions")."""
 

@@ -1,0 +1,390 @@
+"""SEGNN (arXiv 2110.02905): irreps and parity, the radius graph, symmetries in float64 on real QM9
+molecules and real charged N-body systems, a short real N-body training, and the CLI (train, evaluate,
+resume) on both kinds of cache.
+
+The registry-wide suites (``test_models.py``, ``test_dynamics_models.py``) run SEGNN through the
+checks every model passes (E(3) and permutation symmetry, batching, float32/float64, bf16 autocast,
+gradients, dropout); this file holds what is particular to a steerable model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from e3nn import o3
+from typer.testing import CliRunner
+
+from helpers import assert_close, orthogonal_maps, random_rotation
+
+from empcn.cache import open_cache
+from empcn.cli import app
+from empcn.data.nbody import ChargedConfig, NBodySplit
+from empcn.lift.nbody import NBodyLiftConfig, lift_nbody
+from empcn.train.batch import ComplexBatch
+from empcn.train.collate import CollateSpec, collate
+from empcn.train.config import TrainConfig
+from empcn.train.evaluate import evaluate_run, load_trained
+from empcn.train.fully_connected import fully_connected_pairs
+from empcn.train.loop import train
+from empcn.train.metrics import read_records
+from empcn.train.models.registry import build_model
+from empcn.train.models.segnn import (
+    OUTPUT_INIT_SCALE,
+    SEGNN,
+    SEGNNConfig,
+    SEGNNDynamics,
+    SEGNNDynamicsConfig,
+    SteerableLinear,
+    balanced_irreps,
+    radius_pairs,
+    sh_irreps,
+)
+
+runner = CliRunner()
+SIM = ChargedConfig(num_steps=500, save_every=100)
+SPLITS = (NBodySplit("train", 100, 21), NBodySplit("valid", 20, 22), NBodySplit("test", 20, 23))
+SPEC = CollateSpec(neighbourhoods={}, target_index=None)
+
+
+@pytest.fixture(scope="module")
+def nbody_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The production lift of short charged 5-body simulations: frame 2 → frame 4 (200 steps ahead)."""
+    out = tmp_path_factory.mktemp("nbody-segnn") / "nbody.h5"
+    return lift_nbody(
+        NBodyLiftConfig(out=out, splits=SPLITS, simulator=SIM, frame_in=2, frame_target=4, shard_size=64,
+                        workers=1, progress=False)
+    )
+
+
+def split_batch(cache_path: Path, split: str, count: int | None = None) -> ComplexBatch:
+    cache = open_cache(cache_path)
+    idx = cache.splits[split][:count]
+    return collate([cache[int(i)] for i in idx], SPEC)
+
+
+@pytest.fixture(scope="module")
+def systems(nbody_cache: Path) -> ComplexBatch:
+    """Six real charged systems, float64."""
+    return split_batch(nbody_cache, "train", 6).to("cpu", torch.float64)
+
+
+@pytest.fixture(scope="module")
+def molecules(qm9_cache: Path) -> ComplexBatch:
+    """Eight real QM9 molecules of the lifted test cache, float64."""
+    cache = open_cache(qm9_cache)
+    return collate([cache[i] for i in range(8)], CollateSpec(neighbourhoods={}, target_index=0)).to("cpu", torch.float64)
+
+
+def dynamics(**changes) -> SEGNNDynamics:
+    """A small N-body SEGNN whose output product is enlarged back to e3nn's scale: displacements of O(1),
+    so the symmetry checks see them (untrained, the model starts near x' = x)."""
+    torch.manual_seed(0)
+    model = SEGNNDynamics(SEGNNDynamicsConfig(hidden=12, layers=2, optimize_einsums=False, **changes)).double().eval()
+    with torch.no_grad():
+        model.core.pre_2.tp.weight.div_(OUTPUT_INIT_SCALE)
+    return model
+
+
+def qm9_model(batch: ComplexBatch, **changes) -> SEGNN:
+    torch.manual_seed(0)
+    cfg = SEGNNConfig(in_node_features=batch.node_feat.shape[1], hidden=12, layers=2, optimize_einsums=False, **changes)
+    return SEGNN(cfg).double().eval()
+
+
+def moved(batch: ComplexBatch, matrix: torch.Tensor, shift: torch.Tensor) -> ComplexBatch:
+    vel = None if batch.vel is None else batch.vel @ matrix.T
+    return replace(batch, pos=batch.pos @ matrix.T + shift, vel=vel)
+
+
+def permuted(batch: ComplexBatch, perm: torch.Tensor) -> ComplexBatch:
+    """The nodes listed in the order ``perm`` (only the fields SEGNN reads)."""
+    out = replace(batch, pos=batch.pos[perm], node_feat=batch.node_feat[perm], node_graph=batch.node_graph[perm])
+    if batch.vel is not None:
+        out = replace(out, vel=batch.vel[perm], node_scalar=batch.node_scalar[perm])
+    return out
+
+
+# ---------------------------------------------------------------- irreps, parity, graph
+
+
+@pytest.mark.parametrize(("hidden", "lmax", "lmax_attr", "expected"), [
+    (64, 1, 1, "32x0e+32x1o"),  # the paper's N-body model
+    (128, 2, 3, "36x0e+36x1o+36x2e"),  # the paper's QM9 model
+])
+def test_balanced_irreps_spend_the_weights_of_a_scalar_layer(hidden, lmax, lmax_attr, expected):
+    irreps = balanced_irreps(hidden, lmax, lmax_attr)
+    assert irreps == o3.Irreps(expected)
+    attr = sh_irreps(lmax_attr)
+    count = lambda ir: o3.FullyConnectedTensorProduct(ir, attr, ir).weight_numel  # noqa: E731
+    n = irreps[0].mul
+    smaller = o3.Irreps([(n - 1, ir) for _, ir in irreps])
+    assert count(smaller) < hidden * hidden <= count(irreps)  # the smallest n reaching hidden² weights
+
+
+def test_parity_1o_flips_and_1e_does_not():
+    """Inverting space (x → −x) flips a 1o output and leaves a 1e output (a cross product) unchanged."""
+    torch.manual_seed(0)
+    attr = sh_irreps(1)
+    to_1o = SteerableLinear(o3.Irreps("2x1o"), attr, o3.Irreps("1x1o"), gate=False).double()
+    to_1e = SteerableLinear(o3.Irreps("2x1o"), attr, o3.Irreps("1x1e"), gate=False).double()
+    gen = torch.Generator().manual_seed(1)
+    v = torch.randn(7, 6, generator=gen, dtype=torch.float64)
+    r = torch.randn(7, 3, generator=gen, dtype=torch.float64)
+    a = o3.spherical_harmonics(attr, r, normalize=True, normalization="component")
+    a_inv = o3.spherical_harmonics(attr, -r, normalize=True, normalization="component")
+    assert_close(to_1o(-v, a_inv), -to_1o(v, a))
+    assert_close(to_1e(-v, a_inv), to_1e(v, a))
+    assert float(to_1e(v, a).detach().abs().max()) > 1e-3  # not vacuous
+    rot = random_rotation(torch.Generator().manual_seed(2))
+    for layer in (to_1o, to_1e):  # both rotate as vectors
+        assert_close(layer(v @ torch.block_diag(rot, rot).T, a @ torch.block_diag(torch.ones(1, 1, dtype=rot.dtype), rot).T),
+                     layer(v, a) @ rot.T)
+
+
+def test_radius_graph_is_the_pairs_within_the_cutoff(molecules):
+    pos, graph = molecules.pos, molecules.node_graph
+    full = fully_connected_pairs(graph)
+    dist = torch.linalg.vector_norm(pos[full[:, 1]] - pos[full[:, 0]], dim=-1)
+    pairs = radius_pairs(pos, graph, 2.0)
+    assert torch.equal(pairs, full[dist < 2.0]) and 0 < len(pairs) < len(full)
+    assert torch.equal(radius_pairs(pos, graph, 0.0), full)
+    assert torch.bincount(pairs[:, 1], minlength=molecules.num_nodes).min() >= 1  # every atom has a bonded neighbour
+
+
+# ---------------------------------------------------------------- QM9: invariance with the paper's orders
+
+
+def test_qm9_prediction_is_invariant_under_e3_and_permutations(molecules):
+    """The paper's lmax 2 / lmax_attr 3 / 2 Å radius graph on real molecules, float64."""
+    model = qm9_model(molecules)
+    base = model(molecules)
+    assert base.shape == (molecules.num_graphs,) and base.dtype == torch.float64
+    for label, matrix, shift in orthogonal_maps(seed=5):
+        assert_close(model(moved(molecules, matrix, shift)), base), label
+    perm = torch.randperm(molecules.num_nodes, generator=torch.Generator().manual_seed(3))
+    assert_close(model(permuted(molecules, perm)), base)
+    shear = torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    assert float((model(moved(molecules, shear, torch.zeros(3, dtype=torch.float64))) - base).detach().abs().max()) > 1e-6
+
+
+def test_qm9_cutoff_and_pooling_options(molecules):
+    full = qm9_model(molecules, cutoff=0.0, pool="sum", aggregation="mean")
+    base = full(molecules)
+    matrix, shift = orthogonal_maps(seed=6)[3][1:]
+    assert_close(full(moved(molecules, matrix, shift)), base)
+    assert float((base - qm9_model(molecules)(molecules)).detach().abs().max()) > 1e-6  # the options change the model
+
+
+# ---------------------------------------------------------------- N-body: equivariance of the 1o displacement
+
+
+@pytest.mark.parametrize("changes", [{}, {"velocity_attr": False, "use_node_scalar": False}, {"aggregation": "sum"}])
+def test_nbody_positions_are_e3_equivariant(systems, changes):
+    model = dynamics(**changes)
+    base = model(systems)
+    assert base.shape == (systems.num_nodes, 3) and base.dtype == torch.float64
+    assert float((base - systems.pos).detach().abs().mean()) > 0.01  # the displacement is not negligible
+    for label, matrix, shift in orthogonal_maps(seed=7):
+        assert_close(model(moved(systems, matrix, shift)), base @ matrix.T + shift), label
+    inversion = -torch.eye(3, dtype=torch.float64)  # parity: the displacement is 1o, it flips
+    assert_close(model(moved(systems, inversion, torch.zeros(3, dtype=torch.float64))), -base)
+    perm = torch.randperm(systems.num_nodes, generator=torch.Generator().manual_seed(4))
+    assert_close(model(permuted(systems, perm)), base[perm])
+
+
+def test_nbody_centres_each_system_on_its_own_centroid(systems):
+    """Translating one system of a batch moves only its predictions, by the same shift (per-graph centring)."""
+    model = dynamics()
+    base = model(systems)
+    shift = torch.tensor([3.0, -2.0, 5.0], dtype=torch.float64)
+    one = systems.node_graph == 2
+    pos = systems.pos.clone()
+    pos[one] += shift
+    out = model(replace(systems, pos=pos))
+    assert_close(out[one], base[one] + shift)
+    assert_close(out[~one], base[~one])
+
+
+def test_nbody_batch_equals_each_system_alone(nbody_cache: Path):
+    model = dynamics()
+    cache = open_cache(nbody_cache)
+    samples = [cache[int(i)] for i in cache.splits["valid"][:4]]
+    alone = torch.cat([model(collate([s], SPEC).to("cpu", torch.float64)) for s in samples])
+    for order in ([2, 0], [3, 1, 0, 2]):
+        together = model(collate([samples[k] for k in order], SPEC).to("cpu", torch.float64))
+        assert_close(together, torch.cat([alone[5 * k : 5 * k + 5] for k in order]))
+
+
+def test_nbody_needs_velocities_and_charges(systems):
+    with pytest.raises(ValueError, match="batch.vel"):
+        dynamics()(replace(systems, vel=None))
+    with pytest.raises(ValueError, match="node_scalar"):
+        dynamics()(replace(systems, node_scalar=None))
+    assert torch.isfinite(dynamics(use_node_scalar=False)(replace(systems, node_scalar=None))).all()
+    with pytest.raises(ValueError, match="aggregation"):
+        SEGNNDynamicsConfig(aggregation="max")
+    with pytest.raises(ValueError, match="lmax"):
+        SEGNNConfig(lmax_attr=0)
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_a_short_nbody_training_reduces_the_loss_and_stays_finite(nbody_cache: Path):
+    """150 Adam steps (lr 2e-3, batch 20) on 100 real systems, float32: the loss falls, the test MSE
+    ends below half of "nothing moves" (the model starts near x' = x, see OUTPUT_INIT_SCALE)."""
+    torch.manual_seed(0)
+    model = build_model("segnn_dynamics", SEGNNDynamicsConfig(hidden=16, layers=2, optimize_einsums=False))
+    train_batch = split_batch(nbody_cache, "train")
+    test_batch = split_batch(nbody_cache, "test")
+    baseline = float((test_batch.pos - test_batch.target_pos).pow(2).mean())  # nothing moves
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-12)
+    gen = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(30):  # 30 epochs × 5 batches = 150 steps
+        order = torch.randperm(train_batch.num_graphs, generator=gen)
+        for chunk in order.split(20):
+            nodes = (chunk.unsqueeze(1) * 5 + torch.arange(5)).reshape(-1)
+            batch = replace(
+                train_batch, num_graphs=len(chunk), pos=train_batch.pos[nodes], vel=train_batch.vel[nodes],
+                node_scalar=train_batch.node_scalar[nodes], target_pos=train_batch.target_pos[nodes],
+                node_graph=torch.arange(len(chunk)).repeat_interleave(5), node_feat=train_batch.node_feat[nodes],
+            )
+            loss = (model(batch) - batch.target_pos).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    assert all(math.isfinite(x) for x in losses)
+    first, last = np.mean(losses[:5]), np.mean(losses[-10:])
+    assert last < 0.5 * first, (first, last)
+    model.eval()
+    with torch.no_grad():
+        test_mse = float((model(test_batch) - test_batch.target_pos).pow(2).mean())
+    assert test_mse < 0.5 * baseline, (test_mse, baseline)
+
+
+def tiny(cache: Path, out: Path, **changes) -> TrainConfig:
+    base = TrainConfig(cache=str(cache), model="segnn", out=str(out), epochs=2, batch_size=20, hidden=8, layers=2,
+                       lr=1e-3, progress=False, model_options=("optimize_einsums=false",))
+    return replace(base, **changes)
+
+
+def test_cli_trains_and_evaluates_segnn_on_an_nbody_cache(nbody_cache: Path, tmp_path: Path):
+    out = tmp_path / "nbody-segnn"
+    r = runner.invoke(app, ["train", "--cache", str(nbody_cache), "--model", "segnn", "--out", str(out),
+                            "--epochs", "1", "--hidden", "8", "--layers", "2", "--batch-size", "20", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    trained = load_trained(out)
+    assert trained.meta.model == "segnn_dynamics" and isinstance(trained.model, SEGNNDynamics)
+    assert trained.model.config.hidden == 8 and trained.meta.target == "positions"
+    assert trained.model.config.optimize_einsums  # the default path
+    saved = json.loads((out / "result.json").read_text())
+    js = json.loads(runner.invoke(app, ["evaluate", str(out), "--json"]).stdout)
+    assert js["metric"] == "MSE" and js["mse"] == pytest.approx(saved["test_mse"], rel=1e-12)
+    assert math.isfinite(saved["test_mse"])
+    r = runner.invoke(app, ["train", "--resume", str(out), "--no-progress"])
+    assert r.exit_code == 0 and "resuming" in r.stdout
+
+
+def test_an_interrupted_segnn_run_resumes_exactly(nbody_cache: Path, tmp_path: Path):
+    config = tiny(nbody_cache, tmp_path / "a")
+    whole = train(config)
+    split = replace(config, out=str(tmp_path / "b"))
+    assert train(split, stop_after_epoch=1).stopped == "interrupted"
+    resumed = train(split, resume=True)
+    ra, rb = read_records(tmp_path / "a"), read_records(tmp_path / "b")
+    assert [(r.epoch, r.train_loss, r.valid_error) for r in ra] == [(r.epoch, r.train_loss, r.valid_error) for r in rb]
+    assert resumed.test_error == whole.test_error
+    assert evaluate_run(tmp_path / "b", "test", device="cpu").value == pytest.approx(whole.test_error, rel=1e-12)
+
+
+def test_cli_trains_segnn_on_qm9(qm9_cache: Path, tmp_path: Path):
+    out = tmp_path / "u0-segnn"
+    r = runner.invoke(app, ["train", "--cache", str(qm9_cache), "--target", "U0", "--model", "segnn", "--out", str(out),
+                            "--epochs", "1", "--hidden", "8", "--layers", "2", "--batch-size", "32", "--no-progress",
+                            "--model-option", "optimize_einsums=false"])
+    assert r.exit_code == 0, r.output
+    assert "test MAE" in r.stdout and "meV" in r.stdout
+    trained = load_trained(out)
+    assert trained.meta.model == "segnn" and isinstance(trained.model, SEGNN)
+    assert trained.model.config.cutoff == 2.0 and trained.model.config.lmax == 2
+    assert trained.model.config.optimize_einsums is False
+    js = json.loads(runner.invoke(app, ["evaluate", str(out), "--json"]).stdout)
+    assert js["unit"] == "meV" and js["mae"] == pytest.approx(json.loads((out / "result.json").read_text())["test_mae"],
+                                                                rel=1e-12)
+    # predict: an xyz file and the same molecule rotated and moved give the same value
+    water = np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]])
+    rot = random_rotation(torch.Generator().manual_seed(8)).numpy()
+    files = []
+    for k, xyz in enumerate((water, water @ rot.T + np.array([1.5, -3.0, 0.25]))):
+        path = tmp_path / f"water{k}.xyz"
+        path.write_text("3\nwater\n" + "".join(f"{el} {x:.10f} {y:.10f} {z:.10f}\n" for el, (x, y, z) in zip("OHH", xyz)))
+        files.append(str(path))
+    listed = json.loads(runner.invoke(app, ["predict", str(out), *files, "--json", "--device", "cpu"]).stdout)
+    assert [d["unit"] for d in listed] == ["meV", "meV"] and math.isfinite(listed[0]["value"])
+    assert listed[1]["value"] == pytest.approx(listed[0]["value"], rel=1e-5)  # float32 model
+
+
+DDP_WORKER = """
+import sys
+import torch
+from empcn.train.config import TrainConfig
+from empcn.train.loop import Trainer, shutdown_quietly
+
+cache, out, probe = sys.argv[1:4]
+config = TrainConfig(cache=cache, model="segnn", out=out, epochs=1, batch_size=10, hidden=8, layers=2, lr=1e-3,
+                     progress=False, seed=3, model_options=("optimize_einsums=false",))
+trainer = Trainer(config)
+result = trainer.run()
+torch.save({k: v.clone() for k, v in trainer.model.state_dict().items()}, f"{probe}/weights-{trainer.env.rank}.pt")
+with open(f"{probe}/mse-{trainer.env.rank}.txt", "w") as f:
+    f.write(repr(result.test_error))
+shutdown_quietly(trainer.env)
+"""
+
+
+def test_two_gloo_ranks_train_the_same_segnn(nbody_cache: Path, tmp_path: Path):
+    """DDP (gloo, CPU, 2 processes): both ranks end with identical SEGNN weights and the same test MSE."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "worker.py"
+    script.write_text(DDP_WORKER)
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           str(nbody_cache), str(tmp_path / "run"), str(probe)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    weights = [torch.load(probe / f"weights-{r}.pt", weights_only=True) for r in range(2)]
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+    mse = [float((probe / f"mse-{r}.txt").read_text()) for r in range(2)]
+    assert mse[0] == mse[1] and math.isfinite(mse[0])
+    assert [r.epoch for r in read_records(tmp_path / "run")] == [1]
+
+
+def test_float32_weights_loaded_into_a_float64_model_stay_exactly_equivariant(systems):
+    """A float32 state dict holds float32-rounded Clebsch–Gordan constants; loading recomputes them.
+    (lmax 2: with lmax 1 every path is a scalar product e3nn writes without constants.)"""
+    cfg = SEGNNDynamicsConfig(hidden=12, layers=2, lmax=2, lmax_attr=2, optimize_einsums=False)
+    torch.manual_seed(0)
+    saved = SEGNNDynamics(cfg).state_dict()
+    assert any("_w3j_" in k and v.dtype == torch.float32 for k, v in saved.items())
+    model = SEGNNDynamics(cfg).double().eval()
+    model.load_state_dict(saved)
+    with torch.no_grad():
+        model.core.pre_2.tp.weight.div_(OUTPUT_INIT_SCALE)
+    base = model(systems)
+    matrix, shift = orthogonal_maps(seed=10)[3][1:]
+    assert_close(model(moved(systems, matrix, shift)), base @ matrix.T + shift, rtol=1e-12)

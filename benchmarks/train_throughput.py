@@ -1,17 +1,23 @@
-"""Training throughput (samples/s) of EGNN, EMPCN, decoupled EMPCN and SEGNN at their defaults.
+"""Training throughput of empcn's models against EGNN written the reference way, in the same run.
 
-On a QM9 cache the models are the graph-level regressors (target U0); on a positions cache (N-body,
-``--cache data/nbody.h5``) the same ``--models`` names train the position models (``segnn`` →
-``segnn_dynamics``), with the positions task's defaults.
+Settings (issue #11): N-body charged 5-body, batch 100 — the reference EGNN 4 × 64 with the velocity
+term against ``--model egnn`` and ``--model empcn`` (their N-body defaults); QM9, batch 96, all
+ordered atom pairs — the reference EGNN 7 × 128 (attention, residual, sum readout) against
+``--model egnn``, ``empcn`` and ``decoupled`` (their QM9 defaults). SEGNN (both settings) and the
+N-body decoupled model are reported in the same tables; ``--models`` picks a subset.
 
-Runs the real training loop (:class:`empcn.train.loop.Trainer`, one warm-up epoch then one timed
-epoch, each cut to ``--batches`` batches) on a lifted cache, on CPU and on CUDA when available, and
-the data loader alone (shards → collated batches, no model) with 0 and ``--workers`` worker
-processes. Prints markdown table rows with the command, machine and date.
+empcn is timed through its real training loop (:class:`empcn.train.loop.Trainer`, one epoch of
+``--batches`` batches: data loading, collation, forward, backward, clipping, Adam); the reference
+(``reference_egnn.py``) through a bare Adam loop on the same batches, pair lists prepared beforehand,
+so the reference pays no data loading. Contenders alternate within each of ``--rounds`` rounds, after
+one warm-up epoch each; a ratio is the median over rounds of (empcn samples/s) / (reference samples/s)
+of the same round. Absolute rates drift on shared machines; the ratios are what is tracked.
 
-    python benchmarks/train_throughput.py --cache data/qm9.h5 [--batches 20] [--devices cpu,cuda]
+    python benchmarks/train_throughput.py [--nbody-cache data/nbody.h5] [--qm9-cache data/qm9.h5]
+        [--settings nbody,qm9] [--models egnn,empcn] [--batches 30] [--rounds 5] [--threads 1] [--device cpu]
 
-Without ``--cache`` it lifts the first ``--lift`` QM9 molecules into a temporary folder first.
+Without a cache it lifts one into a temporary folder (N-body: the default charged set; QM9: the
+first 3,000 molecules).
 """
 
 from __future__ import annotations
@@ -19,103 +25,147 @@ from __future__ import annotations
 import argparse
 import datetime
 import shlex
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from machine import describe
+from reference_egnn import ReferenceNBodyEGNN, ReferenceQM9EGNN, all_pairs
 
 from empcn.train.config import TrainConfig
-from empcn.train.dataset import make_loader
 from empcn.train.loop import Trainer
 
-MODELS = ("egnn", "empcn", "decoupled", "segnn")
+SETTINGS = {
+    "nbody": {"batch": 100, "models": ("egnn", "empcn", "decoupled", "segnn"), "unit": "systems/s"},
+    "qm9": {"batch": 96, "models": ("egnn", "empcn", "decoupled", "segnn"), "unit": "molecules/s"},
+}
 
 
-def machine(device: str) -> str:
-    return f"{describe(device)}, {torch.get_num_threads()} torch threads"
-
-
-def is_positions_cache(cache: Path) -> bool:
-    from empcn.train.dataset import CacheLayout
-    from empcn.train.task import POSITIONS
-
-    return CacheLayout.read(cache).manifest.get("task") == POSITIONS
-
-
-def trainer(cache: Path, model: str, device: str, batches: int, batch_size: int, workers: int, out: Path) -> Trainer:
+def make_trainer(cache: Path, setting: str, model: str, device: str, batches: int, out: Path, **extra) -> Trainer:
     config = TrainConfig(
-        cache=str(cache), target=None if is_positions_cache(cache) else "U0", model=model, out=str(out), epochs=2, batch_size=batch_size,
-        device=device, workers=workers, limit_batches=batches, verify=False, progress=False,
+        cache=str(cache), target="U0" if setting == "qm9" else None, model=model, out=str(out), epochs=1000,
+        batch_size=SETTINGS[setting]["batch"], device=device, workers=0, limit_batches=batches, verify=False,
+        progress=False, **extra,
     )
     return Trainer(config)
 
 
-def train_rate(t: Trainer) -> tuple[float, int]:
-    """Molecules/s of the second (timed) epoch; the first warms up allocator, kernels and caches."""
-    t._train_epoch(1, None)
-    if t.device.type == "cuda":
-        torch.cuda.synchronize()
-    _, count, seconds, _ = t._train_epoch(2, None)
-    if t.device.type == "cuda":
-        torch.cuda.synchronize()
-    return count / seconds, count
+def empcn_round(t: Trainer) -> Callable[[int], float]:
+    """samples/s of one training epoch of ``t`` (the loop's own code path)."""
+
+    def run(epoch: int) -> float:
+        _, count, seconds, _ = t._train_epoch(epoch, None)
+        if t.device.type == "cuda":
+            torch.cuda.synchronize()
+        return count / seconds
+
+    return run
 
 
-def loader_rate(t: Trainer, workers: int) -> tuple[float, int]:
-    """(molecules/s, molecules) the loader delivers over a whole train epoch (collated CPU batches only).
+def reference_round(t: Trainer, setting: str) -> tuple[Callable[[int], float], int]:
+    """samples/s of the reference EGNN over the batches ``t``'s loader yields (collected once)."""
+    device = t.device
+    t.train_stream.set_epoch(0)
+    prepared = []
+    for batch in t.train_loader:
+        b = batch.to(device, torch.float32)
+        row, col = all_pairs(b.node_graph)
+        if setting == "qm9":
+            y = ((batch.y - t.task.mean) / t.task.mad).to(device, torch.float32)
+            prepared.append((b.node_feat, b.pos, row, col, b.node_graph, b.num_graphs, y))
+        else:
+            prepared.append((b.pos, b.vel, b.node_scalar.reshape(-1, 1), row, col, b.target_pos, b.num_graphs))
+    torch.manual_seed(0)
+    if setting == "qm9":
+        model = ReferenceQM9EGNN(prepared[0][0].shape[1]).to(device)
+    else:
+        model = ReferenceNBodyEGNN().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-12)
+    params = sum(p.numel() for p in model.parameters())
 
-    Includes forking the workers, as every training epoch does.
-    """
-    stream = t.train_stream
-    limit, stream.limit_batches = stream.limit_batches, None
-    stream.set_epoch(7)
-    try:
+    def run(_: int) -> float:
         start = time.perf_counter()
-        count = sum(b.num_graphs for b in make_loader(stream, workers))
-        return count / (time.perf_counter() - start), count
-    finally:
-        stream.limit_batches = limit
+        count = 0
+        for item in prepared:
+            if setting == "qm9":
+                feat, x, row, col, graph, n, y = item
+                loss = (model(feat, x, row, col, graph, n) - y).abs().mean()
+            else:
+                x, vel, q, row, col, target, n = item
+                loss = ((model(x, vel, q, row, col) - target) ** 2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            count += n
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return count / (time.perf_counter() - start)
+
+    return run, params
+
+
+def lift_default(setting: str, tmp: Path) -> Path:
+    if setting == "nbody":
+        from empcn.lift.nbody import NBodyLiftConfig, lift_nbody
+
+        return lift_nbody(NBodyLiftConfig(out=tmp / "nbody.h5", progress=False))
+    from empcn.lift.qm9 import QM9LiftConfig, lift_qm9
+
+    return lift_qm9(QM9LiftConfig(out=tmp / "qm9.h5", limit=3000, shard_size=1024, progress=False))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache", type=Path, help="lifted cache (default: lift --lift molecules to a temp folder)")
-    parser.add_argument("--lift", type=int, default=3000, help="molecules to lift when --cache is not given")
-    parser.add_argument("--batches", type=int, default=20, help="batches per timed epoch")
-    parser.add_argument("--batch-size", type=int, default=96)
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for the loader-only row")
-    parser.add_argument("--devices", default="cpu,cuda", help="comma-separated; cuda is skipped without a GPU")
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--nbody-cache", type=Path)
+    parser.add_argument("--qm9-cache", type=Path)
+    parser.add_argument("--settings", default="nbody,qm9")
+    parser.add_argument("--batches", type=int, default=30, help="batches per timed epoch")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", action="store_true", help="empcn models under bf16 autocast (--amp)")
+    parser.add_argument("--models", help="comma-separated subset of the setting's models (default: all)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, i.e. the machine's cores)")
     args = parser.parse_args()
-
-    tmp = Path(tempfile.mkdtemp(prefix="empcn-bench-"))
-    cache = args.cache
-    if cache is None:
-        from empcn.lift.qm9 import QM9LiftConfig, lift_qm9
-
-        cache = lift_qm9(QM9LiftConfig(out=tmp / "qm9.h5", limit=args.lift, shard_size=1024, progress=False))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="empcn-throughput-"))
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    date = datetime.date.today().isoformat()
-    devices = [d for d in args.devices.split(",") if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
-
-    print("| what | device | batch | params | samples/s | command | machine | date |")
-    print("|---|---|---|---|---|---|---|---|")
-    for device in devices:
-        for model in args.models.split(","):
-            t = trainer(cache, model, device, args.batches, args.batch_size, 0, tmp / f"{device}-{model}")
-            rate, count = train_rate(t)
-            name = f"train {model} (hidden {t.model_config.hidden}, {t.model_config.layers} layers)"
-            print(f"| {name} | {device} | {args.batch_size} | {t.parameters:,} | {rate:,.0f} | `{command}` | "
-                  f"{machine(device)} | {date} |", flush=True)
-            if device == devices[0]:
-                for w in sorted({0, args.workers}):
-                    rate, n = loader_rate(t, w)
-                    print(f"| loader only for {model}, {w} workers ({len(t.spec.neighbourhoods)} neighbourhoods, "
-                          f"{n} molecules) | cpu | {args.batch_size} | – | {rate:,.0f} | `{command}` | {machine('cpu')} | {date} |", flush=True)
+    extra = {"amp": True} if args.amp else {}
+    print(f"{command}\n{describe(args.device)}, {torch.get_num_threads()} torch threads, "
+          f"{datetime.date.today().isoformat()}\n")
+    for setting in args.settings.split(","):
+        cache = getattr(args, f"{setting}_cache") or lift_default(setting, tmp)
+        spec = SETTINGS[setting]
+        runs: dict[str, Callable[[int], float]] = {}
+        params: dict[str, int] = {}
+        chosen = [m for m in spec["models"] if not args.models or m in args.models.split(",")]
+        trainers = {m: make_trainer(cache, setting, m, args.device, args.batches, tmp / f"{setting}-{m}", **extra)
+                    for m in chosen}
+        runs["reference"], params["reference"] = reference_round(trainers[chosen[0]], setting)
+        for m, t in trainers.items():
+            runs[m], params[m] = empcn_round(t), t.parameters
+        for name, run in runs.items():  # warm-up
+            run(1)
+        rates: dict[str, list[float]] = {name: [] for name in runs}
+        for r in range(args.rounds):
+            for name, run in runs.items():
+                rates[name].append(run(r + 2))
+        ref = rates["reference"]
+        print(f"### {setting}, batch {spec['batch']}, {args.batches} batches × {args.rounds} rounds, {args.device}"
+              + (" (--amp)" if args.amp else ""))
+        print(f"| model | params | {spec['unit']} (median) | ratio to reference (median of rounds) | per round |")
+        print("|---|---|---|---|---|")
+        for name, values in rates.items():
+            ratios = [v / rv for v, rv in zip(values, ref)]
+            label = "reference EGNN (authors' form)" if name == "reference" else f"empcn `--model {name}`"
+            print(f"| {label} | {params[name]:,} | {statistics.median(values):,.0f} | "
+                  f"**{statistics.median(ratios):.2f}×** | {' '.join(f'{x:.2f}' for x in ratios)} |", flush=True)
+        print()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import empcn
@@ -32,3 +34,19 @@ def test_nothing_under_train_imports_lift_data_or_rdkit():
         if any(name == bad or name.startswith(bad + ".") for bad in FORBIDDEN)
     }
     assert not offenders, sorted(offenders)
+
+
+def test_only_segnn_imports_e3nn():
+    """The registry imports a model's module on first use: training EGNN never loads e3nn (≈1 s)."""
+    code = (
+        "import sys\n"
+        "from empcn.train.models.registry import ALL_MODELS, build_model\n"
+        "for name in sorted(ALL_MODELS):\n"
+        "    if not name.startswith('segnn'):\n"
+        "        build_model(name)\n"
+        "assert 'e3nn' not in sys.modules, 'e3nn imported'\n"
+        "build_model('segnn_dynamics')\n"
+        "assert 'e3nn' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

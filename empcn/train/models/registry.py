@@ -2,43 +2,51 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from torch import nn
 
-from empcn.train.models.decoupled import DecoupledConfig, DecoupledEMPCN
-from empcn.train.models.decoupled_dynamics import DecoupledDynamics, DecoupledDynamicsConfig
-from empcn.train.models.egnn import EGNN, EGNNConfig
-from empcn.train.models.egnn_dynamics import EGNNDynamics, EGNNDynamicsConfig
-from empcn.train.models.empcn import EMPCN, EMPCNConfig
-from empcn.train.models.empcn_dynamics import EMPCNDynamics, EMPCNDynamicsConfig
-from empcn.train.models.segnn import SEGNN, SEGNNConfig, SEGNNDynamics, SEGNNDynamicsConfig
-
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered model: its frozen config dataclass and the constructor taking one."""
+    """A registered model: the module that holds it, its frozen config dataclass and the ``nn.Module``
+    taking one. The module is imported on first use, so a model with a heavy dependency (SEGNN: e3nn)
+    costs nothing to processes that train another model."""
 
-    config_class: type
-    constructor: Callable[[Any], nn.Module]
+    module: str
+    config_name: str
+    model_name: str
+
+    @property
+    def config_class(self) -> type:
+        return getattr(importlib.import_module(self.module), self.config_name)
+
+    @property
+    def constructor(self) -> Callable[[Any], nn.Module]:
+        return getattr(importlib.import_module(self.module), self.model_name)
+
+
+def _spec(module: str, config: str, model: str) -> ModelSpec:
+    return ModelSpec(f"empcn.train.models.{module}", config, model)
 
 
 MODELS: dict[str, ModelSpec] = {
-    "egnn": ModelSpec(EGNNConfig, EGNN),
-    "empcn": ModelSpec(EMPCNConfig, EMPCN),
-    "decoupled": ModelSpec(DecoupledConfig, DecoupledEMPCN),
-    "segnn": ModelSpec(SEGNNConfig, SEGNN),
+    "egnn": _spec("egnn", "EGNNConfig", "EGNN"),
+    "empcn": _spec("empcn", "EMPCNConfig", "EMPCN"),
+    "decoupled": _spec("decoupled", "DecoupledConfig", "DecoupledEMPCN"),
+    "segnn": _spec("segnn", "SEGNNConfig", "SEGNN"),
 }
 """Graph-level regressors: ``forward(batch) -> (B,)`` (QM9)."""
 
 DYNAMICS_MODELS: dict[str, ModelSpec] = {
-    "egnn_dynamics": ModelSpec(EGNNDynamicsConfig, EGNNDynamics),
-    "empcn_dynamics": ModelSpec(EMPCNDynamicsConfig, EMPCNDynamics),
-    "decoupled_dynamics": ModelSpec(DecoupledDynamicsConfig, DecoupledDynamics),
-    "segnn_dynamics": ModelSpec(SEGNNDynamicsConfig, SEGNNDynamics),
+    "egnn_dynamics": _spec("egnn_dynamics", "EGNNDynamicsConfig", "EGNNDynamics"),
+    "empcn_dynamics": _spec("empcn_dynamics", "EMPCNDynamicsConfig", "EMPCNDynamics"),
+    "decoupled_dynamics": _spec("decoupled_dynamics", "DecoupledDynamicsConfig", "DecoupledDynamics"),
+    "segnn_dynamics": _spec("segnn", "SEGNNDynamicsConfig", "SEGNNDynamics"),
 }
-"""Position predictors: ``forward(batch) -> (N, 3)`` (N-body; a cache whose manifest says task "positions")."""
+"""Position predictors: ``forward(batch) -> (N, 3)`` (N-body, MoCap; a cache whose manifest says task "positions")."""
 
 ALL_MODELS: dict[str, ModelSpec] = {**MODELS, **DYNAMICS_MODELS}
 

@@ -40,11 +40,17 @@ def _check_pairs(name: str, index: Tensor) -> None:
         raise ValueError(f"geometry: {name} must be an integer tensor, got {index.dtype}")
 
 
+def _rows(t: Tensor, index: Tensor) -> Tensor:
+    """``t[index]`` as ``index_select`` (the same values; its backward is a scatter-add, several times
+    faster on CPU than advanced indexing's ``index_put_``)."""
+    return t.index_select(0, index)
+
+
 def edge_lengths(pos: Tensor, edge_index: Tensor) -> Tensor:
     """Length of every edge. ``pos: (N, 3)``, ``edge_index: (E, 2)`` node indices → ``(E,)``, unit of pos."""
     _check_pos(pos)
     _check_pairs("edge_index", edge_index)
-    return torch.linalg.vector_norm(pos[edge_index[:, 1]] - pos[edge_index[:, 0]], dim=-1)
+    return torch.linalg.vector_norm(_rows(pos, edge_index[:, 1]) - _rows(pos, edge_index[:, 0]), dim=-1)
 
 
 @dataclass
@@ -105,15 +111,15 @@ def ring_geometry(
     size_of = sizes[ring_of]
     succ = starts[ring_of] + torch.remainder(k + 1, size_of.clamp(min=1))
 
-    x = pos[ring_node]  # (L, 3)
+    x = _rows(pos, ring_node)  # (L, 3)
     size = sizes.to(pos.dtype)
     barycentre = pos.new_zeros(num_rings, 3).index_add_(0, ring_of, x) / size.clamp(min=1).unsqueeze(1)
 
-    rel = x - barycentre[ring_of]
-    fan = 0.5 * torch.linalg.vector_norm(torch.linalg.cross(rel, rel[succ], dim=-1), dim=-1)
+    rel = x - _rows(barycentre, ring_of)
+    fan = 0.5 * torch.linalg.vector_norm(torch.linalg.cross(rel, _rows(rel, succ), dim=-1), dim=-1)
     area = pos.new_zeros(num_rings).index_add_(0, ring_of, fan)
 
-    side = torch.linalg.vector_norm(x[succ] - x, dim=-1)
+    side = torch.linalg.vector_norm(_rows(x, succ) - x, dim=-1)
     perimeter = pos.new_zeros(num_rings).index_add_(0, ring_of, side)
 
     # Unordered slot pairs (i, j), i < j, within each ring: slot i pairs with the g−1−k slots after it.
@@ -121,7 +127,7 @@ def ring_geometry(
     first = torch.repeat_interleave(torch.arange(ring_of.shape[0], device=pos.device), after)
     begin = torch.cumsum(after, 0) - after
     second = first + 1 + torch.arange(first.shape[0], device=pos.device) - begin[first]
-    diam = torch.linalg.vector_norm(x[second] - x[first], dim=-1)
+    diam = torch.linalg.vector_norm(_rows(x, second) - _rows(x, first), dim=-1)
     radius = 0.5 * pos.new_zeros(num_rings).scatter_reduce_(0, ring_of[first], diam, "amax", include_self=True)
 
     return RingGeometry(barycentre=barycentre, area=area, perimeter=perimeter, radius=radius, size=size)
@@ -131,7 +137,7 @@ def cell_barycentres(pos: Tensor, edge_index: Tensor, ring_geometry: RingGeometr
     """Barycentres per rank: nodes ``(N, 3)`` (= pos), edge midpoints ``(E, 3)``, ring barycentres ``(R, 3)``."""
     _check_pos(pos)
     _check_pairs("edge_index", edge_index)
-    midpoints = 0.5 * (pos[edge_index[:, 0]] + pos[edge_index[:, 1]])
+    midpoints = 0.5 * (_rows(pos, edge_index[:, 0]) + _rows(pos, edge_index[:, 1]))
     return pos, midpoints, ring_geometry.barycentre
 
 
@@ -142,4 +148,4 @@ def pair_distances(sender_bary: Tensor, receiver_bary: Tensor, index: Tensor) ->
     :func:`cell_barycentres` indexed by :class:`empcn.schema.NeighbourhoodSpec` ranks.
     """
     _check_pairs("index", index)
-    return torch.linalg.vector_norm(sender_bary[index[:, 0]] - receiver_bary[index[:, 1]], dim=-1)
+    return torch.linalg.vector_norm(_rows(sender_bary, index[:, 0]) - _rows(receiver_bary, index[:, 1]), dim=-1)

@@ -104,8 +104,8 @@ class DecoupledDynamics(nn.Module):
                 c = torch.stack([geo.radius, geo.perimeter, geo.size], dim=-1)
                 if g is None:
                     g = rp.embed(rp.ring_inv(c))
-                d = torch.linalg.vector_norm(x[node] - geo.barycentre[ring], dim=-1, keepdim=True)
-                q = rp.pair_inv(torch.cat([c[ring], d], dim=-1))
+                d = torch.linalg.vector_norm(x.index_select(0, node) - geo.barycentre.index_select(0, ring), dim=-1, keepdim=True)
+                q = rp.pair_inv(torch.cat([c.index_select(0, ring), d], dim=-1))
                 extra = rp.layers[k].node_term(h, g, ring, node, q)
                 g = rp.layers[k].ring_step(h, g, ring, node, q)
                 h = layer.node_update(h, scatter_sum(m, pairs[:, 1], h.shape[0]), extra)

@@ -119,7 +119,7 @@ class EGNNLayer(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Gated messages ``m: (P, hidden)`` and the differences ``x_i − x_j: (P, 3)``."""
         send, recv = pairs[:, 0], pairs[:, 1]
-        diff = x[recv] - x[send]
+        diff = x.index_select(0, recv) - x.index_select(0, send)
         parts = [(diff * diff).sum(dim=-1, keepdim=True)]  # ‖x_i − x_j‖²
         if self.edge_attr_dim:
             if edge_attr is None or edge_attr.shape != (pairs.shape[0], self.edge_attr_dim):

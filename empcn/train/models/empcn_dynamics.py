@@ -165,7 +165,7 @@ class EMPCNDynamicsLayer(CellLayer):
         m = self.messages(h, nbr, inv)
         pairs = nbr["0_0"]
         step = pair_position_step(
-            pairs, x.shape[0], x[pairs[:, 1]] - x[pairs[:, 0]], m["0_0"], self.coord_mlp, self.coord_agg, rel_vel,
+            pairs, x.shape[0], x.index_select(0, pairs[:, 1]) - x.index_select(0, pairs[:, 0]), m["0_0"], self.coord_mlp, self.coord_agg, rel_vel,
             self.rel_vel_mlp,
         )
         x_new = x + self.coord_weight * step + self.vel_mlp(h[0]) * vel
@@ -231,7 +231,7 @@ class EMPCNDynamics(nn.Module):
             idx = nbr[a]
             send, recv = idx[:, 0], idx[:, 1]
             if a == "0_0":
-                diff = x[recv] - x[send]
+                diff = x.index_select(0, recv) - x.index_select(0, send)
                 d = torch.linalg.vector_norm(diff, dim=-1, keepdim=True)
                 parts = [self.emb_node_pair(d)] + ([pair_scalar] if pair_scalar is not None else [])
                 if pair_vel is not None:
@@ -239,16 +239,16 @@ class EMPCNDynamics(nn.Module):
                     parts += [closing, pair_vel[:, 3:]]
                 inv[a] = torch.cat(parts, dim=-1)
             elif a == "0_1":
-                inv[a] = self.emb_edge(geo.edge_len[recv].unsqueeze(-1))
+                inv[a] = self.emb_edge(geo.edge_len.index_select(0, recv).unsqueeze(-1))
             elif a == "1_0":
-                inv[a] = self.emb_edge(geo.edge_len[send].unsqueeze(-1))
+                inv[a] = self.emb_edge(geo.edge_len.index_select(0, send).unsqueeze(-1))
             elif a in EDGE_ADJACENCIES:
                 ell = geo.edge_len
-                inv[a] = self.emb_edge_pair(torch.stack([ell[recv], ell[send], geo.pair_dist(a, idx)], dim=-1))
+                inv[a] = self.emb_edge_pair(torch.stack([ell.index_select(0, recv), ell.index_select(0, send), geo.pair_dist(a, idx)], dim=-1))
             elif a == "1_2":
-                inv[a] = self.emb_edge_ring(torch.cat([geo.ring_scalars()[recv], geo.edge_len[send, None]], dim=-1))
+                inv[a] = self.emb_edge_ring(torch.cat([geo.ring_scalars().index_select(0, recv), geo.edge_len.index_select(0, send)[:, None]], dim=-1))
             elif a == "2_1":
-                inv[a] = self.emb_edge_ring(torch.cat([geo.ring_scalars()[send], geo.edge_len[recv, None]], dim=-1))
+                inv[a] = self.emb_edge_ring(torch.cat([geo.ring_scalars().index_select(0, send), geo.edge_len.index_select(0, recv)[:, None]], dim=-1))
             else:  # pragma: no cover - the config validates the names
                 raise ValueError(f"EMPCNDynamics: no invariants defined for {a!r}")
         return inv

@@ -111,6 +111,9 @@ def train(
         help="QM9: atoms = fit a per-element reference (element counts → target) on the train molecules and learn "
         "the residual; none = the papers' plain mean/MAD (default: atoms for alpha, zpve, U0, U, H, G, Cv).",
     ),
+    valid_every: Optional[int] = typer.Option(
+        None, min=1, help="Validate every N epochs (and at the last); the best epoch is picked among those (default: 1)."
+    ),
     model_option: Optional[list[str]] = typer.Option(
         None, help="KEY=VALUE: set a field of the model's config, e.g. fourier_scale=0.5 (repeatable; docs/models.md)."
     ),
@@ -149,6 +152,7 @@ def train(
         "progress": progress,
         "model_options": tuple(model_option) if model_option else None,
         "target_reference": target_reference.value if target_reference is not None else None,
+        "valid_every": valid_every,
     }
     try:
         if resume is not None:

@@ -20,7 +20,9 @@ TaskKind = Literal["scalar", "positions"]
 
 #: Options a resumed run may change: they do not change the numbers it computes.
 #: ``cache`` may move (a resumed run checks the cache's fingerprint instead), ``out`` is the folder resumed.
-RUN_CONTROL: frozenset[str] = frozenset({"cache", "out", "time_limit", "device", "workers", "progress", "verify"})
+RUN_CONTROL: frozenset[str] = frozenset(
+    {"cache", "out", "time_limit", "device", "workers", "progress", "verify", "valid_every"}
+)
 
 #: EGNN trains the orbital energies with lr 1e-3 and everything else with 5e-4 (arXiv 2102.09844).
 _HIGH_LR_TARGETS = frozenset({"gap", "homo", "lumo"})
@@ -103,6 +105,12 @@ class TrainConfig:
     for the extensive QM9 targets (alpha, zpve, U0, U, H, G, Cv), ``none`` for the others and for
     positions. A run saved before the option existed resumes as ``none`` (:data:`SAVED_WITHOUT`).
 
+    ``valid_every``: the valid split is scored every N epochs (and at the last epoch, and when a time
+    limit or an interruption ends the run), so the best epoch is one of those; the papers' long runs
+    with few steps per epoch (MoCap: 2 batches) spend most of their time validating otherwise.
+    Not validated epochs are written with a NaN valid metric. A run-control option: it may change on
+    resume.
+
     ``time_limit``: checked after every optimiser step; when it runs out mid-epoch the epoch ends
     there (``partial`` in ``metrics.jsonl``), is validated and checkpointed as done, and the run
     tests its best epoch. A resumed run starts at the next epoch with a fresh time budget.
@@ -139,6 +147,7 @@ class TrainConfig:
     progress: bool = True  # tqdm bar per epoch
     model_options: tuple[str, ...] = ()  # "KEY=VALUE" fields of the model's config (--model-option)
     target_reference: TargetReference | None = None  # "atoms" | "none"; None: the task's default
+    valid_every: int = 1  # validate (and pick the best epoch) every N epochs, and always at the last
 
     #: Runs saved before ``target_reference`` existed trained on the plain mean/MAD.
     SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"target_reference": "none"}
@@ -153,7 +162,7 @@ class TrainConfig:
 
         need(bool(self.cache), "cache", "a path", self.cache)
         need(self.target is None or bool(self.target), "target", "a target name", self.target)
-        for name in ("epochs", "batch_size", "hidden", "layers", "train_size", "limit_batches"):
+        for name in ("epochs", "batch_size", "hidden", "layers", "train_size", "limit_batches", "valid_every"):
             value = getattr(self, name)
             need(value is None or value >= 1, name, "≥ 1", value)
         need(self.lr is None or (math.isfinite(self.lr) and self.lr > 0), "lr", "positive", self.lr)

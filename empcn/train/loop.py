@@ -455,8 +455,14 @@ class Trainer:
         stopped = "completed"
         for epoch in range(self.state.epoch + 1, cfg.epochs + 1):
             loss, count, seconds, cut = self._train_epoch(epoch, deadline)
-            valid, _ = self.evaluate("valid")
-            improved = valid < self.state.best_valid or self.state.best_epoch == 0
+            out_of_time = cut or (deadline is not None and time.monotonic() > deadline)
+            ending = (
+                epoch == cfg.epochs or out_of_time
+                or (self.stop_after_epoch is not None and epoch >= self.stop_after_epoch)
+            )
+            validated = ending or epoch % cfg.valid_every == 0
+            valid = self.evaluate("valid")[0] if validated else math.nan
+            improved = validated and (valid < self.state.best_valid or self.state.best_epoch == 0)
             self.state.epoch = epoch
             if improved:
                 self.state.best_valid, self.state.best_epoch = valid, epoch
@@ -471,12 +477,13 @@ class Trainer:
                 metrics_io.append_record(self.run_dir, record)
                 self._plot(force=epoch == cfg.epochs)
             self.log(
-                f"epoch {epoch}/{cfg.epochs}  loss {loss:.5g}  valid {task.metric} {valid:.5g} {self.unit}  "
-                f"(best {self.state.best_valid:.5g} @ {self.state.best_epoch})  "
-                f"{record.throughput:.0f} {task.sample_noun}/s  {seconds:.1f} s"
+                f"epoch {epoch}/{cfg.epochs}  loss {loss:.5g}  "
+                + (f"valid {task.metric} {valid:.5g} {self.unit}  " if validated else "")
+                + (f"(best {self.state.best_valid:.5g} @ {self.state.best_epoch})  " if self.state.best_epoch else "")
+                + f"{record.throughput:.0f} {task.sample_noun}/s  {seconds:.1f} s"
             )
             barrier(env)
-            if cut or (deadline is not None and time.monotonic() > deadline):
+            if out_of_time:  # decided before validating, so the last epoch of a run is always validated
                 stopped = "time_limit"
                 self.log(f"time limit of {cfg.time_limit:g} min reached after epoch {epoch}")
                 break

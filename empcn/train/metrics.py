@@ -147,9 +147,12 @@ def plot_learning_curve(run_dir: Path, records: list[EpochRecord] | None = None)
     loss_label = "train L1 (normalised)" if metric == "MAE" else f"train {metric} [{records[-1].unit}]"
     ax1.plot(epochs, [r.train_loss for r in records], marker="." if len(records) < 50 else None)
     ax1.set(xlabel="epoch", ylabel=loss_label, title="training loss")
-    ax2.plot(epochs, [r.valid_error for r in records], marker="." if len(records) < 50 else None, label="valid")
-    best = min(records, key=lambda r: r.valid_error if math.isfinite(r.valid_error) else math.inf)
-    ax2.axhline(best.valid_error, color="grey", lw=0.8, ls="--", label=f"best {best.valid_error:.4g} (epoch {best.epoch})")
+    scored = [r for r in records if math.isfinite(r.valid_error)]  # --valid-every: not every epoch is validated
+    ax2.plot([r.epoch for r in scored], [r.valid_error for r in scored], marker="." if len(scored) < 50 else None,
+             label="valid")
+    if scored:
+        best = min(scored, key=lambda r: r.valid_error)
+        ax2.axhline(best.valid_error, color="grey", lw=0.8, ls="--", label=f"best {best.valid_error:.4g} (epoch {best.epoch})")
     ax2.set(xlabel="epoch", ylabel=f"{metric} [{records[-1].unit}]", title=f"validation {metric}")
     ax2.legend(fontsize=8)
     from matplotlib.ticker import MaxNLocator

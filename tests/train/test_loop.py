@@ -164,6 +164,27 @@ def test_time_limit_stops_cleanly_and_tests_the_best_epoch(qm9_cache: Path, tmp_
     assert len(records) == 1 and records[0].partial
 
 
+def test_valid_every_scores_the_valid_split_every_n_epochs_and_at_the_last(qm9_cache: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = train(small(qm9_cache, run, epochs=5, valid_every=2, hidden=8, layers=1, limit_batches=2))
+    records = read_records(run)
+    assert [r.epoch for r in records] == [1, 2, 3, 4, 5]
+    validated = [r.epoch for r in records if np.isfinite(r.valid_error)]
+    assert validated == [2, 4, 5]  # every 2nd epoch and the last
+    assert result.best_epoch in validated
+    best = min((r for r in records if r.epoch in validated), key=lambda r: r.valid_error)
+    assert result.best_epoch == best.epoch and records[-1].best_valid_error == best.valid_error
+    # the checkpoint of the best epoch is what is tested: evaluate reproduces the run's test figure
+    assert evaluate_run(run, "test").value == pytest.approx(result.test_error, rel=1e-9)
+    # a run-control option: a resumed (extended) run may validate at another interval
+    config = TrainConfig.load(run)
+    extended = train(replace(config, epochs=7, valid_every=1), resume=True)
+    assert [r.epoch for r in read_records(run) if np.isfinite(r.valid_error)] == [2, 4, 5, 6, 7]
+    assert extended.epochs_run >= 1
+    with pytest.raises(Exception, match="valid.every"):
+        TrainConfig(cache="x", valid_every=0)
+
+
 def test_train_size_trains_on_a_seeded_subset_normalised_over_it(qm9_cache: Path, tmp_path: Path) -> None:
     config = small(qm9_cache, tmp_path / "run", train_size=40, epochs=1, seed=11, target_reference="none")
     trainer = loop.Trainer(config)

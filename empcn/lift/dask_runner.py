@@ -34,7 +34,7 @@ from empcn.lift.pipeline import BuildFn, LiftError, ShardJob, ShardResult, build
 
 LOCAL = "local"
 RETRIES = 2  # extra runs of a task that raised an unexpected exception
-CONNECT_TIMEOUT_S = 30  # to reach a scheduler, and for its first worker to connect
+CONNECT_TIMEOUT_S = 10  # to reach a scheduler, and for its first worker to connect
 
 
 @dataclass(frozen=True)

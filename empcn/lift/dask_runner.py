@@ -75,7 +75,7 @@ def _client(scheduler: str, workers: int) -> Iterator[Any]:
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        raise LiftError("--scheduler needs Dask: pip install dask distributed") from None
+        raise LiftError("--scheduler needs Dask: pip install 'empcn[dask]' (dask and distributed)") from None
     cluster = None
     try:
         if scheduler == LOCAL:

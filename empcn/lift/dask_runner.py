@@ -12,8 +12,10 @@ list as ever and, when every task is done, writes the manifest and the entry fil
 * a task whose worker dies (killed, out of memory, machine lost) is re-run on another worker by the
   scheduler (up to ``distributed.scheduler.allowed-failures`` times); one that raised an unexpected
   error (an I/O error of a shared file system) is retried :data:`RETRIES` times; an error of the data
-  (``--strict``) is not retried. The bytes of a shard depend only on its task, so a re-run writes the
-  same file, and the temporary files of killed attempts are removed once all tasks are done;
+  (``--strict``) is not retried but stops the lift: the tasks not yet started see a stop file and
+  return, the running ones are waited for, so no worker writes after ``empcn lift`` has returned.
+  The bytes of a shard depend only on its task, so a re-run writes the same file, and the temporary
+  files of killed attempts are removed once no task runs;
 * workers on other machines must see the cache's folder at the same path (a shared file system) and
   run the same empcn, numpy, h5py, torch (and RDKit) as the client: both are checked before the first
   task, each with a one-line error.
@@ -44,8 +46,9 @@ class _Failed:
     message: str
 
 
-def _run_task(build: BuildFn, job: ShardJob) -> ShardResult | _Failed:
-    """On a worker: one shard (see :func:`~empcn.lift.pipeline.build_and_write`)."""
+def _run_task(build: BuildFn, job: ShardJob, stop: str) -> ShardResult | _Failed:
+    """On a worker: one shard (see :func:`~empcn.lift.pipeline.build_and_write`), unless the file
+    ``stop`` exists (another task failed: the lift is over)."""
     from empcn.cache import CacheError
     from empcn.lift.pipeline import _init_worker
 
@@ -54,6 +57,8 @@ def _run_task(build: BuildFn, job: ShardJob) -> ShardResult | _Failed:
     if not folder.is_dir():
         return _Failed(f"Dask worker on {socket.gethostname()} cannot see the cache's folder {folder}: "
                        "--out must be on a file system every worker shares")
+    if os.path.exists(stop):
+        return _Failed("stopped: another shard failed")
     try:
         return build_and_write(job, build)
     except (LiftError, CacheError) as exc:
@@ -140,39 +145,57 @@ def run_on_dask(
 ) -> list[ShardResult]:
     """Run ``jobs`` as Dask tasks (``done`` is called as each finishes); the results in task order.
 
-    Raises LiftError with a one-line message on the first task that fails for good (the others are
-    cancelled; the shards already written stay for ``--resume``).
+    Raises LiftError with a one-line message on the first task that fails for good. The lift then
+    stops: a ``stop`` file in ``folder`` makes the tasks not yet started return at once, and the
+    running ones are waited for, so that no worker writes into ``folder`` after this returns (the
+    shards already written stay for ``--resume``).
     """
+    from distributed import wait
+
+    run = secrets.token_hex(4)
+    stop = folder / f".dask-stop-{run}.tmp"
+    try:
+        with _client(scheduler, workers) as client:
+            check_workers(client, folder, versions)
+            build_ref = client.scatter(build, broadcast=True, hash=False)
+            futures = [
+                client.submit(_run_task, build_ref, job, str(stop), key=f"empcn-shard-{job[0].index:05d}-{run}",
+                              retries=RETRIES, pure=False)
+                for job in jobs
+            ]
+            try:
+                return _gather(futures, [job[0].index for job in jobs], done)
+            except LiftError:
+                stop.touch()
+                wait(futures)
+                raise
+            finally:
+                client.cancel(futures)
+    finally:
+        # killed attempts leave their temporary files; no task is running any more (a local cluster's
+        # workers are gone), so none of them is being written
+        stop.unlink(missing_ok=True)
+        for leftover in folder.glob(".shard-*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
+def _gather(futures: Sequence[Any], indices: Sequence[int], done: Callable[[ShardResult], None]) -> list[ShardResult]:
+    """The tasks' results in task order, as they finish; LiftError on the first that failed for good."""
     from distributed import KilledWorker, as_completed
 
+    index_of = {f.key: i for f, i in zip(futures, indices)}
     results: dict[int, ShardResult] = {}
-    with _client(scheduler, workers) as client:
-        check_workers(client, folder, versions)
-        build_ref = client.scatter(build, broadcast=True, hash=False)
-        run = secrets.token_hex(4)
-        futures = [
-            client.submit(_run_task, build_ref, job, key=f"empcn-shard-{job[0].index:05d}-{run}", retries=RETRIES,
-                          pure=False)
-            for job in jobs
-        ]
-        index_of = {f.key: job[0].index for f, job in zip(futures, jobs)}
+    for future in as_completed(futures):
+        index = index_of[future.key]
         try:
-            for future in as_completed(futures):
-                index = index_of[future.key]
-                try:
-                    outcome = future.result()
-                except KilledWorker as exc:
-                    raise LiftError(f"shard {index}: the Dask workers running it kept dying ({exc}); "
-                                    "see the workers' logs (out of memory?)") from None
-                except Exception as exc:
-                    raise LiftError(f"shard {index}: {type(exc).__name__}: {exc} (after {RETRIES + 1} tries)") from None
-                if isinstance(outcome, _Failed):
-                    raise LiftError(outcome.message)
-                results[index] = outcome
-                done(outcome)
-        finally:
-            client.cancel(futures)
-    # killed attempts leave their temporary files; every task is done, so none is being written
-    for leftover in folder.glob(".shard-*.tmp"):
-        leftover.unlink(missing_ok=True)
-    return [results[job[0].index] for job in jobs]
+            outcome = future.result()
+        except KilledWorker as exc:
+            raise LiftError(f"shard {index}: the Dask workers running it kept dying ({exc}); "
+                            "see the workers' logs (out of memory?)") from None
+        except Exception as exc:
+            raise LiftError(f"shard {index}: {type(exc).__name__}: {exc} (after {RETRIES + 1} tries)") from None
+        if isinstance(outcome, _Failed):
+            raise LiftError(outcome.message)
+        results[index] = outcome
+        done(outcome)
+    return [results[i] for i in indices]

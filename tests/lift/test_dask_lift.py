@@ -5,19 +5,23 @@ from __future__ import annotations
 import dataclasses
 import filecmp
 import os
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from conftest import QM9_TEST_MOLECULES
 from empcn import cache as cache_format
 from empcn.cli import app
 from empcn.data import qm9 as qm9_source
 from empcn.lift import dask_runner, pipeline
 from empcn.lift.qm9 import QM9LiftConfig, lift_qm9
 
-SHARD_SIZE = 128  # as the session's qm9_cache fixture (first 300 molecules, one process)
+
+def reference_params(qm9_cache: Path) -> tuple[int, int]:
+    """(limit, shard size) of the session's one-process ``qm9_cache``: the lift each test repeats on Dask."""
+    params = cache_format.open_cache(qm9_cache).manifest["params"]
+    return params["limit"], params["shard_size"]
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +51,12 @@ def assert_same_cache(a: Path, b: Path) -> None:
 
 def test_local_cluster_of_two_workers_writes_the_single_process_bytes(qm9_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "dask" / "qm9.h5"
-    res = CliRunner().invoke(app, ["lift", "--dataset", "qm9", "--limit", str(QM9_TEST_MOLECULES), "--shard-size",
-                                   str(SHARD_SIZE), "--scheduler", "local", "--workers", "2", "--out", str(out),
+    limit, shard_size = reference_params(qm9_cache)
+    res = CliRunner().invoke(app, ["lift", "--dataset", "qm9", "--limit", str(limit), "--shard-size",
+                                   str(shard_size), "--scheduler", "local", "--workers", "2", "--out", str(out),
                                    "--no-progress"])
     assert res.exit_code == 0, res.output
-    assert f"wrote {out}: {QM9_TEST_MOLECULES} samples" in res.output
+    assert f"wrote {out}: {limit} samples in 3 shards" in res.output
     assert_same_cache(qm9_cache, out)
 
 
@@ -82,7 +87,8 @@ def test_a_killed_worker_s_task_is_rerun_and_the_cache_is_identical(
         return real_run_lift(dataclasses.replace(job, build=build), finish)
 
     monkeypatch.setattr(pipeline, "run_lift", run_lift)
-    entry = lift_qm9(QM9LiftConfig(out=out, limit=QM9_TEST_MOLECULES, shard_size=SHARD_SIZE, workers=2,
+    limit, shard_size = reference_params(qm9_cache)
+    entry = lift_qm9(QM9LiftConfig(out=out, limit=limit, shard_size=shard_size, workers=2,
                                    scheduler=cluster.scheduler_address, progress=False))
     killed = int(marker.read_text())
     assert killed != os.getpid()
@@ -107,6 +113,31 @@ def test_an_error_of_the_data_stops_the_lift_with_its_message(tmp_path: Path, mo
         lift_qm9(QM9LiftConfig(out=out, limit=20, shard_size=10, strict=True, scheduler=cluster.scheduler_address,
                                progress=False))
     assert not out.exists() and not list(tmp_path.glob("**/.*.tmp"))
+    time.sleep(1)  # no worker still writes: what is there is complete shards with their digests, kept for --resume
+    for shard in cache_format.shard_dir(out).glob("*"):
+        assert shard.name.startswith("shard-"), shard
+        if shard.suffix == ".h5":
+            assert cache_format.recorded_digest(shard) == cache_format.sha256_file(shard)
+    assert not list(tmp_path.glob("**/.*.tmp"))
+
+
+def test_shard_bytes_do_not_depend_on_who_holds_the_datasets(qm9_cache: Path, tmp_path: Path, monkeypatch) -> None:
+    """Dask's sampling profiler can keep a just-written dataset alive a little longer; HDF5 then places
+    its chunks later in the file unless the writer flushes them itself."""
+    shard = cache_format.shard_dir(qm9_cache) / cache_format.shard_name(0)
+    content = cache_format.read_shard(shard)
+    plain = cache_format.write_shard(tmp_path / "plain.h5", content)
+    held = []
+    real = cache_format._write_array
+
+    def write_and_hold(group, name, array):
+        ds = real(group, name, array)
+        held.append(ds)  # as a profiler's captured frame would
+        return ds
+
+    monkeypatch.setattr(cache_format, "_write_array", write_and_hold)
+    assert cache_format.write_shard(tmp_path / "held.h5", content) == plain == cache_format.sha256_file(shard)
+    assert held
 
 
 class _ElsewhereClient:

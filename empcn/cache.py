@@ -182,14 +182,25 @@ def write_shard(path: Path, content: ShardContent) -> str:
             f.attrs["format_version"] = FORMAT_VERSION
             for key in sorted(content.attrs):
                 f.attrs[key] = _json_attr(content.attrs[key])
+            # Where HDF5 puts a dataset's chunks depends on when they leave its chunk cache, i.e. when
+            # the dataset is closed, which is when Python frees it, unless something else still holds
+            # it (a sampling profiler such as Dask's, a debugger). The flushes below fix that moment
+            # where CPython's reference counting put it (one array is flushed once the next exists),
+            # so the bytes depend on nothing else.
+            previous = None
             for gname in sorted(content.groups):
                 group = content.groups[gname]
                 g = f.create_group(gname)
-                _write_array(g, "offsets", np.asarray(group.offsets, dtype=np.int64))
+                _write_array(g, "offsets", np.asarray(group.offsets, dtype=np.int64)).flush()
                 for aname in sorted(group.arrays):
                     ds = _write_array(g, aname, group.arrays[aname])
+                    if previous is not None:
+                        previous.flush()
+                    previous = ds
                     if aname in group.indexes:
                         ds.attrs["indexes"] = ",".join(group.indexes[aname])
+            if previous is not None:
+                previous.flush()
         digest = sha256_file(tmp)
         _replace_atomically(tmp, path)
     except BaseException:
@@ -335,10 +346,11 @@ def write_entry(
             f.attrs["format_version"] = FORMAT_VERSION
             text = json.dumps(manifest, sort_keys=True, indent=1).encode("utf-8")
             f.attrs["manifest_sha256"] = hashlib.sha256(text).hexdigest()
-            f.create_dataset("manifest", data=np.frombuffer(text, dtype=np.uint8))
+            # flushed at once, whoever holds the datasets (see write_shard)
+            f.create_dataset("manifest", data=np.frombuffer(text, dtype=np.uint8)).flush()
             sg = f.create_group("splits")
             for name in sorted(splits):
-                _write_array(sg, name, np.asarray(splits[name], dtype=np.int64))
+                _write_array(sg, name, np.asarray(splits[name], dtype=np.int64)).flush()
             links = f.create_group("shards")
             for k, rel in enumerate(shard_files):
                 links[f"{k:05d}"] = h5py.ExternalLink(rel, "/")

@@ -61,7 +61,11 @@ def lift(
     ),
     out: Optional[Path] = typer.Option(None, help="Entry file to write (default: data/<dataset>.h5)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Lift only the first N samples."),
-    workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: all cores)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: all cores); with --scheduler local, "
+                                         "the Dask cluster's worker processes."),
+    scheduler: Optional[str] = typer.Option(
+        None, help="Lift the shards on Dask: 'local' (a local cluster of --workers processes) or a scheduler's address, "
+        "tcp://host:8786 (the workers must see --out's folder on a shared file system)."),
     rings: RingChoice = typer.Option(RingChoice.chordless, help="2-cells: chordless cycles, or RDKit's symmetrised SSSR."),
     max_ring: int = typer.Option(8, min=3, help="Largest ring (number of atoms) that becomes a 2-cell."),
     split: SplitChoice = typer.Option(SplitChoice.cormorant, help="QM9 split: cormorant (EGNN) or empsn."),
@@ -109,7 +113,7 @@ def lift(
     ),
 ) -> None:
     """Lift raw data to cell complexes and write the HDF5 cache."""
-    from empcn.lift.pipeline import default_workers
+    from empcn.lift.pipeline import LiftError, check_scheduler, default_workers
 
     if cache_dir is not None and out is not None:
         fail("--out and --cache-dir exclude each other: --cache-dir names the cache by its fingerprint")
@@ -122,6 +126,10 @@ def lift(
             fail(f"{', '.join(named)}: for --dataset molecules (your own molecules), not {dataset.value}")
     out = out or Path("data") / f"{dataset.value}.h5"
     n_workers = workers or default_workers()
+    try:
+        check_scheduler(scheduler)
+    except LiftError as exc:
+        fail(str(exc))
     reused = False
     try:
         if dataset is Dataset.molecules:
@@ -131,7 +139,7 @@ def lift(
                 source=source, out=out, targets=targets, targets_csv=targets_csv, id_column=id_column, units=units,
                 fractions=fractions, seed=seed, elements=elements, rings=rings.value, max_ring=max_ring,
                 shard_size=shard_size, workers=n_workers, strict=strict, resume=resume, progress=progress,
-                cache_dir=cache_dir,
+                cache_dir=cache_dir, scheduler=scheduler,
             )
             _print_summary(path, reused)
             return
@@ -149,6 +157,7 @@ def lift(
                 split=split.value,
                 shard_size=shard_size or 4096,
                 workers=n_workers,
+                scheduler=scheduler,
                 strict=strict,
                 resume=resume,
                 progress=progress,
@@ -177,6 +186,7 @@ def lift(
                 initial_states=initial_states.value if initial_states is not None else None,
                 shard_size=shard_size or 1000,
                 workers=n_workers,
+                scheduler=scheduler,
                 resume=resume,
                 progress=progress,
             )
@@ -192,7 +202,8 @@ def lift(
                 path, reused = shared(cache_dir, "nbody", n_cfg.recorded_params(), nbody_fingerprint(n_cfg),
                               lambda entry: lift_nbody_unclaimed(replace(n_cfg, out=entry)))
         else:
-            path = _lift_mocap(source, out, fps, trials, trial_split, velocity.value, shard_size, n_workers, resume, progress)
+            path = _lift_mocap(source, out, fps, trials, trial_split, velocity.value, shard_size, n_workers, resume, progress,
+                               scheduler)
     except _known_errors() as exc:
         fail(str(exc))
     _print_summary(path, reused)
@@ -200,7 +211,7 @@ def lift(
 
 def _lift_mocap(
     source: Optional[Path], out: Path, fps: Optional[float], trials: Optional[str], trial_split: str, velocity: str,
-    shard_size: Optional[int], workers: int, resume: bool, progress: bool,
+    shard_size: Optional[int], workers: int, resume: bool, progress: bool, scheduler: Optional[str] = None,
 ) -> Path:
     from empcn.data.mocap import MocapProtocol
     from empcn.lift.mocap import MocapLiftConfig, lift_mocap
@@ -217,7 +228,7 @@ def _lift_mocap(
     names = tuple(t.strip() for t in trials.split(",") if t.strip()) if trials is not None else None
     cfg = MocapLiftConfig(
         source=source, out=out, trials=names or None, protocol=protocol, shard_size=shard_size or 1000,
-        workers=workers, resume=resume, progress=progress,
+        workers=workers, resume=resume, progress=progress, scheduler=scheduler,
     )
     return lift_mocap(cfg)
 

@@ -92,6 +92,7 @@ class MocapLiftConfig:
     cells: CellChoice = "paper"
     shard_size: int = 1000
     workers: int = 1
+    scheduler: str | None = None  # Dask: "local" or a scheduler address (not recorded)
     progress: bool = True
     resume: bool = False
 
@@ -105,6 +106,7 @@ class MocapLiftConfig:
             raise bad(f"cells must be 'paper' or 'none', got {self.cells!r}")
         if self.shard_size < 1 or self.workers < 1:
             raise bad(f"shard_size and workers must be positive, got {self.shard_size} and {self.workers}")
+        pipeline.check_scheduler(self.scheduler)
 
     def recorded_params(self, trial_names: Sequence[str]) -> dict[str, Any]:
         """The parameters that change the bytes of the cache (``trial_names``: the files read)."""
@@ -251,6 +253,7 @@ def _lift(config: MocapLiftConfig) -> Path:
         source={"kind": "asf-amc-folder", "name": str(folder), "fingerprint": source.fingerprint()},
         shard_size=config.shard_size,
         workers=config.workers,
+        scheduler=config.scheduler,
         resume=config.resume,
         progress=config.progress,
         desc="lift mocap",

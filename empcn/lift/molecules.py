@@ -69,6 +69,7 @@ class MoleculesLiftConfig:
     max_ring: int = 8
     shard_size: int = 1024
     workers: int = 1
+    scheduler: str | None = None  # Dask: "local" or a scheduler address (not recorded)
     strict: bool = False
     resume: bool = False
     progress: bool = True
@@ -124,6 +125,7 @@ class MoleculesLiftConfig:
             raise bad(f"max_ring must be an integer >= 3, got {self.max_ring!r}")
         if not _is_int(self.shard_size) or self.shard_size < 1 or not _is_int(self.workers) or self.workers < 1:
             raise bad(f"shard_size and workers must be positive integers, got {self.shard_size!r} and {self.workers!r}")
+        pipeline.check_scheduler(self.scheduler)
 
     @property
     def kind(self) -> str:
@@ -291,6 +293,7 @@ def lift_unclaimed(config: MoleculesLiftConfig) -> Path:
         source=src_info,
         shard_size=config.shard_size,
         workers=config.workers,
+        scheduler=config.scheduler,
         resume=config.resume,
         progress=config.progress,
         desc="lift molecules",

@@ -102,6 +102,7 @@ class NBodyLiftConfig:
     initial_states: InitialStates | None = None
     shard_size: int = 1000
     workers: int = 1
+    scheduler: str | None = None  # Dask: "local" or a scheduler address (not recorded)
     progress: bool = True
     resume: bool = False
 
@@ -146,6 +147,7 @@ class NBodyLiftConfig:
             raise bad(f"max_ring must be an integer <= 3 (3 = triangles, < 3 = no 2-cells), got {self.max_ring!r}")
         if self.shard_size < 1 or self.workers < 1:
             raise bad(f"shard_size and workers must be positive, got {self.shard_size} and {self.workers}")
+        pipeline.check_scheduler(self.scheduler)
 
     @property
     def simulator_config(self) -> ChargedConfig | GravityConfig:
@@ -447,6 +449,7 @@ def _lift_nbody(config: NBodyLiftConfig) -> Path:
                 "fingerprint": source_fingerprint(config)},
         shard_size=config.shard_size,
         workers=config.workers,
+        scheduler=config.scheduler,
         resume=config.resume,
         progress=config.progress,
         desc=f"lift nbody ({config.system})",

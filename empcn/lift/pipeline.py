@@ -106,15 +106,23 @@ def _try_reuse(path: Path, rel: str, task: ShardTask, lift_key: str) -> ShardRes
     return _result_from_content(task, path, rel, recorded, content, reused=True)
 
 
-def _build_and_write(args: tuple[ShardTask, str, str, str, bool]) -> ShardResult:
+ShardJob = tuple[ShardTask, str, str, str, bool]  # task, shard path, path relative to the entry's folder, lift key, resume
+
+
+def _build_and_write(args: ShardJob) -> ShardResult:
+    assert _WORKER_BUILD is not None
+    return build_and_write(args, _WORKER_BUILD)
+
+
+def build_and_write(args: ShardJob, build: BuildFn) -> ShardResult:
+    """One shard: reused (on resume) or built by ``build`` and written atomically with its digest."""
     task, path_s, rel, lift_key, resume = args
     path = Path(path_s)
     if resume:
         reused = _try_reuse(path, rel, task, lift_key)
         if reused is not None:
             return reused
-    assert _WORKER_BUILD is not None
-    content = _WORKER_BUILD(task)
+    content = build(task)
     content.attrs["lift_key"] = lift_key
     content.attrs["input_range"] = [task.start, task.stop]
     cache_format.digest_path(path).unlink(missing_ok=True)
@@ -157,10 +165,15 @@ def run_shards(
     resume: bool,
     progress: bool,
     desc: str,
+    scheduler: str | None = None,
+    versions: Sequence[str] = (),
 ) -> list[ShardResult]:
-    """Build and write every shard (in ``workers`` forked processes), in task order.
+    """Build and write every shard (in ``workers`` forked processes, or on Dask), in task order.
 
-    ``build`` runs in the workers; it and the data it closes over are inherited by fork, never pickled.
+    ``build`` runs in the workers; it and the data it closes over are inherited by fork, never
+    pickled. With ``scheduler`` (``"local"`` or a Dask scheduler's address) the tasks run on a Dask
+    cluster instead (:mod:`empcn.lift.dask_runner`; ``build`` is pickled and sent to each worker once,
+    whose library ``versions`` must match this process's).
     """
     global _WORKER_BUILD
     folder = cache_format.shard_dir(entry)
@@ -179,7 +192,15 @@ def run_shards(
     results: list[ShardResult] = []
     _WORKER_BUILD = build
     try:
-        if workers <= 1 or len(jobs) <= 1:
+        if scheduler is not None:
+            from empcn.lift import dask_runner
+
+            def done(res: ShardResult) -> None:
+                if bar is not None:
+                    bar.update(tasks[res.index].stop - tasks[res.index].start)
+
+            results = dask_runner.run_on_dask(scheduler, workers, jobs, build, folder, versions, done)
+        elif workers <= 1 or len(jobs) <= 1:
             _init_worker()
             for job in jobs:
                 results.append(_build_and_write(job))
@@ -248,6 +269,15 @@ def lift_key_of(params: dict[str, Any], source_fingerprint: str, version: str) -
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+def check_scheduler(value: str | None) -> str | None:
+    """``None``, ``"local"`` or a Dask scheduler address (``tcp://host:8786``); LiftError otherwise."""
+    import re
+
+    if value is None or value == "local" or re.fullmatch(r"[a-z][a-z0-9+]*://[^\s/]+", value):
+        return value
+    raise LiftError(f"--scheduler takes 'local' or a Dask scheduler address such as tcp://host:8786, got {value!r}")
+
+
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
@@ -263,7 +293,8 @@ class LiftJob:
     ``params``: every parameter that changes the cache's bytes (recorded as ``manifest["params"]``);
     ``source``: ``{"kind", "name", "fingerprint"}`` of the raw input; ``build``: items
     ``[task.start, task.stop)`` → shard content (runs in the workers); ``versions``: extra modules
-    whose versions the manifest records (QM9: ``("rdkit",)``).
+    whose versions the manifest records (QM9: ``("rdkit",)``); ``scheduler``: run the shard tasks
+    on Dask (:mod:`empcn.lift.dask_runner`) instead of forked worker processes.
     """
 
     dataset: str
@@ -278,6 +309,7 @@ class LiftJob:
     progress: bool = True
     desc: str = ""
     versions: tuple[str, ...] = ()
+    scheduler: str | None = None  # None: forked workers; "local" or "tcp://host:8786": Dask
 
 
 @dataclass(frozen=True)
@@ -322,6 +354,8 @@ def run_lift(job: LiftJob, finish: Callable[[list[ShardResult]], LiftedSplits]) 
         resume=job.resume,
         progress=job.progress,
         desc=job.desc or f"lift {job.dataset}",
+        scheduler=job.scheduler,
+        versions=job.versions,
     )
     lifted = finish(results)
     fields_doc = {k: v for k, v in {**FIELD_DOCS, **lifted.fields}.items() if v is not None}

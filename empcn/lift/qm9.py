@@ -32,6 +32,7 @@ class QM9LiftConfig:
     split: SplitScheme = "cormorant"
     shard_size: int = 4096
     workers: int = 1
+    scheduler: str | None = None  # Dask: "local" or a scheduler address (not recorded)
     strict: bool = False
     resume: bool = False
     progress: bool = True
@@ -50,6 +51,7 @@ class QM9LiftConfig:
             raise bad(f"limit must be a positive integer, got {self.limit!r}")
         if not _is_int(self.shard_size) or self.shard_size < 1 or not _is_int(self.workers) or self.workers < 1:
             raise bad(f"shard_size and workers must be positive integers, got {self.shard_size!r} and {self.workers!r}")
+        pipeline.check_scheduler(self.scheduler)
 
     def recorded_params(self) -> dict[str, Any]:
         """The parameters that change the bytes of the cache (not workers/progress/resume/out)."""
@@ -190,6 +192,7 @@ def _lift_qm9(config: QM9LiftConfig) -> Path:
         },
         shard_size=config.shard_size,
         workers=config.workers,
+        scheduler=config.scheduler,
         resume=config.resume,
         progress=config.progress,
         desc="lift qm9",

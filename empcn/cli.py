@@ -162,17 +162,12 @@ def lift(
                 resume=resume,
                 progress=progress,
             )
-            if cache_dir is None:
-                path = lift_qm9(cfg)
-            else:
-                from dataclasses import replace
+            from empcn.cli_molecules import lift_here_or_shared
+            from empcn.data.qm9 import source_fingerprint
+            from empcn.lift.qm9 import lift_unclaimed
 
-                from empcn.cli_molecules import shared
-                from empcn.data.qm9 import source_fingerprint
-                from empcn.lift.qm9 import lift_unclaimed
-
-                path, reused = shared(cache_dir, "qm9", cfg.recorded_params(), source_fingerprint(source),
-                              lambda entry: lift_unclaimed(replace(cfg, out=entry)))
+            path, reused = lift_here_or_shared(cache_dir, "qm9", cfg, lift_qm9, lift_unclaimed,
+                                               lambda: source_fingerprint(source))
         elif dataset is Dataset.nbody:
             if source is not None:
                 fail("--source is for QM9; N-body systems are simulated (choose them with --system, --sims, "
@@ -190,17 +185,12 @@ def lift(
                 resume=resume,
                 progress=progress,
             )
-            if cache_dir is None:
-                path = lift_nbody(n_cfg)
-            else:
-                from dataclasses import replace
+            from empcn.cli_molecules import lift_here_or_shared
+            from empcn.lift.nbody import lift_unclaimed as lift_nbody_unclaimed
+            from empcn.lift.nbody import source_fingerprint as nbody_fingerprint
 
-                from empcn.cli_molecules import shared
-                from empcn.lift.nbody import lift_unclaimed as lift_nbody_unclaimed
-                from empcn.lift.nbody import source_fingerprint as nbody_fingerprint
-
-                path, reused = shared(cache_dir, "nbody", n_cfg.recorded_params(), nbody_fingerprint(n_cfg),
-                              lambda entry: lift_nbody_unclaimed(replace(n_cfg, out=entry)))
+            path, reused = lift_here_or_shared(cache_dir, "nbody", n_cfg, lift_nbody, lift_nbody_unclaimed,
+                                               lambda: nbody_fingerprint(n_cfg))
         else:
             path = _lift_mocap(source, out, fps, trials, trial_split, velocity.value, shard_size, n_workers, resume, progress,
                                scheduler)

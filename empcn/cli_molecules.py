@@ -43,8 +43,8 @@ def parse_elements(text: str | None) -> tuple[int, ...] | None:
 
 def lift_molecules_command(
     *, source: Path | None, out: Path, cache_dir: Path | None, fractions: str, elements: str | None, **options: Any
-) -> Path:
-    """Build the config from CLI options and lift (into ``cache_dir`` when given); returns the entry file."""
+) -> tuple[Path, bool]:
+    """Build the config from CLI options and lift (into ``cache_dir`` when given) → ``(entry file, reused)``."""
     from empcn.lift.molecules import MoleculesLiftConfig, lift_molecules, lift_unclaimed
     from empcn.lift.pipeline import LiftError
 
@@ -57,16 +57,23 @@ def lift_molecules_command(
         raise LiftError(str(exc)) from None
     options["shard_size"] = options.get("shard_size") or 1024
     config = MoleculesLiftConfig(source=source, out=out, fractions=frac, elements=els, **options)
-    if cache_dir is None:
-        return lift_molecules(config), False
-    return shared(cache_dir, "molecules", config.recorded_params(), config.source_info()["fingerprint"],
-                  lambda entry: lift_unclaimed(replace(config, out=entry)))
+    return lift_here_or_shared(
+        cache_dir, "molecules", config, lift_molecules, lift_unclaimed, lambda: config.source_info()["fingerprint"]
+    )
 
 
-def shared(
-    cache_dir: Path, dataset: str, params: dict[str, Any], source_fp: str, lift: Callable[[Path], Path]
+def lift_here_or_shared(
+    cache_dir: Path | None, dataset: str, config: Any, lift: Callable[[Any], Path], lift_unclaimed: Callable[[Any], Path],
+    source_fp: Callable[[], str],
 ) -> tuple[Path, bool]:
-    """:func:`empcn.lift.shared.lift_shared` (entry, reused), saying what it does on stdout."""
+    """``(entry file, reused)``: ``lift(config)`` at its ``out``, or with ``--cache-dir`` the shared folder's
+    cache of the same fingerprint (:func:`empcn.lift.shared.lift_shared`, lifting there when there is none),
+    saying what it does on stdout. ``source_fp`` is only called for the shared folder."""
+    if cache_dir is None:
+        return lift(config), False
     from empcn.lift.shared import lift_shared
 
-    return lift_shared(Path(cache_dir), dataset, params, source_fp, lift, say=typer.echo)
+    return lift_shared(
+        Path(cache_dir), dataset, config.recorded_params(), source_fp(),
+        lambda entry: lift_unclaimed(replace(config, out=entry)), say=typer.echo,
+    )

@@ -16,14 +16,14 @@ Bad molecules are returned as :class:`Skipped` (id and one-line reason) or, with
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from empcn.data.fingerprint import files_fingerprint
 from empcn.data.qm9_targets import SourceError
 from empcn.data.xyz import parse_plain_xyz
 
@@ -94,22 +94,6 @@ def parse_target(name: str, text: str | None) -> float:
     if not math.isfinite(value):
         raise ValueError(f"target {name!r} is not a finite number: {str(text).strip()!r}")
     return value
-
-
-def files_fingerprint(files: Iterable[Path]) -> str:
-    """``sha256:<hex>`` over the name, size and bytes of ``files`` (in the order given)."""
-    digest = hashlib.sha256()
-    for file in files:
-        file = Path(file)
-        try:
-            with open(file, "rb") as handle:
-                digest.update(file.name.encode("utf-8") + b"\0")
-                digest.update(file.stat().st_size.to_bytes(8, "little"))
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-        except OSError as exc:
-            raise SourceError(f"{file}: cannot read for the fingerprint: {' '.join(str(exc).split())}") from None
-    return f"sha256:{digest.hexdigest()}"
 
 
 # ----------------------------------------------------------------------------------------------

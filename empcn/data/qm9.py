@@ -14,13 +14,13 @@ raise :class:`SourceError` with ``strict=True``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from empcn.data.fingerprint import files_fingerprint
 from empcn.data.qm9_csv import csv_parts, read_csv_source
 from empcn.data.qm9_targets import (
     RAW_TARGET_UNITS,
@@ -129,14 +129,4 @@ def source_fingerprint(source: Path | str | None = None) -> str:
     ``qm9_polarizability.csv``), so the value is stable across machines and install paths.
     """
     kind, path = _resolve(source)
-    digest = hashlib.sha256()
-    for file in sorted(_source_files(kind, path), key=lambda p: p.name):
-        try:
-            with open(file, "rb") as handle:
-                digest.update(file.name.encode("utf-8") + b"\0")
-                digest.update(file.stat().st_size.to_bytes(8, "little"))
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-        except OSError as exc:
-            raise SourceError(f"{file}: cannot read for the fingerprint: {' '.join(str(exc).split())}") from None
-    return f"sha256:{digest.hexdigest()}"
+    return files_fingerprint(sorted(_source_files(kind, path), key=lambda p: p.name))

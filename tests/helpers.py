@@ -69,3 +69,32 @@ def rdkit_ligands(name: str) -> Path:
     path = Path(RDConfig.RDContribDir) / RDKIT_LIGANDS[name]
     assert path.is_file(), f"{path}: RDKit's bundled ligand set is missing (a full rdkit wheel ships Contrib/)"
     return path
+
+
+def invoke(*args: object):
+    """``empcn ARGS`` through typer's CliRunner (stdout and stderr kept apart); arguments as strings."""
+    from typer.testing import CliRunner
+
+    from empcn.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def error_line(result) -> str:
+    """The one ``error: …`` line a failed command printed on stderr (asserts there is exactly one)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def with_unparsable_smiles(read_qm9, index: int = 3):
+    """A stand-in for ``empcn.data.qm9.read_qm9`` whose molecule ``index`` has a SMILES RDKit cannot parse."""
+
+    def read(source, limit=None, strict=False):
+        raw, skipped = read_qm9(source, limit=limit, strict=strict)
+        smiles = list(raw.smiles)
+        smiles[index] = "C1CC(("  # does not parse
+        return type(raw)(**{**raw.__dict__, "smiles": smiles}), skipped
+
+    return read

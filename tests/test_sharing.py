@@ -11,22 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-from typer.testing import CliRunner
 
-from helpers import OPLS_ENERGY, rdkit_ligands
+from helpers import OPLS_ENERGY, invoke, rdkit_ligands
 
 from empcn.cache import cache_fingerprint, lift_fingerprint, open_cache, verify_cache
-from empcn.cli import app
 from empcn.lift.molecules import MoleculesLiftConfig, lift_unclaimed
 from empcn.lift.output import claim_output, lock_path
 from empcn.lift.shared import entry_in
 
-runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
-
-
-def invoke(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def lift_args(source: Path, *extra: object) -> list[object]:

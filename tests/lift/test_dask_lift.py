@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from helpers import with_unparsable_smiles
+
 from empcn import cache as cache_format
 from empcn.cli import app
 from empcn.data import qm9 as qm9_source
@@ -99,15 +101,7 @@ def test_a_killed_worker_s_task_is_rerun_and_the_cache_is_identical(
 
 
 def test_an_error_of_the_data_stops_the_lift_with_its_message(tmp_path: Path, monkeypatch, cluster) -> None:
-    real = qm9_source.read_qm9
-
-    def with_bad_smiles(source, limit=None, strict=False):
-        raw, skipped = real(source, limit=limit, strict=strict)
-        smiles = list(raw.smiles)
-        smiles[3] = "C1CC(("  # does not parse
-        return type(raw)(**{**raw.__dict__, "smiles": smiles}), skipped
-
-    monkeypatch.setattr(qm9_source, "read_qm9", with_bad_smiles)
+    monkeypatch.setattr(qm9_source, "read_qm9", with_unparsable_smiles(qm9_source.read_qm9))
     out = tmp_path / "s.h5"
     with pytest.raises(pipeline.LiftError, match="^molecule 4: "):
         lift_qm9(QM9LiftConfig(out=out, limit=20, shard_size=10, strict=True, scheduler=cluster.scheduler_address,

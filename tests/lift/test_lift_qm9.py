@@ -12,6 +12,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers import with_unparsable_smiles
+
 from empcn import cache as cf
 from empcn import geometry, open_cache
 from empcn.cli import app
@@ -159,15 +161,7 @@ def test_cli_missing_source_is_one_line_error(tmp_path):
 
 
 def test_bad_smiles_is_skipped_with_reason_or_stops_in_strict_mode(tmp_path, monkeypatch):
-    real = qm9_source.read_qm9
-
-    def with_bad_smiles(source, limit=None, strict=False):
-        raw, skipped = real(source, limit=limit, strict=strict)
-        smiles = list(raw.smiles)
-        smiles[3] = "C1CC(("  # does not parse
-        return type(raw)(**{**raw.__dict__, "smiles": smiles}), skipped
-
-    monkeypatch.setattr(qm9_source, "read_qm9", with_bad_smiles)
+    monkeypatch.setattr(qm9_source, "read_qm9", with_unparsable_smiles(qm9_source.read_qm9))
     out = lift_qm9(QM9LiftConfig(out=tmp_path / "q.h5", limit=20, workers=1, progress=False))
     m = open_cache(out).manifest
     assert len(open_cache(out)) == 19

@@ -13,29 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from helpers import qm9pack_csv
+from helpers import error_line, invoke, qm9pack_csv
 
 from empcn.cache import open_cache
-from empcn.cli import app
 from empcn.train.collate import collate
 from empcn.train.evaluate import load_trained
 
 QM9_CSV = qm9pack_csv()
-runner = CliRunner()
 TINY = ["--hidden", "16", "--layers", "2", "--epochs", "1", "--batch-size", "32", "--no-progress"]
-
-
-def invoke(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

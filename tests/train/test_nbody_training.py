@@ -16,6 +16,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers import error_line
+
 from empcn.cache import open_cache
 from empcn.cli import app
 from empcn.data.nbody import ChargedConfig, NBodySplit
@@ -181,13 +183,6 @@ def test_a_short_run_beats_positions_that_do_not_move(nbody_cache: Path, tmp_pat
 
 # ----------------------------------------------------------------------------------------------
 # mistakes
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def test_wrong_task_options_are_one_line_errors(finished, nbody_cache: Path, qm9_cache: Path, tmp_path: Path) -> None:

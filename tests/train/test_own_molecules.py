@@ -7,27 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from helpers import OPLS_ENERGY, rdkit_ligands
+from helpers import OPLS_ENERGY, error_line, invoke, rdkit_ligands
 
 from empcn.cache import open_cache
-from empcn.cli import app
 from empcn.train.evaluate import load_trained
 
-runner = CliRunner()
 TINY = ["--hidden", "16", "--layers", "2", "--epochs", "1", "--batch-size", "16", "--no-progress", "--device", "cpu"]
-
-
-def invoke(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -112,7 +112,7 @@ class _Geometry:
     """Invariants of every cell at positions x (recomputed each layer)."""
 
     edge_len: Tensor  # (E,)
-    ring: geometry.RingGeometry
+    ring_scalars: Tensor  # (R, 3) [radius, perimeter, size]: EMPCN's N-body ring invariants
     bary: tuple[Tensor, Tensor, Tensor]  # nodes, edge midpoints, ring barycentres
 
     @staticmethod
@@ -120,13 +120,9 @@ class _Geometry:
         ring = geometry.ring_geometry(x, batch.ring_node, batch.ring_of, batch.num_rings, validate=validate)
         return _Geometry(
             edge_len=geometry.edge_lengths(x, batch.edge_index),
-            ring=ring,
+            ring_scalars=torch.stack([ring.radius, ring.perimeter, ring.size], dim=-1),
             bary=geometry.cell_barycentres(x, batch.edge_index, ring),
         )
-
-    def ring_scalars(self) -> Tensor:
-        """(R, 3) [radius, perimeter, size] (EMPCN's N-body ring invariants)."""
-        return torch.stack([self.ring.radius, self.ring.perimeter, self.ring.size], dim=-1)
 
     def pair_dist(self, name: str, idx: Tensor) -> Tensor:
         s, r = neighbourhood_ranks(name)
@@ -246,9 +242,9 @@ class EMPCNDynamics(nn.Module):
                 ell = geo.edge_len
                 inv[a] = self.emb_edge_pair(torch.stack([ell.index_select(0, recv), ell.index_select(0, send), geo.pair_dist(a, idx)], dim=-1))
             elif a == "1_2":
-                inv[a] = self.emb_edge_ring(torch.cat([geo.ring_scalars().index_select(0, recv), geo.edge_len.index_select(0, send)[:, None]], dim=-1))
+                inv[a] = self.emb_edge_ring(torch.cat([geo.ring_scalars.index_select(0, recv), geo.edge_len.index_select(0, send)[:, None]], dim=-1))
             elif a == "2_1":
-                inv[a] = self.emb_edge_ring(torch.cat([geo.ring_scalars().index_select(0, send), geo.edge_len.index_select(0, recv)[:, None]], dim=-1))
+                inv[a] = self.emb_edge_ring(torch.cat([geo.ring_scalars.index_select(0, send), geo.edge_len.index_select(0, recv)[:, None]], dim=-1))
             else:  # pragma: no cover - the config validates the names
                 raise ValueError(f"EMPCNDynamics: no invariants defined for {a!r}")
         return inv
@@ -274,7 +270,7 @@ class EMPCNDynamics(nn.Module):
             parts = [self.emb_edge(geo.edge_len.unsqueeze(-1))] + ([edge_scalar] if edge_scalar is not None else [])
             h[1] = self.embed["1"](torch.cat(parts, dim=-1))
         if "2" in self.embed:
-            h[2] = self.embed["2"](self.emb_ring(geo.ring_scalars()))
+            h[2] = self.embed["2"](self.emb_ring(geo.ring_scalars))
         for k, layer in enumerate(self.layers):
             if k > 0:
                 geo = _Geometry.of(batch, x, validate=False)  # invariants of the updated positions

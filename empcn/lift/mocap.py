@@ -246,16 +246,11 @@ def _lift(config: MocapLiftConfig) -> Path:
     names = [p.name for p in source.trials]
     job = pipeline.LiftJob(
         dataset="mocap",
-        out=Path(config.out),
         num_items=len(samples.pos),
         build=lambda task: build_shard(samples, cx, task.start, task.stop),
         params=config.recorded_params(names),
         source={"kind": "asf-amc-folder", "name": str(folder), "fingerprint": source.fingerprint()},
-        shard_size=config.shard_size,
-        workers=config.workers,
-        scheduler=config.scheduler,
-        resume=config.resume,
-        progress=config.progress,
+        **pipeline.run_options(config),
         desc="lift mocap",
     )
     finish = lambda results: _finish(config, skeleton, source.asf.name, samples, splits, cx, skipped)  # noqa: E731

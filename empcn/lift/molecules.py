@@ -286,16 +286,11 @@ def lift_unclaimed(config: MoleculesLiftConfig) -> Path:
     n_targets = len(mols.targets)
     job = pipeline.LiftJob(
         dataset=DATASET,
-        out=Path(config.out),
         num_items=len(records),
         build=lambda task: _build_shard(records, n_targets, config, task),
         params=config.recorded_params(),
         source=src_info,
-        shard_size=config.shard_size,
-        workers=config.workers,
-        scheduler=config.scheduler,
-        resume=config.resume,
-        progress=config.progress,
+        **pipeline.run_options(config),
         desc="lift molecules",
         versions=("rdkit",),
     )

@@ -441,17 +441,12 @@ def _lift_nbody(config: NBodyLiftConfig) -> Path:
     samples = gather_samples(simulate_splits(config))  # a failed simulation leaves an old cache intact
     job = pipeline.LiftJob(
         dataset="nbody",
-        out=Path(config.out),
         num_items=len(samples.pos),
         build=lambda task: build_shard(samples, config, task.start, task.stop),
         params=config.recorded_params(),
         source={"kind": "simulation", "name": f"empcn.data.nbody.{_simulate_name(config)}",
                 "fingerprint": source_fingerprint(config)},
-        shard_size=config.shard_size,
-        workers=config.workers,
-        scheduler=config.scheduler,
-        resume=config.resume,
-        progress=config.progress,
+        **pipeline.run_options(config),
         desc=f"lift nbody ({config.system})",
     )
     return pipeline.run_lift(job, lambda results: _finish(config, samples, results))

@@ -312,6 +312,16 @@ class LiftJob:
     scheduler: str | None = None  # None: forked workers; "local" or "tcp://host:8786": Dask
 
 
+def run_options(config: Any) -> dict[str, Any]:
+    """The :class:`LiftJob` fields that every data set's lift config holds under the same names: where
+    to write and how to run (``out``, ``shard_size``, ``workers``, ``scheduler``, ``resume``,
+    ``progress``), none of which changes the cache's bytes."""
+    return {
+        "out": Path(config.out), "shard_size": config.shard_size, "workers": config.workers,
+        "scheduler": config.scheduler, "resume": config.resume, "progress": config.progress,
+    }
+
+
 @dataclass(frozen=True)
 class LiftedSplits:
     """A data set's part of the manifest, made from the written shards.

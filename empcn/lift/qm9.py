@@ -181,7 +181,6 @@ def _lift_qm9(config: QM9LiftConfig) -> Path:
     inputs = _QM9Inputs(raw, qm9_source.standard_targets(raw), config)
     job = pipeline.LiftJob(
         dataset="qm9",
-        out=Path(config.out),
         num_items=len(raw.ids),
         build=lambda task: _build_shard(inputs, task),
         params=config.recorded_params(),
@@ -190,11 +189,7 @@ def _lift_qm9(config: QM9LiftConfig) -> Path:
             "name": "qm9pack==1.0.3" if config.source is None else Path(config.source).name,
             "fingerprint": qm9_source.source_fingerprint(config.source),
         },
-        shard_size=config.shard_size,
-        workers=config.workers,
-        scheduler=config.scheduler,
-        resume=config.resume,
-        progress=config.progress,
+        **pipeline.run_options(config),
         desc="lift qm9",
         versions=("rdkit",),
     )

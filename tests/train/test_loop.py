@@ -234,3 +234,12 @@ def test_resume_with_more_epochs_extends_a_finished_run(qm9_cache: Path, tmp_pat
         assert torch.equal(a["model"][key], b["model"][key]), key
     ra, rb = read_records(tmp_path / "straight"), read_records(tmp_path / "short")
     assert [(r.epoch, r.train_loss, r.valid_error) for r in ra] == [(r.epoch, r.train_loss, r.valid_error) for r in rb]
+
+
+@pytest.mark.parametrize("target, lr", [("U0", 5e-4), ("gap", 1e-3)])
+def test_papers_protocol_is_the_plain_command(target: str, lr: float) -> None:
+    """`empcn train --target T --model egnn --target-reference none` is EGNN's QM9 protocol: nothing else to set."""
+    config = TrainConfig(cache="data/qm9.h5", target=target, model="egnn", target_reference="none").resolved()
+    assert (config.epochs, config.batch_size, config.schedule, config.lr) == (1000, 96, "cosine", lr)
+    assert config.train_size is None and config.target_reference == "none"
+    assert (config.hidden, config.layers) == (128, 7)

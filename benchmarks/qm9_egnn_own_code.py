@@ -18,7 +18,7 @@ EGNN/Cormorant train it), so ``--target-reference none`` is the papers' target.
     OMP_NUM_THREADS=1 python benchmarks/qm9_egnn_own_code.py --cache data/qm9.h5 --train-size 2000 \\
         --epochs 6 --seeds 0,1,2 --out runs/own-code
 
-Resumable per (contender, seed): a finished one (its ``result.json``) is read, not rerun. Prints the
+Resumable per (contender, seed): a finished one (its ``result_own_code.json``) is read, not rerun. Prints the
 valid-MAE curves and the test MAE table (mean ± sd over seeds) in Markdown.
 """
 
@@ -29,18 +29,17 @@ import copy
 import json
 import math
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
-from reference_egnn import ReferenceQM9EGNN, all_pairs  # noqa: E402
+from machine import describe
+from reference_egnn import ReferenceQM9EGNN, all_pairs
 
-from empcn.train.config import TrainConfig  # noqa: E402
-from empcn.train.loop import Trainer  # noqa: E402
+from empcn.train.config import TrainConfig
+from empcn.train.loop import Trainer
+from empcn.train.metrics import read_records
 
 
 def config(args: argparse.Namespace, seed: int, out: Path) -> TrainConfig:
@@ -55,9 +54,8 @@ def run_ours(args: argparse.Namespace, seed: int, out: Path) -> dict:
     """``empcn train`` through its own Trainer; the valid curve from its ``metrics.jsonl``."""
     start = time.perf_counter()
     result = Trainer(config(args, seed, out)).run()
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return {
-        "valid": [r.get("valid_mae") for r in rows if "epoch" in r],
+        "valid": [r.valid_error for r in read_records(out)],
         "test": float(result.test_error), "best_epoch": int(result.best_epoch), "seconds": time.perf_counter() - start,
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from dataclasses import replace
@@ -243,3 +244,27 @@ def test_papers_protocol_is_the_plain_command(target: str, lr: float) -> None:
     assert (config.epochs, config.batch_size, config.schedule, config.lr) == (1000, 96, "cosine", lr)
     assert config.train_size is None and config.target_reference == "none"
     assert (config.hidden, config.layers) == (128, 7)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-6), (torch.float64, 1e-13)])
+def test_fused_adam_takes_the_steps_of_plain_adam(qm9_cache: Path, tmp_path: Path, dtype: torch.dtype, tol: float) -> None:
+    """The loop's one-kernel Adam (``make_optimizer``) moves a real model's parameters as plain Adam's
+    per-parameter loop does, and a plain Adam's saved state (a run of an older release) continues in it."""
+    trainer = loop.Trainer(small(qm9_cache, tmp_path / "run", dtype=str(dtype).split(".")[1]))
+    model = trainer.model
+    twin = copy.deepcopy(model)
+    fused = loop.make_optimizer(model, lr=1e-3, weight_decay=1e-4)
+    plain = torch.optim.Adam(twin.parameters(), lr=1e-3, weight_decay=1e-4, foreach=False)
+    assert fused.defaults["fused"] is True
+    gen = torch.Generator().manual_seed(0)
+    grads = [[torch.randn(p.shape, generator=gen, dtype=dtype) for p in model.parameters()] for _ in range(5)]
+    for step, g in enumerate(grads):
+        for opt, m in ((fused, model), (plain, twin)):
+            for p, gi in zip(m.parameters(), g):
+                p.grad = gi.clone()
+            opt.step()
+        if step == 2:  # an older run's state continues in the fused optimiser
+            fused = loop.make_optimizer(model, lr=1e-3, weight_decay=1e-4)
+            fused.load_state_dict(copy.deepcopy(plain.state_dict()))
+    for a, b in zip(model.parameters(), twin.parameters()):
+        assert torch.allclose(a, b, rtol=tol, atol=tol), (a - b).abs().max()

@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--variant-models", default=None, help="models the variants apply to (default: all)")
     parser.add_argument("--variant-targets", default=None, help="targets the variants apply to (default: all)")
     parser.add_argument("--part", default="0/1", help="K/N: run every N-th job from the K-th (N parallel processes)")
+    parser.add_argument("--only-variants", action="store_true", help="train only the variants' runs (the defaults' runs are read)")
     parser.add_argument("--report-only", action="store_true", help="print the table of what has finished; train nothing")
     args = parser.parse_args()
 
@@ -201,7 +202,8 @@ def main() -> None:
     order = sorted(jobs, key=lambda j: (j.seed, targets.index(j.target), j.size, bool(j.variant)))
     if not args.report_only:
         for job in order[k::n]:
-            train(job, job.run_dir(args.root), args)
+            if job.variant or not args.only_variants:
+                train(job, job.run_dir(args.root), args)
     text = table(jobs, args.root)
     args.root.mkdir(parents=True, exist_ok=True)
     (args.root / "results.md").write_text(text)

@@ -15,6 +15,7 @@ of the same round. Absolute rates drift on shared machines; the ratios are what 
 
     python benchmarks/train_throughput.py [--nbody-cache data/nbody.h5] [--qm9-cache data/qm9.h5]
         [--settings nbody,qm9] [--models egnn,empcn] [--batches 30] [--rounds 5] [--threads 1] [--device cpu]
+        [--compile]     # also each model with --compile (torch.compiled pair messages), after its warm-up epoch
 
 Without a cache it lifts one into a temporary folder (N-body: the default charged set; QM9: the
 first 3,000 molecules).
@@ -67,8 +68,8 @@ def empcn_round(t: Trainer) -> Callable[[int], float]:
     return run
 
 
-def reference_round(t: Trainer, setting: str) -> tuple[Callable[[int], float], int]:
-    """samples/s of the reference EGNN over the batches ``t``'s loader yields (collected once)."""
+def reference_setup(t: Trainer, setting: str) -> tuple[torch.nn.Module, list[tuple], Callable[[tuple], int]]:
+    """The reference EGNN, the batches ``t``'s loader yields (pair lists prepared), and one Adam step on one."""
     device = t.device
     t.train_stream.set_epoch(0)
     prepared = []
@@ -86,23 +87,31 @@ def reference_round(t: Trainer, setting: str) -> tuple[Callable[[int], float], i
     else:
         model = ReferenceNBodyEGNN().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-12)
+
+    def step(item: tuple) -> int:
+        if setting == "qm9":
+            feat, x, row, col, graph, n, y = item
+            loss = (model(feat, x, row, col, graph, n) - y).abs().mean()
+        else:
+            x, vel, q, row, col, target, n = item
+            loss = ((model(x, vel, q, row, col) - target) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return n
+
+    return model, prepared, step
+
+
+def reference_round(t: Trainer, setting: str) -> tuple[Callable[[int], float], int]:
+    """samples/s of the reference EGNN over the batches ``t``'s loader yields (collected once)."""
+    model, prepared, step = reference_setup(t, setting)
     params = sum(p.numel() for p in model.parameters())
 
     def run(_: int) -> float:
         start = time.perf_counter()
-        count = 0
-        for item in prepared:
-            if setting == "qm9":
-                feat, x, row, col, graph, n, y = item
-                loss = (model(feat, x, row, col, graph, n) - y).abs().mean()
-            else:
-                x, vel, q, row, col, target, n = item
-                loss = ((model(x, vel, q, row, col) - target) ** 2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            count += n
-        if device.type == "cuda":
+        count = sum(step(item) for item in prepared)
+        if t.device.type == "cuda":
             torch.cuda.synchronize()
         return count / (time.perf_counter() - start)
 
@@ -129,6 +138,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", action="store_true", help="empcn models under bf16 autocast (--amp)")
     parser.add_argument("--models", help="comma-separated subset of the setting's models (default: all)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time each model with --compile (torch.compiled pair messages) beside its eager path")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, i.e. the machine's cores)")
     args = parser.parse_args()
     if args.threads:
@@ -146,10 +157,16 @@ def main() -> None:
         chosen = [m for m in spec["models"] if not args.models or m in args.models.split(",")]
         trainers = {m: make_trainer(cache, setting, m, args.device, args.batches, tmp / f"{setting}-{m}", **extra)
                     for m in chosen}
+        if args.compile:
+            trainers.update({
+                f"{m} --compile": make_trainer(cache, setting, m, args.device, args.batches, tmp / f"{setting}-{m}-c",
+                                               compile=True, **extra)
+                for m in chosen if m != "segnn"
+            })
         runs["reference"], params["reference"] = reference_round(trainers[chosen[0]], setting)
         for m, t in trainers.items():
             runs[m], params[m] = empcn_round(t), t.parameters
-        for name, run in runs.items():  # warm-up
+        for name, run in runs.items():  # warm-up (and --compile's compilation)
             run(1)
         rates: dict[str, list[float]] = {name: [] for name in runs}
         for r in range(args.rounds):

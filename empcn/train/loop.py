@@ -270,6 +270,10 @@ class Trainer:
         from empcn.train.models.registry import build_model
 
         self.model = build_model(self.model_name, self.model_config).to(device=self.device, dtype=self.dtype)
+        if cfg.compile:
+            from empcn.train.models.layers import use_compiled_messages
+
+            use_compiled_messages(self.model)
         self.ddp_model = wrap_model(self.model, env)
         self.parameters = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         self.optimizer = make_optimizer(self.model, cfg.lr, cfg.weight_decay)

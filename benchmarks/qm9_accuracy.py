@@ -114,7 +114,7 @@ def fmt(values: list[float], digits: int | None = None) -> str:
     """Mean ± sample sd (just the value for one), to a precision that suits the magnitude."""
     if not values:
         return "—"
-    digits = digits if digits is not None else 4 if max(abs(v) for v in values) < 1 else (2 if max(values) < 100 else 1)
+    digits = digits if digits is not None else (3 if max(abs(v) for v in values) < 10 else 1)
     spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
     return f"{statistics.mean(values):.{digits}f}{spread}"
 

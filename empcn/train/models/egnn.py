@@ -192,6 +192,10 @@ class EGNN(nn.Module):
         self.node_dec = mlp([h, h, h])
         self.graph_dec = mlp([h, h, 1])
 
+    def compiled_units(self) -> list[nn.Module]:
+        """What ``--compile`` compiles whole: the layers (called as modules in :meth:`forward`)."""
+        return list(self.layers)
+
     def pairs(self, batch: ComplexBatch) -> Tensor:
         """The message pairs ``(P, 2)`` [sender, receiver] for this batch."""
         return message_pairs(batch.node_graph, batch.edge_index, self.config.connectivity)

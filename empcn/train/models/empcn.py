@@ -158,6 +158,10 @@ class EMPCN(nn.Module):
             h[2] = self.embed_ring(self.ring_inv(ring))
         return h
 
+    def compiled_units(self) -> list[nn.Module]:
+        """What ``--compile`` compiles whole: the layers (called as modules in :meth:`forward`)."""
+        return list(self.layers)
+
     def forward(self, batch: ComplexBatch) -> Tensor:
         check_node_features(batch, self.config.in_node_features, "EMPCN")
         volume = {0: batch.pos.new_zeros(batch.num_nodes), 1: batch.edge_len, 2: batch.ring_area}

@@ -127,13 +127,26 @@ def _compiled_pair_messages():
 
 
 def use_compiled_messages(model: nn.Module, enabled: bool = True) -> int:
-    """Switch every :class:`GatedMessage` of ``model`` to the compiled per-pair kernel (or back to
-    eager); returns how many there are. Parameters, state dict and function are unchanged."""
+    """Switch ``model`` to its compiled form (or back to eager); returns how many GatedMessages it has.
+
+    Every :class:`GatedMessage` runs its per-pair part through the compiled :func:`pair_messages`, and
+    the modules a model lists in ``compiled_units()`` (EGNN's and EMPCN's layers: messages, scatter and
+    update in one graph) are compiled whole (``nn.Module.compile``, dynamic shapes). Parameters, state
+    dict and function are unchanged.
+    """
+    if enabled:  # one graph per (layer shape, gate, dtype, grad mode): more than dynamo's default 8
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     count = 0
     for module in model.modules():
         if isinstance(module, GatedMessage):
             module.compiled = enabled
             count += 1
+    units = getattr(model, "compiled_units", None)
+    for unit in units() if units is not None else ():
+        if enabled:
+            unit.compile(dynamic=True)
+        else:
+            unit._compiled_call_impl = None
     return count
 
 

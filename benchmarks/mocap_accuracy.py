@@ -30,11 +30,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from empcn_cli import empcn
 
 #: Test MSE ×10⁻² on subject 35 walk, CSMPN protocol, 200 training samples (EMPCN paper, Table 3). The
 #: published EGNN ran on GMN's graph (bones + 2-hop pairs), i.e. nearest to ``egnn-cells`` here.
@@ -56,12 +55,6 @@ DIFFERENCES = (
     "that cannot be mapped to files); egnn and the decoupled model's EGNN part on all joint pairs, egnn-cells on "
     "the 79 1-cells (GMN's graph of bones + 2-hop pairs, on which the papers ran EGNN, + 14 boundary pairs of the 2-cells)"
 )
-
-
-def empcn(*args: str) -> subprocess.CompletedProcess:
-    """``python -m empcn ARGS`` with this checkout first on the path; output passes through."""
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    return subprocess.run([sys.executable, "-m", "empcn", *args], env=env, text=True, capture_output=True)
 
 
 def ensure_cache(path: Path) -> None:

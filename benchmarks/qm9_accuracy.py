@@ -26,13 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from empcn_cli import empcn
 
 from empcn.train.metrics import read_result
 
@@ -60,12 +59,6 @@ class Job:
     def run_dir(self, root: Path) -> Path:
         variant = f"-{self.variant}" if self.variant else ""
         return root / f"{self.target}-n{self.size}-{self.model}{variant}-s{self.seed}"
-
-
-def empcn(*args: str) -> subprocess.CompletedProcess:
-    """``python -m empcn ARGS`` with this checkout first on the path."""
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    return subprocess.run([sys.executable, "-m", "empcn", *args], env=env, text=True, capture_output=True)
 
 
 def train(job: Job, run: Path, args: argparse.Namespace) -> None:

@@ -64,9 +64,10 @@ class GatedMessage(nn.Module):
         super().__init__()
         self.net = mlp([in_dim, out_dim, out_dim], final_activation=True)
         self.gate = nn.Linear(out_dim, 1) if gate else None
+        self.compiled = False  # pairwise through the compiled pair_messages (use_compiled_messages)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._gated(self.net(x))
+        return gate_messages(self.net(x), *self._gate_params())
 
     def pairwise(self, h_recv: Tensor, h_send: Tensor, recv: Tensor, send: Tensor, extra: Tensor) -> Tensor:
         """``forward(cat[h_recv[recv], h_send[send], extra])`` computed with the first Linear split by block.
@@ -86,16 +87,18 @@ class GatedMessage(nn.Module):
             )
         recv_proj = nn.functional.linear(h_recv, w[:, :a], first.bias)
         send_proj = nn.functional.linear(h_send, w[:, a : a + b])
-        gate_w, gate_b = (None, None) if self.gate is None else (self.gate.weight, self.gate.bias)
         fn = _compiled_pair_messages() if self.compiled else pair_messages
-        return fn(recv_proj, send_proj, recv, send, extra, w[:, a + b :], second.weight, second.bias, gate_w, gate_b)
+        return fn(recv_proj, send_proj, recv, send, extra, w[:, a + b :], second.weight, second.bias, *self._gate_params())
 
-    compiled: bool = False
+    def _gate_params(self) -> tuple[Tensor | None, Tensor | None]:
+        return (None, None) if self.gate is None else (self.gate.weight, self.gate.bias)
 
-    def _gated(self, m: Tensor) -> Tensor:
-        if self.gate is None:
-            return m
-        return torch.sigmoid(self.gate(m)) * m
+
+def gate_messages(m: Tensor, gate_w: Tensor | None, gate_b: Tensor | None) -> Tensor:
+    """``e·m`` with the soft edge gate ``e = sigmoid(W_g m + b_g)``; ``m`` itself without a gate."""
+    if gate_w is None:
+        return m
+    return torch.sigmoid(nn.functional.linear(m, gate_w, gate_b)) * m
 
 
 def pair_messages(
@@ -110,10 +113,7 @@ def pair_messages(
     compiled graph serves every GatedMessage of a model.
     """
     pre = recv_proj.index_select(0, recv) + send_proj.index_select(0, send) + nn.functional.linear(extra, w_extra)
-    m = nn.functional.silu(nn.functional.linear(nn.functional.silu(pre), w2, b2))
-    if gate_w is None:
-        return m
-    return torch.sigmoid(nn.functional.linear(m, gate_w, gate_b)) * m
+    return gate_messages(nn.functional.silu(nn.functional.linear(nn.functional.silu(pre), w2, b2)), gate_w, gate_b)
 
 
 _COMPILED: list = []

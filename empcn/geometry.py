@@ -19,10 +19,14 @@ from torch import Tensor
 
 __all__ = [
     "RingGeometry",
+    "RingPlan",
     "cell_barycentres",
     "edge_lengths",
     "pair_distances",
+    "planned_ring_geometry",
     "ring_geometry",
+    "ring_plan",
+    "validate_rings",
 ]
 
 
@@ -72,8 +76,9 @@ def _ring_slots(ring_of: Tensor, num_rings: int) -> tuple[Tensor, Tensor, Tensor
     return sizes, starts, slot - starts[ring_of]
 
 
-def _validate_rings(pos: Tensor, ring_node: Tensor, ring_of: Tensor, num_rings: int) -> None:
-    """Range and ordering checks (they synchronise a GPU, hence optional in :func:`ring_geometry`)."""
+def validate_rings(pos: Tensor, ring_node: Tensor, ring_of: Tensor, num_rings: int) -> None:
+    """Range and ordering checks of ring slots (they synchronise a GPU, hence optional in
+    :func:`ring_geometry`; models that reuse a :class:`RingPlan` run them once per batch)."""
     if ring_node.dim() != 1 or ring_of.dim() != 1 or ring_node.shape != ring_of.shape:
         raise ValueError(
             "ring_geometry: ring_node and ring_of must be 1-D of equal length, got "
@@ -93,6 +98,36 @@ def _validate_rings(pos: Tensor, ring_node: Tensor, ring_of: Tensor, num_rings: 
         raise ValueError(f"ring_geometry: ring_node has node indices outside [0, {pos.shape[0]})")
 
 
+@dataclass
+class RingPlan:
+    """The topology part of :func:`ring_geometry`: index tensors that depend on the ring slots only, not
+    on positions — built once per batch and reused by every layer that recomputes ring invariants from
+    moved positions (and free of host synchronisation when reused, so a compiled layer stack can read it).
+    """
+
+    ring_node: Tensor  # (L,) node of each slot
+    ring_of: Tensor  # (L,) ring of each slot
+    num_rings: int
+    sizes: Tensor  # (R,) long, vertices per ring
+    succ: Tensor  # (L,) the next slot of the same ring (cyclic)
+    first: Tensor  # (Q,) first slot of each unordered vertex pair within a ring
+    second: Tensor  # (Q,) its second slot
+
+
+def ring_plan(ring_node: Tensor, ring_of: Tensor, num_rings: int) -> RingPlan:
+    """The :class:`RingPlan` of ring slots (``ring_node``, ``ring_of``: see :func:`ring_geometry`)."""
+    sizes, starts, k = _ring_slots(ring_of, num_rings)
+    size_of = sizes[ring_of]
+    succ = starts[ring_of] + torch.remainder(k + 1, size_of.clamp(min=1))
+    # Unordered slot pairs (i, j), i < j, within each ring: slot i pairs with the g−1−k slots after it.
+    after = size_of - 1 - k
+    first = torch.repeat_interleave(torch.arange(ring_of.shape[0], device=ring_of.device), after)
+    begin = torch.cumsum(after, 0) - after
+    second = first + 1 + torch.arange(first.shape[0], device=ring_of.device) - begin[first]
+    return RingPlan(ring_node=ring_node, ring_of=ring_of, num_rings=num_rings, sizes=sizes, succ=succ,
+                    first=first, second=second)
+
+
 def ring_geometry(
     pos: Tensor, ring_node: Tensor, ring_of: Tensor, num_rings: int, *, validate: bool = True
 ) -> RingGeometry:
@@ -102,17 +137,21 @@ def ring_geometry(
     a ring contiguous; ``ring_of: (L,)`` long, ring of each slot (non-decreasing); ``num_rings`` R (rings
     without slots get zeros). The successor of a slot is the next slot of its ring, wrapping around.
     The radius uses only vertex pairs within a ring (Σ g(g−1)/2 distances, never N×N). Set
-    ``validate=False`` on a GPU hot path once the indices are known to be well formed.
+    ``validate=False`` on a GPU hot path once the indices are known to be well formed. The same as
+    :func:`planned_ring_geometry` of :func:`ring_plan`.
     """
     _check_pos(pos)
     if validate:
-        _validate_rings(pos, ring_node, ring_of, num_rings)
-    sizes, starts, k = _ring_slots(ring_of, num_rings)
-    size_of = sizes[ring_of]
-    succ = starts[ring_of] + torch.remainder(k + 1, size_of.clamp(min=1))
+        validate_rings(pos, ring_node, ring_of, num_rings)
+    return planned_ring_geometry(pos, ring_plan(ring_node, ring_of, num_rings))
 
-    x = _rows(pos, ring_node)  # (L, 3)
-    size = sizes.to(pos.dtype)
+
+def planned_ring_geometry(pos: Tensor, plan: RingPlan) -> RingGeometry:
+    """:func:`ring_geometry` at positions ``pos: (N, 3)`` from a prepared :class:`RingPlan` (no checks, no
+    host synchronisation: the per-layer form of models that move positions)."""
+    ring_of, num_rings, succ = plan.ring_of, plan.num_rings, plan.succ
+    x = _rows(pos, plan.ring_node)  # (L, 3)
+    size = plan.sizes.to(pos.dtype)
     barycentre = pos.new_zeros(num_rings, 3).index_add_(0, ring_of, x) / size.clamp(min=1).unsqueeze(1)
 
     rel = x - _rows(barycentre, ring_of)
@@ -122,13 +161,8 @@ def ring_geometry(
     side = torch.linalg.vector_norm(_rows(x, succ) - x, dim=-1)
     perimeter = pos.new_zeros(num_rings).index_add_(0, ring_of, side)
 
-    # Unordered slot pairs (i, j), i < j, within each ring: slot i pairs with the g−1−k slots after it.
-    after = size_of - 1 - k
-    first = torch.repeat_interleave(torch.arange(ring_of.shape[0], device=pos.device), after)
-    begin = torch.cumsum(after, 0) - after
-    second = first + 1 + torch.arange(first.shape[0], device=pos.device) - begin[first]
-    diam = torch.linalg.vector_norm(_rows(x, second) - _rows(x, first), dim=-1)
-    radius = 0.5 * pos.new_zeros(num_rings).scatter_reduce_(0, ring_of[first], diam, "amax", include_self=True)
+    diam = torch.linalg.vector_norm(_rows(x, plan.second) - _rows(x, plan.first), dim=-1)
+    radius = 0.5 * pos.new_zeros(num_rings).scatter_reduce_(0, _rows(ring_of, plan.first), diam, "amax", include_self=True)
 
     return RingGeometry(barycentre=barycentre, area=area, perimeter=perimeter, radius=radius, size=size)
 

@@ -13,7 +13,9 @@ import torch
 
 from helpers import qm9pack_csv
 
-from empcn.geometry import RingGeometry, cell_barycentres, edge_lengths, pair_distances, ring_geometry
+from empcn.geometry import (
+    RingGeometry, cell_barycentres, edge_lengths, pair_distances, planned_ring_geometry, ring_geometry, ring_plan,
+)
 
 QM9_CSV = qm9pack_csv()
 
@@ -225,6 +227,21 @@ def test_irregular_rings_match_direct_computation() -> None:
         assert geo.perimeter[k].item() == pytest.approx(np.linalg.norm(v - np.roll(v, -1, 0), axis=1).sum(), rel=1e-12)
         diam = max(np.linalg.norm(v[i] - v[j]) for i in range(len(v)) for j in range(len(v)))
         assert geo.radius[k].item() == pytest.approx(diam / 2, rel=1e-12)
+
+
+def test_a_ring_plan_reused_at_moved_positions_gives_their_geometry() -> None:
+    """Models build the topology part once per batch and recompute the rest per layer: the same numbers
+    as the one-call form at every positions, and the same gradient."""
+    pos, _, ring_node, ring_of, r = _irregular_rings(4)
+    plan = ring_plan(ring_node, ring_of, r)
+    for step in range(3):
+        x = (pos + 0.3 * step * torch.randn_like(pos)).requires_grad_(True)
+        planned, direct = planned_ring_geometry(x, plan), ring_geometry(x, ring_node, ring_of, r)
+        for name in ("barycentre", "area", "perimeter", "radius", "size"):
+            assert torch.equal(getattr(planned, name), getattr(direct, name)), name
+        g1 = torch.autograd.grad((planned.area + planned.radius).sum(), x)[0]
+        g2 = torch.autograd.grad((direct.area + direct.radius).sum(), x)[0]
+        assert torch.equal(g1, g2)
 
 
 def test_cell_barycentres_and_pair_distances() -> None:

@@ -1,4 +1,5 @@
-"""``--compile``: the torch.compiled pair messages compute the same function as the eager path.
+"""``--compile``: the torch.compiled models (pair messages, whole layers, the position models' whole
+layer stack) compute the same function as the eager path.
 
 The oracle is the eager model itself (``GatedMessage.pairwise`` → :func:`pair_messages`), on the real
 float64 batches of ``tests/fixtures/models/saved_models.pt``: outputs and every parameter's gradient
@@ -48,10 +49,13 @@ def test_compiled_messages_compute_the_eager_function(saved, name: str) -> None:
     batch = ComplexBatch(**saved["batches"][entry["batch"]])
     eager_out, eager_grads = output_and_grads(model, batch)
     assert use_compiled_messages(model) == sum(isinstance(m, GatedMessage) for m in model.modules()) > 0
+    stack = getattr(model, "compiled_stack", None)  # the position models: their layer stack as one graph
+    assert stack is None or stack in vars(model)
     try:
         out, grads = output_and_grads(model, batch)
     finally:
         use_compiled_messages(model, enabled=False)
+    assert stack is None or stack not in vars(model)  # back to the eager method
     assert_close(out, eager_out, rtol=1e-10)
     assert len(grads) == len(eager_grads)
     for g, e in zip(grads, eager_grads):

@@ -41,7 +41,7 @@ SMALL = {
     "segnn_dynamics": SEGNNDynamicsConfig(hidden=12, layers=2, optimize_einsums=False),
 }
 NAMES = sorted(DYNAMICS_MODELS)
-real_edge, real_ring, real_bary = geometry.edge_lengths, geometry.ring_geometry, geometry.cell_barycentres
+real_edge, real_ring, real_bary = geometry.edge_lengths, geometry.planned_ring_geometry, geometry.cell_barycentres
 
 
 def small_model(name: str, **changes) -> torch.nn.Module:
@@ -176,7 +176,7 @@ def test_empcn_recomputes_cell_geometry_from_each_layers_positions(batch, monkey
     model = small_model("empcn_dynamics")
     seen: dict[str, list[torch.Tensor]] = {"edge": [], "ring": [], "bary": []}
     monkeypatch.setattr(geometry, "edge_lengths", lambda x, e: seen["edge"].append(x) or real_edge(x, e))
-    monkeypatch.setattr(geometry, "ring_geometry", lambda x, *a, **k: seen["ring"].append(x) or real_ring(x, *a, **k))
+    monkeypatch.setattr(geometry, "planned_ring_geometry", lambda x, p: seen["ring"].append(x) or real_ring(x, p))
     monkeypatch.setattr(geometry, "cell_barycentres", lambda x, *a: seen["bary"].append(x) or real_bary(x, *a))
     outputs: list[torch.Tensor] = []
     hooks = [layer.register_forward_hook(lambda m, i, o: outputs.append(o[1])) for layer in model.layers]
@@ -195,7 +195,7 @@ def test_empcn_recomputes_cell_geometry_from_each_layers_positions(batch, monkey
 def test_decoupled_ring_invariants_follow_the_moving_positions(batch, monkeypatch):
     model = small_model("decoupled_dynamics")
     seen: list[torch.Tensor] = []
-    monkeypatch.setattr(geometry, "ring_geometry", lambda x, *a, **k: seen.append(x) or real_ring(x, *a, **k))
+    monkeypatch.setattr(geometry, "planned_ring_geometry", lambda x, p: seen.append(x) or real_ring(x, p))
     model(batch)
     assert len(seen) == SMALL["decoupled_dynamics"].layers - 1  # the last layer has no ring part
     assert torch.equal(seen[0], batch.pos) and float((seen[1] - seen[0]).detach().abs().max()) > 1e-6

@@ -173,6 +173,20 @@ def test_resume_continues_exactly(nbody_cache: Path, tmp_path: Path) -> None:
     assert resumed.test_error == whole.test_error
 
 
+def test_compile_takes_the_eager_runs_steps(nbody_cache: Path, tmp_path: Path) -> None:
+    """``--compile`` (the position models' whole layer stack as one graph; the decoupled model's has the
+    ring plan inside) through the loop: the same losses and validation errors as eager, in float64, over
+    steps of training (every model's compiled forward and gradients: tests/train/test_compiled.py)."""
+    base = tiny(nbody_cache, tmp_path / "eager", model="decoupled", dtype="float64", epochs=2)
+    train(base)
+    train(replace(base, out=str(tmp_path / "compiled"), compile=True))
+    eager, compiled = read_records(tmp_path / "eager"), read_records(tmp_path / "compiled")
+    assert len(eager) == len(compiled) == 2
+    for e, c in zip(eager, compiled):
+        assert c.train_loss == pytest.approx(e.train_loss, rel=1e-9)
+        assert c.valid_error == pytest.approx(e.valid_error, rel=1e-9)
+
+
 def test_a_short_run_beats_positions_that_do_not_move(nbody_cache: Path, tmp_path: Path) -> None:
     """30 epochs on 100 systems: test MSE below MSE(x_in, x_target), the 'nothing moves' baseline."""
     pos, target = split_arrays(nbody_cache, "test")

@@ -86,21 +86,34 @@ class DecoupledDynamics(nn.Module):
         count = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)  # noqa: E731
         return count(self.node_part), count(self.ring_part)
 
+    #: the tensor-only method ``--compile`` compiles whole (:func:`~empcn.train.models.layers.use_compiled_messages`)
+    compiled_stack = "layer_stack"
+
     def forward(self, batch: ComplexBatch) -> Tensor:
         name = "DecoupledDynamics"
         vel = velocity(batch, name)
         pairs = fully_connected_pairs(batch.node_graph)
         attr = egnn_edge_attr(batch, pairs, self.config.use_node_scalar, name)
-        ring, node = batch.ring_of, batch.ring_node  # P(ρ): every (ring, vertex) slot
+        geometry.validate_rings(batch.pos, batch.ring_node, batch.ring_of, batch.num_rings)
+        plan = geometry.ring_plan(batch.ring_node, batch.ring_of, batch.num_rings)  # P(ρ): every (ring, vertex) slot
+        return self.layer_stack(self.node_part.embed(speed(vel)), batch.pos, vel, pairs, attr, plan)
+
+    def layer_stack(
+        self, h: Tensor, x: Tensor, vel: Tensor, pairs: Tensor, attr: Tensor, plan: geometry.RingPlan
+    ) -> Tensor:
+        """The layers from ``h⁰: (N, H)``, ``x⁰, v⁰: (N, 3)``, ``pairs: (P, 2)``, ``a: (P, d)`` and the rings'
+        :class:`~empcn.geometry.RingPlan` → ``(N, 3)``; ring invariants recomputed from each layer's input
+        positions. Tensors in, tensors out, no host synchronisation: the unit ``--compile`` compiles whole.
+        """
         np_, rp = self.node_part, self.ring_part
-        h, x = np_.embed(speed(vel)), batch.pos
+        ring, node = plan.ring_of, plan.ring_node
         g = None
         n_ring = len(rp.layers)
         for k, layer in enumerate(np_.layers):
             m, diff = layer.edge_messages(h, x, pairs, attr)
             x_new = layer.coord_update(h, x, m, diff, pairs, vel)
             if k < n_ring:
-                geo = geometry.ring_geometry(x, batch.ring_node, batch.ring_of, batch.num_rings, validate=k == 0)
+                geo = geometry.planned_ring_geometry(x, plan)
                 c = torch.stack([geo.radius, geo.perimeter, geo.size], dim=-1)
                 if g is None:
                     g = rp.embed(rp.ring_inv(c))

@@ -94,11 +94,20 @@ class EGNNDynamics(nn.Module):
             config.dropout, config.coord_agg, config.coord_weight, config.velocity_messages,
         )
 
+    #: the tensor-only method ``--compile`` compiles whole (:func:`~empcn.train.models.layers.use_compiled_messages`)
+    compiled_stack = "layer_stack"
+
     def forward(self, batch: ComplexBatch) -> Tensor:
         vel = velocity(batch, "EGNNDynamics")
         pairs = message_pairs(batch.node_graph, batch.edge_index, self.config.connectivity)
         attr = egnn_edge_attr(batch, pairs, self.config.use_node_scalar, "EGNNDynamics")
-        h, x = self.embed(speed(vel)), batch.pos
+        return self.layer_stack(self.embed(speed(vel)), batch.pos, vel, pairs, attr)
+
+    def layer_stack(self, h: Tensor, x: Tensor, vel: Tensor, pairs: Tensor, attr: Tensor) -> Tensor:
+        """The layers from ``h⁰: (N, H)``, ``x⁰, v⁰: (N, 3)``, ``pairs: (P, 2)``, ``a: (P, d)`` → ``(N, 3)``.
+
+        Tensors in, tensors out, no host synchronisation: the unit ``--compile`` compiles whole.
+        """
         last = len(self.layers) - 1
         for k, layer in enumerate(self.layers):
             m, diff = layer.edge_messages(h, x, pairs, attr)

@@ -116,12 +116,12 @@ class _Geometry:
     bary: tuple[Tensor, Tensor, Tensor]  # nodes, edge midpoints, ring barycentres
 
     @staticmethod
-    def of(batch: ComplexBatch, x: Tensor, validate: bool) -> "_Geometry":
-        ring = geometry.ring_geometry(x, batch.ring_node, batch.ring_of, batch.num_rings, validate=validate)
+    def of(x: Tensor, edge_index: Tensor, plan: geometry.RingPlan) -> "_Geometry":
+        ring = geometry.planned_ring_geometry(x, plan)
         return _Geometry(
-            edge_len=geometry.edge_lengths(x, batch.edge_index),
+            edge_len=geometry.edge_lengths(x, edge_index),
             ring_scalars=torch.stack([ring.radius, ring.perimeter, ring.size], dim=-1),
-            bary=geometry.cell_barycentres(x, batch.edge_index, ring),
+            bary=geometry.cell_barycentres(x, edge_index, ring),
         )
 
     def pair_dist(self, name: str, idx: Tensor) -> Tensor:
@@ -264,16 +264,34 @@ class EMPCNDynamics(nn.Module):
         if self.config.velocity_invariants:  # [v⁰_i − v⁰_j ‖ ‖v⁰_i − v⁰_j‖]: (P, 4)
             pair_vel = torch.cat([dv, torch.linalg.vector_norm(dv, dim=-1, keepdim=True)], dim=-1)
         x = batch.pos
-        geo = _Geometry.of(batch, x, validate=True)
+        geometry.validate_rings(x, batch.ring_node, batch.ring_of, batch.num_rings)
+        plan = geometry.ring_plan(batch.ring_node, batch.ring_of, batch.num_rings)
+        geo = _Geometry.of(x, batch.edge_index, plan)
         h: dict[int, Tensor] = {0: self.embed["0"](speed(vel))}
         if "1" in self.embed:
             parts = [self.emb_edge(geo.edge_len.unsqueeze(-1))] + ([edge_scalar] if edge_scalar is not None else [])
             h[1] = self.embed["1"](torch.cat(parts, dim=-1))
         if "2" in self.embed:
             h[2] = self.embed["2"](self.emb_ring(geo.ring_scalars))
+        return self.layer_stack(h, x, vel, nbr, batch.edge_index, plan, geo, pair_vel, dv, pair_scalar)
+
+    #: the tensor-only method ``--compile`` compiles whole (:func:`~empcn.train.models.layers.use_compiled_messages`)
+    compiled_stack = "layer_stack"
+
+    def layer_stack(
+        self, h: dict[int, Tensor], x: Tensor, vel: Tensor, nbr: dict[str, Tensor], edge_index: Tensor,
+        plan: geometry.RingPlan, geo: _Geometry, pair_vel: Tensor | None, dv: Tensor | None,
+        pair_scalar: Tensor | None,
+    ) -> Tensor:
+        """The layers from the input features ``h[r]``, positions and velocities ``x⁰, v⁰: (N, 3)``, the
+        neighbourhoods ``nbr``, the topology (``edge_index``, the rings' :class:`~empcn.geometry.RingPlan`)
+        and the input positions' geometry ``geo`` → ``(N, 3)``; invariants recomputed from every later
+        layer's input positions. Tensors in, tensors out, no host synchronisation: the unit ``--compile``
+        compiles whole.
+        """
         for k, layer in enumerate(self.layers):
             if k > 0:
-                geo = _Geometry.of(batch, x, validate=False)  # invariants of the updated positions
+                geo = _Geometry.of(x, edge_index, plan)  # invariants of the updated positions
             inv = self._invariants(geo, x, pair_vel, nbr, layer.communications, pair_scalar)
             h, x = layer(h, x, vel, nbr, inv, dv)
         return x

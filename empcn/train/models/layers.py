@@ -129,18 +129,32 @@ def _compiled_pair_messages():
 def use_compiled_messages(model: nn.Module, enabled: bool = True) -> int:
     """Switch ``model`` to its compiled form (or back to eager); returns how many GatedMessages it has.
 
-    Every :class:`GatedMessage` runs its per-pair part through the compiled :func:`pair_messages`, and
-    the modules a model lists in ``compiled_units()`` (EGNN's and EMPCN's layers: messages, scatter and
-    update in one graph) are compiled whole (``nn.Module.compile``, dynamic shapes). Parameters, state
-    dict and function are unchanged.
+    Three forms, by what the model offers:
+
+    * ``compiled_stack`` (the position models: a method name): that tensor-only method — the whole layer
+      stack, after the per-batch preparation (pairs, checks, ring plan) that synchronises with the host —
+      is compiled as one graph (``fullgraph``; static shapes while batches keep their shape, as N-body's
+      and MoCap's do, dynamic after a change). Its GatedMessages stay eager inside: the graph fuses them.
+    * ``compiled_units()`` (EGNN's and EMPCN's QM9 layers: messages, scatter and update) are compiled
+      whole (``nn.Module.compile``, dynamic shapes: molecules vary per batch), and
+    * otherwise every :class:`GatedMessage` runs its per-pair part through the compiled :func:`pair_messages`.
+
+    Parameters, state dict and function are unchanged.
     """
     if enabled:  # one graph per (layer shape, gate, dtype, grad mode): more than dynamo's default 8
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    stack = getattr(model, "compiled_stack", None)
     count = 0
     for module in model.modules():
         if isinstance(module, GatedMessage):
-            module.compiled = enabled
+            module.compiled = enabled and stack is None
             count += 1
+    if stack is not None:
+        if enabled:
+            eager = getattr(type(model), stack).__get__(model)
+            setattr(model, stack, torch.compile(eager, fullgraph=True))
+        else:
+            model.__dict__.pop(stack, None)
     units = getattr(model, "compiled_units", None)
     for unit in units() if units is not None else ():
         if enabled:

@@ -4,7 +4,7 @@ Profiles forward, loss, backward and Adam of ``--model`` on batches from a cache
 loader runs before profiling, so the table is the step alone), after ``--warmup`` unprofiled steps.
 Prints aten operations per step and a markdown table of the ``--top`` operations.
 
-    python benchmarks/profile_step.py --cache data/nbody.h5 --model egnn [--steps 5] [--threads 1]
+    python benchmarks/profile_step.py --cache data/nbody.h5 --model egnn [--steps 5] [--threads 1] [--compile]
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--compile", action="store_true", help="the model as --compile runs it (compiled in the warm-up steps)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(tempfile.mkdtemp(prefix="empcn-profile-"))
     probe = TrainConfig(cache=str(args.cache), out=str(out / "probe"), model=args.model, target=args.target,
-                        epochs=1, limit_batches=1, verify=False, progress=False)
+                        epochs=1, limit_batches=1, verify=False, progress=False, compile=args.compile)
     try:
         t = Trainer(probe)
     except Exception:  # a scalar cache needs a target
@@ -60,7 +61,7 @@ def main() -> None:
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     ops = sum(e.count for e in events if e.key.startswith("aten::"))
-    print(f"{args.model}: {len(timed)} steps, {total / len(timed) / 1e3:.1f} ms self CPU per step, "
+    print(f"{args.model}{' --compile' if args.compile else ''}: {len(timed)} steps, {total / len(timed) / 1e3:.1f} ms self CPU per step, "
           f"{ops / len(timed):.0f} aten operations per step, {torch.get_num_threads()} threads")
     print("| operation | self CPU per step (ms) | share | calls per step |")
     print("|---|---|---|---|")

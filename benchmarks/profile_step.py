@@ -40,9 +40,15 @@ def main() -> None:
         t = Trainer(probe)
     except Exception:  # a scalar cache needs a target
         t = Trainer(TrainConfig(**{**probe.__dict__, "target": "U0", "out": str(out / "probe2")}))
-    t.train_stream.limit_batches = args.warmup + args.steps
-    t.train_stream.set_epoch(1)
-    batches = list(t.train_loader)
+    need = args.warmup + args.steps
+    t.train_stream.limit_batches = need
+    batches: list = []
+    for epoch in range(1, need + 1):  # small training splits (MoCap: 2 batches) take several epochs
+        t.train_stream.set_epoch(epoch)
+        batches += list(t.train_loader)
+        if len(batches) >= need:
+            break
+    batches = batches[:need]
     model, opt = t.model, t.optimizer
 
     def step(b) -> None:

@@ -116,8 +116,8 @@ def train(
     ),
     compile: Optional[bool] = typer.Option(
         None, "--compile/--no-compile",
-        help="Run the pair messages through torch.compile: the same function, faster on QM9-sized pair sets "
-        "(needs a C++ compiler on CPU; default: off).",
+        help="Run the model through torch.compile (position models: the whole layer stack as one graph; QM9 models: "
+        "their layers): the same function, faster (needs a C++ compiler on CPU; default: off).",
     ),
     model_option: Optional[list[str]] = typer.Option(
         None, help="KEY=VALUE: set a field of the model's config, e.g. fourier_scale=0.5 (repeatable; docs/models.md)."

@@ -115,11 +115,12 @@ class TrainConfig:
     there (``partial`` in ``metrics.jsonl``), is validated and checkpointed as done, and the run
     tests its best epoch. A resumed run starts at the next epoch with a fresh time budget.
 
-    ``compile``: every model's gated pair messages (:func:`empcn.train.models.layers.pair_messages`:
-    gathers, first-layer sums, SiLUs, second Linear, gate) run through ``torch.compile``, which fuses
+    ``compile``: the model runs through ``torch.compile``
+    (:func:`empcn.train.models.layers.use_compiled_messages`: the position models' whole layer stack as
+    one graph, EGNN's and EMPCN's QM9 layers one by one, elsewhere the gated pair messages), which fuses
     the elementwise work over the ``(pairs, hidden)`` tensors; the same function and parameters (tested
     against the eager path), so a run-control option. The first batches pay the compilation
-    (≈20 s on CPU); it pays where pair tensors are large (QM9), not for N-body's 20 pairs per system.
+    (≈20–60 s on CPU); gains are in BENCHMARKS.md ("Training throughput").
 
     ``amp``: bf16 autocast on CUDA for message passing; every model pools and reads out in float32
     (bf16's 8 significant bits would otherwise resolve a normalised output only to ~0.008·MAD, ≈ 60
@@ -154,7 +155,7 @@ class TrainConfig:
     model_options: tuple[str, ...] = ()  # "KEY=VALUE" fields of the model's config (--model-option)
     target_reference: TargetReference | None = None  # "atoms" | "none"; None: the task's default
     valid_every: int = 1  # validate (and pick the best epoch) every N epochs, and always at the last
-    compile: bool = False  # per-pair messages through torch.compile (the same function; needs a C++ compiler on CPU)
+    compile: bool = False  # the model through torch.compile (the same function; needs a C++ compiler on CPU)
 
     #: Runs saved before ``target_reference`` existed trained on the plain mean/MAD.
     SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"target_reference": "none"}

@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=None, help="minutes per run and invocation")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--compile", action="store_true",
-                        help="train with --compile (the same function; MoCap steps ≈1.8× faster on CPU)")
+                        help="train with --compile (the same function; MoCap runs ≈1.4× faster on CPU)")
     args = parser.parse_args()
     models = [m for m in args.models.split(",") if m]
     unknown = [m for m in models if m not in CONTENDERS]

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from empcn_cli import empcn
@@ -37,12 +35,6 @@ TRAIN = {"nbody": [], "qm9": ["--target", "U0", "--batch-size", "96"]}
 #: this checkout's flags for what the old release did without a flag: QM9 trained on the plain mean/MAD
 #: before ``--target-reference`` (whose U0 default is now ``atoms``) existed
 NEW_ONLY = {"nbody": [], "qm9": ["--target-reference", "none"]}
-
-
-def old_empcn(src: Path, *args: str) -> subprocess.CompletedProcess:
-    """``python -m empcn ARGS`` of the old tree ``src`` (its directory first on the path, run from it)."""
-    env = dict(os.environ, PYTHONPATH=str(src))
-    return subprocess.run([sys.executable, "-m", "empcn", *args], env=env, cwd=src, text=True, capture_output=True)
 
 
 def checked(done: subprocess.CompletedProcess, what: str) -> str:
@@ -110,17 +102,20 @@ def main() -> None:
     for setting, model in pairs:
         cache = root / f"{setting}.h5"
         if not cache.exists():
-            checked(old_empcn(src, "lift", *LIFT[setting], "--out", str(cache), "--no-progress"), f"old lift of {setting}")
+            checked(empcn("lift", *LIFT[setting], "--out", str(cache), "--no-progress", tree=src), f"old lift of {setting}")
         runs = {side: root / f"{setting}-{model}-{side}" for side in ("old", "new")}
         common = ["train", "--cache", str(cache), "--model", model, "--epochs", str(args.epochs), "--seed", "0",
                   *TRAIN[setting], "--no-progress"]
         for side, run in runs.items():
             if not (run / "result.json").exists():
-                go = old_empcn(src, *common, "--out", str(run)) if side == "old" else empcn(*common, *NEW_ONLY[setting], "--out", str(run))
-                checked(go, f"{side} training of {setting} {model}")
+                if side == "old":
+                    done = empcn(*common, "--out", str(run), tree=src)
+                else:
+                    done = empcn(*common, *NEW_ONLY[setting], "--out", str(run))
+                checked(done, f"{side} training of {setting} {model}")
         loss, valid, epochs = curve_difference(runs["old"], runs["new"])
         evaluate = ["evaluate", str(runs["old"]), "--split", "test", "--json"]
-        by_old = test_metric(checked(old_empcn(src, *evaluate), f"old evaluate of {runs['old']}"))
+        by_old = test_metric(checked(empcn(*evaluate, tree=src), f"old evaluate of {runs['old']}"))
         by_new = test_metric(checked(empcn(*evaluate), f"new evaluate of {runs['old']}"))
         test = rel(by_old, by_new)
         worst = max(worst, loss, valid, test)

@@ -26,7 +26,6 @@ __all__ = [
     "planned_ring_geometry",
     "ring_geometry",
     "ring_plan",
-    "validate_rings",
 ]
 
 
@@ -76,9 +75,9 @@ def _ring_slots(ring_of: Tensor, num_rings: int) -> tuple[Tensor, Tensor, Tensor
     return sizes, starts, slot - starts[ring_of]
 
 
-def validate_rings(pos: Tensor, ring_node: Tensor, ring_of: Tensor, num_rings: int) -> None:
+def _validate_rings(pos: Tensor, ring_node: Tensor, ring_of: Tensor, num_rings: int) -> None:
     """Range and ordering checks of ring slots (they synchronise a GPU, hence optional in
-    :func:`ring_geometry`; models that reuse a :class:`RingPlan` run them once per batch)."""
+    :func:`ring_geometry` and :func:`ring_plan`)."""
     if ring_node.dim() != 1 or ring_of.dim() != 1 or ring_node.shape != ring_of.shape:
         raise ValueError(
             "ring_geometry: ring_node and ring_of must be 1-D of equal length, got "
@@ -114,8 +113,11 @@ class RingPlan:
     second: Tensor  # (Q,) its second slot
 
 
-def ring_plan(ring_node: Tensor, ring_of: Tensor, num_rings: int) -> RingPlan:
-    """The :class:`RingPlan` of ring slots (``ring_node``, ``ring_of``: see :func:`ring_geometry`)."""
+def ring_plan(ring_node: Tensor, ring_of: Tensor, num_rings: int, *, pos: Tensor | None = None) -> RingPlan:
+    """The :class:`RingPlan` of ring slots (``ring_node``, ``ring_of``: see :func:`ring_geometry`); with
+    ``pos: (N, 3)`` the slots are first checked against it (ranges, ordering: a one-line ValueError)."""
+    if pos is not None:
+        _validate_rings(pos, ring_node, ring_of, num_rings)
     sizes, starts, k = _ring_slots(ring_of, num_rings)
     size_of = sizes[ring_of]
     succ = starts[ring_of] + torch.remainder(k + 1, size_of.clamp(min=1))
@@ -141,9 +143,7 @@ def ring_geometry(
     :func:`planned_ring_geometry` of :func:`ring_plan`.
     """
     _check_pos(pos)
-    if validate:
-        validate_rings(pos, ring_node, ring_of, num_rings)
-    return planned_ring_geometry(pos, ring_plan(ring_node, ring_of, num_rings))
+    return planned_ring_geometry(pos, ring_plan(ring_node, ring_of, num_rings, pos=pos if validate else None))
 
 
 def planned_ring_geometry(pos: Tensor, plan: RingPlan) -> RingGeometry:

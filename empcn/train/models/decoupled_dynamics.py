@@ -94,8 +94,7 @@ class DecoupledDynamics(nn.Module):
         vel = velocity(batch, name)
         pairs = fully_connected_pairs(batch.node_graph)
         attr = egnn_edge_attr(batch, pairs, self.config.use_node_scalar, name)
-        geometry.validate_rings(batch.pos, batch.ring_node, batch.ring_of, batch.num_rings)
-        plan = geometry.ring_plan(batch.ring_node, batch.ring_of, batch.num_rings)  # P(ρ): every (ring, vertex) slot
+        plan = geometry.ring_plan(batch.ring_node, batch.ring_of, batch.num_rings, pos=batch.pos)  # P(ρ): (ring, vertex) slots
         return self.layer_stack(self.node_part.embed(speed(vel)), batch.pos, vel, pairs, attr, plan)
 
     def layer_stack(

@@ -264,8 +264,7 @@ class EMPCNDynamics(nn.Module):
         if self.config.velocity_invariants:  # [v⁰_i − v⁰_j ‖ ‖v⁰_i − v⁰_j‖]: (P, 4)
             pair_vel = torch.cat([dv, torch.linalg.vector_norm(dv, dim=-1, keepdim=True)], dim=-1)
         x = batch.pos
-        geometry.validate_rings(x, batch.ring_node, batch.ring_of, batch.num_rings)
-        plan = geometry.ring_plan(batch.ring_node, batch.ring_of, batch.num_rings)
+        plan = geometry.ring_plan(batch.ring_node, batch.ring_of, batch.num_rings, pos=x)
         geo = _Geometry.of(x, batch.edge_index, plan)
         h: dict[int, Tensor] = {0: self.embed["0"](speed(vel))}
         if "1" in self.embed:

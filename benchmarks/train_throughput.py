@@ -11,7 +11,9 @@ empcn is timed through its real training loop (:class:`empcn.train.loop.Trainer`
 (``reference_egnn.py``) through a bare Adam loop on the same batches, pair lists prepared beforehand,
 so the reference pays no data loading. Contenders alternate within each of ``--rounds`` rounds, after
 one warm-up epoch each; a ratio is the median over rounds of (empcn samples/s) / (reference samples/s)
-of the same round. Absolute rates drift on shared machines; the ratios are what is tracked.
+of the same round. Absolute rates drift on shared machines; the ratios are what is tracked. Below
+each table: the data path alone (reading, collation, transfer to the device) against the fastest
+model's training rate, which says whether the loader keeps up (on a GPU above all).
 
     python benchmarks/train_throughput.py [--nbody-cache data/nbody.h5] [--qm9-cache data/qm9.h5]
         [--settings nbody,qm9] [--models egnn,empcn] [--batches 30] [--rounds 5] [--threads 1] [--device cpu]
@@ -64,6 +66,27 @@ def empcn_round(t: Trainer) -> Callable[[int], float]:
         if t.device.type == "cuda":
             torch.cuda.synchronize()
         return count / seconds
+
+    return run
+
+
+def loader_round(t: Trainer) -> Callable[[int], float]:
+    """samples/s of ``t``'s data path alone: reading, collating and moving one epoch's batches to the device.
+
+    The training loop does this work in the training process (``workers=0``, as timed here) or in
+    DataLoader workers; the loader keeps up with a model when this rate is well above its training rate.
+    """
+
+    def run(epoch: int) -> float:
+        t.train_stream.set_epoch(epoch)
+        start = time.perf_counter()
+        count = 0
+        for batch in t.train_loader:
+            batch.to(t.device, t.dtype)
+            count += batch.num_graphs
+        if t.device.type == "cuda":
+            torch.cuda.synchronize()
+        return count / (time.perf_counter() - start)
 
     return run
 
@@ -177,11 +200,18 @@ def main() -> None:
               + (" (--amp)" if args.amp else ""))
         print(f"| model | params | {spec['unit']} (median) | ratio to reference (median of rounds) | per round |")
         print("|---|---|---|---|---|")
+        loader = loader_round(trainers[chosen[0]])
+        loader(1)
+        loading = statistics.median(loader(r + 2) for r in range(args.rounds))
         for name, values in rates.items():
             ratios = [v / rv for v, rv in zip(values, ref)]
             label = "reference EGNN (authors' form)" if name == "reference" else f"empcn `--model {name}`"
             print(f"| {label} | {params[name]:,} | {statistics.median(values):,.0f} | "
                   f"**{statistics.median(ratios):.2f}×** | {' '.join(f'{x:.2f}' for x in ratios)} |", flush=True)
+        fastest = max((n for n in rates if n != "reference"), key=lambda n: statistics.median(rates[n]))
+        print(f"\ndata loader alone (read, collate, to {args.device}; in the training process): {loading:,.0f} "
+              f"{spec['unit']}, {loading / statistics.median(rates[fastest]):.1f}× the fastest model's training rate "
+              f"(`{fastest}`)")
         print()
 
 

@@ -93,59 +93,110 @@ def species_counts(batch: ComplexBatch, spec: CollateSpec) -> torch.Tensor:
     return out.index_add_(0, batch.node_graph, onehot)
 
 
-def _cat(samples: Sequence[Sample], key: str, dtype: np.dtype, tail: tuple[int, ...] = ()) -> np.ndarray:
-    parts = [s[key] for s in samples]
-    if not parts:
-        return np.zeros((0, *tail), dtype=dtype)
-    return np.concatenate(parts).astype(dtype, copy=False).reshape(-1, *tail)
+def ragged_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenated ranges ``[starts[i], starts[i] + lengths[i])`` as one int64 index (no Python loop)."""
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    return np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - lengths), lengths)
+
+
+@dataclass(frozen=True)
+class RaggedBatch:
+    """The samples of one batch as concatenated cache arrays: what :func:`collate_ragged` reads.
+
+    ``arrays``: ``"group/array"`` key → ``(values, counts)``, ``values: (Σ counts, …)`` the samples'
+    rows one sample after another, ``counts: (size,)`` int64 rows per sample. The training data path
+    builds it straight from in-memory shards with a few vectorised gathers per array
+    (:meth:`empcn.train.dataset.ShardStream.load_batch`); :meth:`of_samples` builds it from
+    per-sample dicts.
+    """
+
+    size: int
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    @staticmethod
+    def of_samples(samples: Sequence[Sample]) -> "RaggedBatch":
+        """Concatenate the cache arrays (``"group/array"`` keys) of per-sample dicts."""
+        keys = [k for k, v in samples[0].items() if "/" in k and isinstance(v, np.ndarray)] if samples else []
+        return RaggedBatch(len(samples), {
+            k: (np.concatenate([s[k] for s in samples]), np.array([len(s[k]) for s in samples], np.int64))
+            for k in keys
+        })
+
+    def values(self, key: str, dtype: np.dtype, tail: tuple[int, ...] = ()) -> np.ndarray:
+        """The concatenated rows of ``key`` as ``dtype``, shaped ``(-1, *tail)`` (an empty batch: no rows)."""
+        if key not in self.arrays:
+            if self.size == 0:
+                return np.zeros((0, *tail), dtype=dtype)
+            raise KeyError(f"collate: the samples have no {key!r}")
+        return self.arrays[key][0].astype(dtype, copy=False).reshape(-1, *tail)
+
+    def counts(self, key: str) -> np.ndarray:
+        """(size,) int64 rows of ``key`` per sample."""
+        if key not in self.arrays:
+            if self.size == 0:
+                return np.zeros(0, dtype=np.int64)
+            raise KeyError(f"collate: the samples have no {key!r}")
+        return self.arrays[key][1]
 
 
 def _shift(counts: np.ndarray, per_sample: np.ndarray) -> np.ndarray:
     """For each row, the number of cells before its sample: repeat(exclusive cumsum(counts), per_sample)."""
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    return np.repeat(starts, per_sample)
+    counts = np.asarray(counts, dtype=np.int64)
+    return np.repeat(np.cumsum(counts) - counts, per_sample)
 
 
 def collate(samples: Sequence[Sample], spec: CollateSpec) -> ComplexBatch:
-    """Concatenate ``samples`` into one batch with batch-global indices."""
-    b = len(samples)
-    n = {r: np.array([len(s[f"{g}/{'pos' if r == 0 else 'index' if r == 1 else 'size'}"]) for s in samples], np.int64)
-         for r, g in RANK_GROUPS.items()}
-    n_slots = np.array([len(s["ring_slots/node"]) for s in samples], np.int64)
+    """Concatenate ``samples`` (per-sample dicts, as :class:`empcn.cache.Cache` yields) into one batch."""
+    return collate_ragged(RaggedBatch.of_samples(samples), spec)
 
-    pos = _cat(samples, "nodes/pos", np.float32, (3,))
-    z = _cat(samples, "nodes/z", np.int64) if samples and "nodes/z" in samples[0] else np.zeros(len(pos), np.int64)
-    edge_index = _cat(samples, "edges/index", np.int64, (2,)) + _shift(n[0], n[1])[:, None]
-    ring_node = _cat(samples, "ring_slots/node", np.int64) + _shift(n[0], n_slots)
-    ring_edge = _cat(samples, "ring_slots/edge", np.int64) + _shift(n[1], n_slots)
-    ring_sizes = _cat(samples, "rings/size", np.int64)
+
+def collate_ragged(rb: RaggedBatch, spec: CollateSpec) -> ComplexBatch:
+    """One batch with batch-global indices from the concatenated arrays of its samples."""
+    b = rb.size
+    n = {r: rb.counts(f"{g}/{'pos' if r == 0 else 'index' if r == 1 else 'size'}") for r, g in RANK_GROUPS.items()}
+    n_slots = rb.counts("ring_slots/node")
+
+    pos = rb.values("nodes/pos", np.float32, (3,))
+    z = rb.values("nodes/z", np.int64) if "nodes/z" in rb.arrays else np.zeros(len(pos), np.int64)
+    edge_index = rb.values("edges/index", np.int64, (2,)) + _shift(n[0], n[1])[:, None]
+    ring_node = rb.values("ring_slots/node", np.int64) + _shift(n[0], n_slots)
+    ring_edge = rb.values("ring_slots/edge", np.int64) + _shift(n[1], n_slots)
+    ring_sizes = rb.values("rings/size", np.int64)
     ring_of = np.repeat(np.arange(len(ring_sizes)), ring_sizes)
 
     nbr: dict[str, torch.Tensor] = {}
     nbr_dist: dict[str, torch.Tensor] = {}
     for name, (rs, rr) in spec.neighbourhoods.items():
         key = f"nbr/{name}/index"
-        if not samples or key not in samples[0]:
+        if key not in rb.arrays:
             continue
-        per = np.array([len(s[key]) for s in samples], np.int64)
-        idx = _cat(samples, key, np.int64, (2,))
+        per = rb.counts(key)
+        idx = rb.values(key, np.int64, (2,)).copy()  # shifted in place below; never write into a shard
         idx[:, 0] += _shift(n[rs], per)
         idx[:, 1] += _shift(n[rr], per)
         nbr[name] = torch.from_numpy(idx)
-        nbr_dist[name] = torch.from_numpy(_cat(samples, f"nbr/{name}/dist", np.float32))
+        nbr_dist[name] = torch.from_numpy(rb.values(f"nbr/{name}/dist", np.float32))
 
     edge_feat = None
-    if samples and "edges/order" in samples[0]:
-        order = _cat(samples, "edges/order", np.float32)
+    if "edges/order" in rb.arrays:
+        order = rb.values("edges/order", np.float32)
         edge_feat = torch.from_numpy((order[:, None] == np.asarray(BOND_ORDERS, np.float32)[None, :]).astype(np.float32))
 
     y = None
     if spec.target_index is not None:
-        y = torch.from_numpy(np.array([s["sample/y"][0, spec.target_index] for s in samples], dtype=np.float64))
+        first_rows = _shift(rb.counts("sample/y"), np.ones(b, np.int64))  # each sample's (only) row
+        rows = rb.arrays["sample/y"][0] if b else np.zeros((0, spec.target_index + 1))
+        y = torch.from_numpy(rows[first_rows, spec.target_index].astype(np.float64))
 
     def opt_node(key: str) -> torch.Tensor | None:
-        if samples and key in samples[0]:
-            return torch.from_numpy(_cat(samples, key, np.float32, samples[0][key].shape[1:]))
+        if key in rb.arrays:
+            values = rb.arrays[key][0]
+            return torch.from_numpy(np.ascontiguousarray(rb.values(key, np.float32, values.shape[1:])))
         return None
 
     charge = next((c for c in map(opt_node, NODE_SCALAR_FIELDS) if c is not None), None)
@@ -156,15 +207,15 @@ def collate(samples: Sequence[Sample], spec: CollateSpec) -> ComplexBatch:
         node_graph=torch.from_numpy(np.repeat(np.arange(b), n[0])),
         edge_index=torch.from_numpy(edge_index),
         edge_graph=torch.from_numpy(np.repeat(np.arange(b), n[1])),
-        edge_len=torch.from_numpy(_cat(samples, "edges/length", np.float32)),
+        edge_len=torch.from_numpy(rb.values("edges/length", np.float32)),
         ring_node=torch.from_numpy(ring_node),
         ring_edge=torch.from_numpy(ring_edge),
         ring_of=torch.from_numpy(ring_of),
         ring_graph=torch.from_numpy(np.repeat(np.arange(b), n[2])),
         ring_size=torch.from_numpy(ring_sizes.astype(np.float32)),
-        ring_area=torch.from_numpy(_cat(samples, "rings/area", np.float32)),
-        ring_perimeter=torch.from_numpy(_cat(samples, "rings/perimeter", np.float32)),
-        ring_radius=torch.from_numpy(_cat(samples, "rings/radius", np.float32)),
+        ring_area=torch.from_numpy(rb.values("rings/area", np.float32)),
+        ring_perimeter=torch.from_numpy(rb.values("rings/perimeter", np.float32)),
+        ring_radius=torch.from_numpy(rb.values("rings/radius", np.float32)),
         nbr=nbr,
         nbr_dist=nbr_dist,
         edge_feat=edge_feat,

@@ -274,6 +274,12 @@ class Trainer:
             from empcn.train.models.layers import use_compiled_messages
 
             use_compiled_messages(self.model)
+            if self.device.type == "cpu" and torch.get_num_threads() > 1:
+                self.log(
+                    f"note: --compile on CPU with {torch.get_num_threads()} torch threads: the compiled scatters "
+                    "use atomic adds and gain less than with one thread per process (QM9: slower than eager; "
+                    "OMP_NUM_THREADS=1, docs/models.md 'Threads on CPU')"
+                )
         self.ddp_model = wrap_model(self.model, env)
         self.parameters = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         self.optimizer = make_optimizer(self.model, cfg.lr, cfg.weight_decay)

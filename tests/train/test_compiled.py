@@ -74,3 +74,18 @@ def test_train_compile_takes_the_eager_runs_steps(qm9_cache: Path, tmp_path: Pat
     assert TrainConfig.load(tmp_path / "compiled").compile is True
     assert compiled[0].train_loss == pytest.approx(eager[0].train_loss, rel=1e-9)
     assert compiled[0].valid_error == pytest.approx(eager[0].valid_error, rel=1e-9)
+
+
+def test_compile_on_several_cpu_threads_says_what_it_costs(qm9_cache: Path, tmp_path: Path, capsys) -> None:
+    """With several torch threads Inductor's CPU scatters use atomic adds (docs/models.md): the run says so."""
+    base = TrainConfig(cache=str(qm9_cache), target="U0", model="egnn", out=str(tmp_path / "one"), epochs=1,
+                       hidden=16, layers=2, progress=False, compile=True)
+    Trainer(base)  # the test session runs one torch thread
+    assert "atomic adds" not in capsys.readouterr().out
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        Trainer(replace(base, out=str(tmp_path / "two")))
+    finally:
+        torch.set_num_threads(before)
+    assert "--compile on CPU with 2 torch threads" in capsys.readouterr().out

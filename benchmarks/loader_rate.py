@@ -25,20 +25,16 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BATCH = {"nbody": 100, "qm9": 96}
 
 
 def child(cache: str, setting: str, model: str, samples: int) -> None:
     """Measure in this process (whose ``empcn`` is whichever tree PYTHONPATH names) and print JSON."""
     import torch
 
-    from empcn.train.config import TrainConfig
-    from empcn.train.loop import Trainer
+    from train_throughput import make_trainer  # the settings' batch sizes and targets, as the throughput table
 
     torch.set_num_threads(1)
-    out = Path(tempfile.mkdtemp(prefix="empcn-loader-")) / "run"
-    t = Trainer(TrainConfig(cache=cache, out=str(out), model=model, target="U0" if setting == "qm9" else None,
-                            batch_size=BATCH[setting], epochs=1, verify=False, progress=False))
+    t = make_trainer(Path(cache), setting, model, "cpu", None, Path(tempfile.mkdtemp(prefix="empcn-loader-")) / "run")
 
     def epoch(e: int) -> float:
         t.train_stream.set_epoch(e)
@@ -70,6 +66,8 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
         return
+    from train_throughput import SETTINGS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nbody-cache", type=Path)
     parser.add_argument("--qm9-cache", type=Path)
@@ -102,7 +100,7 @@ def main() -> None:
             if args.old:
                 ratios = [a / b for a, b in zip(rates["this checkout"], rates[args.old])]
                 row += f" | **{statistics.median(ratios):.2f}×** ({' '.join(f'{r:.2f}' for r in ratios)})"
-            print(f"| {setting}, batch {BATCH[setting]} | `{model}` | {row} |", flush=True)
+            print(f"| {setting}, batch {SETTINGS[setting]['batch']} | `{model}` | {row} |", flush=True)
 
 
 if __name__ == "__main__":

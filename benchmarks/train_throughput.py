@@ -49,7 +49,7 @@ SETTINGS = {
 }
 
 
-def make_trainer(cache: Path, setting: str, model: str, device: str, batches: int, out: Path, **extra) -> Trainer:
+def make_trainer(cache: Path, setting: str, model: str, device: str, batches: int | None, out: Path, **extra) -> Trainer:
     config = TrainConfig(
         cache=str(cache), target="U0" if setting == "qm9" else None, model=model, out=str(out), epochs=1000,
         batch_size=SETTINGS[setting]["batch"], device=device, workers=0, limit_batches=batches, verify=False,

@@ -176,10 +176,8 @@ def collate_ragged(rb: RaggedBatch, spec: CollateSpec) -> ComplexBatch:
         if key not in rb.arrays:
             continue
         per = rb.counts(key)
-        idx = rb.values(key, np.int64, (2,)).copy()  # shifted in place below; never write into a shard
-        idx[:, 0] += _shift(n[rs], per)
-        idx[:, 1] += _shift(n[rr], per)
-        nbr[name] = torch.from_numpy(idx)
+        shift = np.stack([_shift(n[rs], per), _shift(n[rr], per)], axis=1)  # senders' rank, receivers' rank
+        nbr[name] = torch.from_numpy(rb.values(key, np.int64, (2,)) + shift)
         nbr_dist[name] = torch.from_numpy(rb.values(f"nbr/{name}/dist", np.float32))
 
     edge_feat = None
@@ -189,14 +187,14 @@ def collate_ragged(rb: RaggedBatch, spec: CollateSpec) -> ComplexBatch:
 
     y = None
     if spec.target_index is not None:
-        first_rows = _shift(rb.counts("sample/y"), np.ones(b, np.int64))  # each sample's (only) row
+        counts = rb.counts("sample/y")
+        first_rows = np.cumsum(counts) - counts  # each sample's (only) row
         rows = rb.arrays["sample/y"][0] if b else np.zeros((0, spec.target_index + 1))
         y = torch.from_numpy(rows[first_rows, spec.target_index].astype(np.float64))
 
     def opt_node(key: str) -> torch.Tensor | None:
         if key in rb.arrays:
-            values = rb.arrays[key][0]
-            return torch.from_numpy(np.ascontiguousarray(rb.values(key, np.float32, values.shape[1:])))
+            return torch.from_numpy(rb.arrays[key][0].astype(np.float32, copy=False))
         return None
 
     charge = next((c for c in map(opt_node, NODE_SCALAR_FIELDS) if c is not None), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import shutil
 from pathlib import Path
@@ -9,8 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-import dataclasses
 
 from empcn.cache import open_cache, shard_dir, write_entry
 from empcn.train.batch import ComplexBatch

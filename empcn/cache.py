@@ -31,6 +31,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from empcn.errors import EmpcnError
 from empcn.schema import SAMPLE_GROUP  # re-exported: the group with one row per sample
 
 FORMAT_NAME = "empcn-cache"
@@ -51,7 +52,7 @@ def compression_settings() -> dict[str, Any]:
     return dict(_COMPRESSION)
 
 
-class CacheError(Exception):
+class CacheError(EmpcnError):
     """A cache that cannot be used: missing, wrong format version, failed checksum, damaged HDF5.
 
     The message is one line and starts with the file it concerns. Public as ``empcn.CacheError``.

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from empcn.cache import Sample
-
 from empcn.data.molecules import MoleculeRecord, SourceError
 from empcn.data.xyz import BadMoleculeFile, Molecule, element_name, read_molecule
+from empcn.errors import EmpcnError
 from empcn.lift.molecule import LiftFailed, lift_like_cache, lift_record
 from empcn.lift.molecules import SDF_SUFFIXES
 from empcn.train.collate import collate
@@ -26,7 +26,7 @@ from empcn.train.evaluate import TrainedModel, load_trained
 from empcn.train.precision import autocast
 
 
-class PredictError(Exception):
+class PredictError(EmpcnError):
     """A molecule file or run that cannot be predicted; the message names it and the reason."""
 
 

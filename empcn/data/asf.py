@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from empcn.errors import EmpcnError
+
 __all__ = [
     "Bone",
     "MocapError",
@@ -42,7 +44,7 @@ TRANSLATION_CHANNELS = ("tx", "ty", "tz")
 CHANNELS = ROTATION_CHANNELS + TRANSLATION_CHANNELS + ("l",)
 
 
-class MocapError(ValueError):
+class MocapError(EmpcnError, ValueError):
     """An ASF or AMC file that cannot be read; one line naming the file and line."""
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from empcn.errors import EmpcnError
+
 TARGETS: tuple[str, ...] = ("mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "G", "Cv")
 
 RAW_TARGET_UNITS: dict[str, str] = {
@@ -51,7 +53,7 @@ _PLAIN_ENERGIES = [_IDX[n] for n in ("homo", "lumo", "gap", "zpve")]  # Ha -> me
 _THERMO_ENERGIES = [_IDX[n] for n in ("U0", "U", "H", "G")]  # Ha -> meV, minus atom references
 
 
-class SourceError(Exception):
+class SourceError(EmpcnError):
     """A QM9 source that cannot be read, or (strict mode) a bad molecule; one-line message naming the path."""
 
 

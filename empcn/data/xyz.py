@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from empcn.elements import SYMBOLS, element_name  # noqa: F401  (re-exported: readers and messages use them)
+from empcn.errors import EmpcnError
 
 _NUMBER = {s.lower(): z for z, s in enumerate(SYMBOLS) if s}
 
 
-class BadMoleculeFile(ValueError):
+class BadMoleculeFile(EmpcnError, ValueError):
     """A molecule file that cannot be read; the message names the file and the reason (one line)."""
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from rdkit import Chem, RDLogger
 
+from empcn.errors import EmpcnError
+
 # RDKit reports every unparsable SMILES on stderr; errors are raised as BadMolecule instead.
 RDLogger.DisableLog("rdApp.*")
 
@@ -68,7 +70,7 @@ _ONE_LETTER_SYMBOL = bytes(
 _AROMATIC_HINT = re.compile(r"[=:bcnopst]")
 
 
-class BadMolecule(ValueError):
+class BadMolecule(EmpcnError, ValueError):
     """A molecule that cannot be lifted; the message is a one-line reason."""
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from empcn.errors import EmpcnError
 from empcn.schema import NEIGHBOURHOODS, NeighbourhoodSpec
 
 __all__ = [
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 
-class BadTopology(ValueError):
+class BadTopology(EmpcnError, ValueError):
     """A :class:`ShardTopology` whose arrays are inconsistent; the message names the sample and reason."""
 
 

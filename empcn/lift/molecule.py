@@ -14,12 +14,13 @@ import numpy as np
 
 from empcn.cache import Sample, sample_from_shard
 from empcn.data.xyz import Molecule
+from empcn.errors import EmpcnError
 from empcn.lift.assemble import complex_shard
 from empcn.lift.bonds import BadMolecule
 from empcn.lift.qm9 import QM9LiftConfig, molecule_cells
 
 
-class LiftFailed(ValueError):
+class LiftFailed(EmpcnError, ValueError):
     """A molecule the lift cannot turn into a complex; the message names the file and the reason."""
 
 
@@ -42,7 +43,8 @@ def lift_like_cache(molecules: list[Molecule], params: dict[str, Any]) -> list[S
 def lift_record(record: Any, params: dict[str, Any], label: str) -> Sample:
     """The cache-format sample of a :class:`~empcn.data.molecules.MoleculeRecord` (an SD record, or a
     molecule file lifted for a ``molecules`` run), with the rings options of a manifest's ``params``."""
-    from empcn.lift.molecules import CellOptions, molecule_cells as record_cells
+    from empcn.lift.molecules import CellOptions
+    from empcn.lift.molecules import molecule_cells as record_cells
 
     try:
         cells = record_cells(record, CellOptions.from_params(params))

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from empcn import cache as cache_format
+from empcn.errors import EmpcnError
 
 
-class LiftError(Exception):
+class LiftError(EmpcnError):
     """The lift cannot go on (bad source, bad molecule in --strict mode). One-line message."""
 
 

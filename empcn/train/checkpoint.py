@@ -23,12 +23,13 @@ import numpy as np
 import torch
 
 from empcn.cache import file_mode
+from empcn.errors import EmpcnError
 
 LAST = "last.pt"
 BEST = "best.pt"
 
 
-class CheckpointError(Exception):
+class CheckpointError(EmpcnError):
     """A checkpoint that cannot be used (missing, unreadable, from another run); one-line message."""
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from empcn.choices import DeviceChoice, DtypeChoice, ScheduleChoice, TargetReference  # noqa: E402,F401  (re-exported)
+from empcn.errors import EmpcnError
+
 TaskKind = Literal["scalar", "positions"]
 
 #: Options a resumed run may change: they do not change the numbers it computes.
@@ -35,7 +37,7 @@ EXTENSIVE_TARGETS = frozenset({"alpha", "zpve", "U0", "U", "H", "G", "Cv"})
 CONFIG_FILE = "config.json"
 
 
-class ConfigError(ValueError):
+class ConfigError(EmpcnError, ValueError):
     """An option value that cannot be used; one-line message naming the option."""
 
 

@@ -16,6 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from empcn.errors import EmpcnError
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -35,7 +37,7 @@ class DistEnv:
         return self.world_size > 1
 
 
-class DeviceUnavailable(RuntimeError):
+class DeviceUnavailable(EmpcnError, RuntimeError):
     """The device a run asked for is not on this machine; one-line message."""
 
 

@@ -29,8 +29,17 @@ import numpy as np
 import torch
 
 from empcn.cache import CacheError, verify_cache
+from empcn.errors import EmpcnError
 from empcn.train import metrics as metrics_io
-from empcn.train.checkpoint import BEST, LAST, RunMeta, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from empcn.train.checkpoint import (
+    BEST,
+    LAST,
+    RunMeta,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 from empcn.train.collate import NODE_SCALAR_FIELDS, CollateSpec, manifest_species
 from empcn.train.config import ScheduleChoice, TrainConfig
 from empcn.train.dataset import CacheLayout, ShardStream, make_loader, subset_of_split
@@ -53,7 +62,7 @@ from empcn.train.task import Task, TaskError, task_for_cache
 PLOT_EVERY_S = 60.0
 
 
-class TrainError(Exception):
+class TrainError(EmpcnError):
     """A run that cannot start or go on (bad option, unusable cache, run folder clash); one line."""
 
 

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import fields, is_dataclass, replace
 from typing import Any
 
+from empcn.errors import EmpcnError
+
 __all__ = ["ModelOptionError", "apply_model_options", "parse_model_options", "settable_fields"]
 
 OWN_FLAGS = {"hidden": "--hidden", "layers": "--layers", "dropout": "--dropout"}
@@ -22,7 +24,7 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
-class ModelOptionError(ValueError):
+class ModelOptionError(EmpcnError, ValueError):
     """A ``--model-option`` that names no field of the model's config or does not parse."""
 
 

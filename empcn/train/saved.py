@@ -13,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
+from empcn.errors import EmpcnError
+
 T = TypeVar("T")
 
 
-class SavedFormError(ValueError):
+class SavedFormError(EmpcnError, ValueError):
     """A saved dict that does not describe an instance of the class; one-line message."""
 
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from empcn.cache import CacheError
+from empcn.errors import EmpcnError
 from empcn.train.checkpoint import BEST, CheckpointError, RunMeta, run_checkpoint
 from empcn.train.collate import CollateSpec
 from empcn.train.config import TaskDefaults
@@ -31,7 +32,7 @@ POSITIONS = "positions"  # RunMeta.target of a positions run
 SIMULATION_UNITS = "simulation units"
 
 
-class TaskError(ValueError):
+class TaskError(EmpcnError, ValueError):
     """A cache, model and options that do not make a run together; one-line message."""
 
 

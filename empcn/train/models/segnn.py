@@ -467,6 +467,9 @@ class SEGNNDynamics(nn.Module):
             with torch.no_grad():
                 self.core.pre_2.tp.weight.mul_(config.output_init_scale)
 
+    #: the tensor-only method ``--compile`` compiles whole (:func:`~empcn.train.models.layers.use_compiled_messages`)
+    compiled_stack = "layer_stack"
+
     def pairs(self, batch: ComplexBatch) -> Tensor:
         if self.config.connectivity == "full":
             return fully_connected_pairs(batch.node_graph)
@@ -502,4 +505,14 @@ class SEGNNDynamics(nn.Module):
         centroid = scatter_mean(pos, batch.node_graph, batch.num_graphs)[batch.node_graph]  # per graph, never per node
         speed = torch.linalg.vector_norm(vel, dim=-1, keepdim=True)
         f = torch.cat([pos - centroid, vel, speed], dim=-1)
-        return pos + self.core(f, pairs, edge_attr, node_attr, torch.cat(invariants, dim=-1))
+        return self.layer_stack(pos, f, pairs, edge_attr, node_attr, torch.cat(invariants, dim=-1))
+
+    def layer_stack(
+        self, pos: Tensor, f: Tensor, pairs: Tensor, edge_attr: Tensor, node_attr: Tensor, invariants: Tensor
+    ) -> Tensor:
+        """``x + Δ`` from the inputs ``f: (N, 7)``, ``pairs: (P, 2)``, the attributes and ``invariants: (P, k)``.
+
+        Tensors in, tensors out, no host synchronisation: the unit ``--compile`` compiles whole (on
+        CPU with one thread ≈2× faster steps than eager, after ≈2 min of compilation).
+        """
+        return pos + self.core(f, pairs, edge_attr, node_attr, invariants)

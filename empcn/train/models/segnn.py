@@ -31,10 +31,10 @@ the option existed started at 1e-3).
 
 Inputs ``f_i``: QM9 ``node_feat`` as ``F×0e``; N-body ``[x_i − x̄_g (1o), v_i (1o), ‖v_i‖ (0e)]``
 with ``x̄_g`` the centroid of the particle's *graph* (never a per-node mean: the reference code
-subtracts the mean of each particle's three coordinates, which is not equivariant — its issue #12). Graphs: QM9 the radius graph of the atoms (``cutoff`` Å, the paper's 2 Å; 0 = fully
-connected); N-body the fully connected graph of each system (as the other position models) or both
-directions of ``batch.edge_index``. Invariants are computed from positions, never read from the
-batch. Both models run in the parameters' dtype even inside a bf16 autocast region (e3nn's tensor
+subtracts the mean of each particle's three coordinates, which is not equivariant — its issue #12).
+Graphs: QM9 the radius graph of the atoms (``cutoff`` Å, the paper's 2 Å; 0 = fully connected);
+N-body the fully connected graph of each system (as the other position models) or both directions of
+``batch.edge_index``. Invariants are computed from positions, never read from the batch. Both models run in the parameters' dtype even inside a bf16 autocast region (e3nn's tensor
 products do not support autocast).
 """
 

@@ -1,6 +1,6 @@
 """MoCap accuracy: EGNN, EMPCN and decoupled EMPCN on CMU subject 35 (walking), several seeds, one table.
 
-The cache (``--cache``, default ``data/mocap.h5``) is lifted from the shared 30 Hz folder first when
+The cache (``--cache``, default ``data/mocap.h5``) is lifted from the built-in 30 Hz trials first when
 missing (``empcn lift --dataset mocap``: 23 walks, 11 / 6 / 6 trials, 200 training samples,
 positions 8 frames = 0.267 s ahead). Each (model, seed) then trains as ``empcn train`` in a subprocess
 (the command a user types) into ``ROOT/<model>-s<seed>``, with the EMPCN paper's MoCap settings:
@@ -29,7 +29,7 @@ table is complete; ``--table-only`` trains nothing and tabulates the runs there 
     python benchmarks/mocap_accuracy.py --epochs 1000 --valid-every 20 --compile        # compiled layer stacks
     python benchmarks/mocap_accuracy.py --epochs 1000 --valid-every 20 --compile --split-seeds 0,1,2 --seeds 0
 
-Protocol differences to the published numbers (printed under the table): 30 Hz source (the shared
+Protocol differences to the published numbers (printed under the table): 30 Hz source (the built-in
 folder; the papers 120 Hz), horizon 8 frames = 0.267 s (0.25 s), causal velocity (the papers' forward
 difference: ``--velocity forward`` at lift), a seeded trial split (the papers' case ids cannot be
 mapped to files), ``egnn-cells``' graph = GMN's + 14 boundary pairs of the 2-cells.
@@ -76,7 +76,7 @@ DIFFERENCES = (
 def ensure_cache(path: Path) -> None:
     if path.exists():
         return
-    print(f"lifting the shared 30 Hz folder to {path} …", flush=True)
+    print(f"lifting the built-in 30 Hz trials to {path} …", flush=True)
     done = empcn("lift", "--dataset", "mocap", "--out", str(path), "--no-progress")
     print(done.stdout, done.stderr, sep="", flush=True)
     if done.returncode:

@@ -79,8 +79,8 @@ CMU_JOINTS: tuple[str, ...] = (
 class MocapLiftConfig:
     """Every parameter of a MoCap lift (all but source/out/workers/progress/resume recorded).
 
-    ``source``: a folder of one ``.asf`` and its ``.amc`` trials (None: the shared subject-35
-    folder's ``amc30/``, :func:`empcn.data.mocap.default_source`); ``trials``: file names, stems or
+    ``source``: a folder of one ``.asf`` and its ``.amc`` trials (None: the built-in subject-35
+    folder's ``amc30/`` at 30 Hz, :func:`empcn.data.mocap.default_source`); ``trials``: file names, stems or
     globs (None: all ``.amc``); ``protocol``: frame rate and the task in seconds.
     """
 
@@ -249,7 +249,8 @@ def _lift(config: MocapLiftConfig) -> Path:
         num_items=len(samples.pos),
         build=lambda task: build_shard(samples, cx, task.start, task.stop),
         params=config.recorded_params(names),
-        source={"kind": "asf-amc-folder", "name": str(folder), "fingerprint": source.fingerprint()},
+        # the folder's own name, not its path: the same files give the same bytes wherever they lie
+        source={"kind": "asf-amc-folder", "name": folder.resolve().name, "fingerprint": source.fingerprint()},
         **pipeline.run_options(config),
         desc="lift mocap",
     )

@@ -103,7 +103,7 @@ class _LiftCommand(click.Command):
                                help=f"The data set to lift (`empcn datasets` lists them).  [default: {DEFAULT_DATASET}]")
         super().__init__(
             "lift", params=[chooser, *self.own, *self.run], add_help_option=True,
-            help=f"Lift {spec.summary} to cell complexes and write the HDF5 cache.",
+            help=f"{spec.summary}.\n\nLifts it to cell complexes and writes the HDF5 cache (task: {spec.task}).",
             options_metavar=f"--dataset {spec.name} [OPTIONS]",
             epilog="Data sets: " + ", ".join(f"{n} ({origin_of(n)})" for n in DATASETS.names())
             + ". `empcn lift --dataset NAME --help` shows NAME's options.",

@@ -404,7 +404,7 @@ _PROTOCOL = MocapProtocol()  # the defaults --help shows
 
 SPEC = DatasetSpec(
     config=MocapLiftConfig,
-    summary="CMU motion capture: a skeleton's joint positions 0.25 s ahead (positions)",
+    summary="CMU motion capture: a skeleton's joint positions 0.25 s ahead",
     options=(
         Option("source", "A folder of one .asf skeleton and its .amc trials.", Path,
                default="the built-in CMU subject 35 walks at 30 Hz", metavar="FOLDER"),

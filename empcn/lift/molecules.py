@@ -297,7 +297,7 @@ def lift_molecules(config: MoleculesLiftConfig) -> Path:
 
 SPEC = DatasetSpec(
     config=MoleculesLiftConfig,
-    summary="Your own molecules: an SD file, or a folder of XYZ files with a CSV of targets (graph-level scalars)",
+    summary="Your own molecules: an SD file, or a folder of XYZ files with a CSV of targets",
     options=(
         Option("source", "An SD file (.sdf, .sd, .mol; bonds and targets from it), or a folder of XYZ files with "
                "--targets-csv.", Path, metavar="PATH", required=True),

@@ -566,7 +566,7 @@ def parse_sims(text: str) -> tuple[NBodySplit, ...]:
 
 SPEC = DatasetSpec(
     config=NBodyLiftConfig,
-    summary="N-body: simulated charged 5-body or 100-body gravity systems, positions 1,000 steps ahead (positions)",
+    summary="N-body: simulated charged 5-body or 100-body gravity systems, positions 1,000 steps ahead",
     options=(
         Option("system", "charged 5-body (EGNN's) or 100-body gravity.", get_args(SystemKind)),
         Option("sims", "Simulations per split TRAIN,VALID,TEST.", parse_sims, default="3000,2000,2000",

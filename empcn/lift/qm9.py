@@ -151,7 +151,7 @@ def _predict_options(params: dict[str, Any]) -> CellOptions:
 
 SPEC = DatasetSpec(
     config=QM9LiftConfig,
-    summary="QM9: 130,831 small organic molecules with 12 quantum-chemical targets (graph-level scalars)",
+    summary="QM9: 130,831 small organic molecules with 12 quantum-chemical targets",
     options=(
         Option("source", "Raw data: QM9's dsgdb9nsd.xyz.tar.bz2, a folder of its .xyz files, or a folder of "
                "qm9pack-style CSVs.", Path, default="the CSVs of qm9pack==1.0.3", metavar="PATH"),

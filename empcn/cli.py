@@ -181,7 +181,9 @@ commands.register(app)
 @app.command("predict")
 def predict(
     run: Path = typer.Argument(..., help="Run folder written by `empcn train`."),
-    files: list[Path] = typer.Argument(..., help="Molecules as .xyz files (raw QM9 or plain XYZ) or SD files (.sdf)."),
+    files: list[Path] = typer.Argument(
+        ..., help="Inputs as the run's data set reads them: molecules as .xyz files (raw QM9 or plain XYZ) or SD "
+        "files (.sdf) for QM9 and molecules runs; a plug-in data set's own files (`empcn datasets` says which)."),
     device: commands.DeviceChoice = typer.Option(commands.DeviceChoice.auto, help="auto: CUDA when available."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list: per file its value, or its error."),
 ) -> None:

@@ -105,9 +105,14 @@ class _LiftCommand(click.Command):
             "lift", params=[chooser, *self.own, *self.run], add_help_option=True,
             help=f"{spec.summary}.\n\nLifts it to cell complexes and writes the HDF5 cache (task: {spec.task}).",
             options_metavar=f"--dataset {spec.name} [OPTIONS]",
-            epilog="Data sets: " + ", ".join(f"{n} ({origin_of(n)})" for n in DATASETS.names())
-            + ". `empcn lift --dataset NAME --help` shows NAME's options.",
         )
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The data sets to choose from (only for --help: finding plug-ins reads every installed package's metadata)."""
+        names = ", ".join(f"{n} ({origin_of(n)})" for n in DATASETS.names())
+        formatter.write_paragraph()
+        with formatter.indentation():
+            formatter.write_text(f"Data sets: {names}. `empcn lift --dataset NAME --help` shows NAME's options.")
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         sections = (

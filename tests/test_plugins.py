@@ -94,6 +94,8 @@ assert second.exit_code == 0 and "reusing" in second.output and "wrote" not in s
 cache = open_cache(out)
 m = cache.manifest
 assert m["dataset"] == "pointclouds" and "task" not in m and m["targets"]["names"] == ["rg"], m
+assert m["plugin"] == {{"distribution": "empcn-pointclouds", "version": "0.1.0",
+                       "entry_point": "empcn_pointclouds.dataset:SPEC"}}, m["plugin"]
 assert sum(m["splits"]["counts"].values()) == 40 and m["fields"]["sample/y"].startswith("(S, 1)")
 for i in range(len(cache)):
     s = cache[i]

@@ -97,26 +97,35 @@ def lift_unclaimed(config: LiftConfig, spec: DatasetSpec | None = None, source: 
     job = pipeline.LiftJob(
         dataset=spec.name,
         num_items=int(lifted.num_items),
-        build=partial(_build, spec, lifted.items, config),
+        build=partial(_build, spec.name, spec.build_shard, spec.fields, lifted.items, config),
         params=config.recorded_params(),
         source=source,
-        **config.run_options(),
+        **pipeline.run_options(config),
         desc=config.progress_label(),
         versions=spec.versions,
     )
     return pipeline.run_lift(job, partial(_finish, spec, config, lifted))
 
 
-def _build(spec: DatasetSpec, items: Any, config: LiftConfig, task: Any) -> Any:
-    """One shard of ``items`` (in a worker), holding only the fields ``spec`` declares."""
+def _build(name: str, build_shard: Callable[..., Any], fields: tuple[str, ...], items: Any, config: LiftConfig,
+           task: Any) -> Any:
+    """One shard of ``items`` (in a worker: what it needs only, as Dask pickles it), holding only ``fields``."""
     from empcn.lift.assemble import undeclared_fields
     from empcn.lift.pipeline import LiftError
 
-    content = spec.build_shard(items, config, task.start, task.stop)
-    extra = undeclared_fields(content, spec.fields)
+    content = build_shard(items, config, task.start, task.stop)
+    extra = undeclared_fields(content, fields)
     if extra:
-        raise LiftError(f"data set {spec.name!r} wrote {', '.join(extra)}, which its spec's fields do not declare")
+        raise LiftError(f"data set {name!r} wrote {', '.join(extra)}, which its spec's fields do not declare")
     return content
+
+
+def _plugin_of(spec: DatasetSpec) -> dict[str, Any] | None:
+    """``{"distribution", "version", "entry_point"}`` when ``spec`` is the registered plug-in of its name."""
+    if spec.name not in DATASETS or DATASETS.origin(spec.name).kind != "plugin" or DATASETS.get(spec.name) is not spec:
+        return None
+    origin = DATASETS.origin(spec.name)
+    return {"distribution": origin.distribution, "version": origin.version, "entry_point": origin.target}
 
 
 def _finish(spec: DatasetSpec, config: LiftConfig, lifted: LiftInput, results: list[Any]) -> Any:
@@ -132,6 +141,9 @@ def _finish(spec: DatasetSpec, config: LiftConfig, lifted: LiftInput, results: l
         raise LiftError(f"data set {spec.name!r}: its finish sets manifest['task']; the spec's task names it")
     if spec.task != "scalar":  # a manifest without "task" is a scalar cache (QM9's bytes since format 1)
         manifest["task"] = spec.task
+    plugin = _plugin_of(spec)
+    if plugin is not None:  # who can read such a cache: the package to install
+        manifest["plugin"] = plugin
     try:
         fields = field_docs(spec.fields, done.fields)
     except ValueError as exc:

@@ -115,15 +115,6 @@ class LiftConfig:
         """
         return cls(**values, **run)
 
-    def run_options(self) -> dict[str, Any]:
-        """The run options as :class:`~empcn.lift.pipeline.LiftJob` takes them (none changes the bytes)."""
-        return {"out": Path(self.out), "shard_size": self.shard_size, "workers": self.workers,  # type: ignore[arg-type]
-                "scheduler": self.scheduler, "resume": self.resume, "progress": self.progress}
-
-
-#: The names of :class:`LiftConfig`'s fields: the run options every data set takes.
-RUN_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(LiftConfig))
-
 
 @dataclass(frozen=True)
 class Option:

@@ -5,6 +5,7 @@ before the registry (the digests of ``tests/fixtures/lift/content.json``)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -168,28 +169,78 @@ def test_resume_and_workers_for_a_positions_data_set(tmp_path) -> None:
 # the registry's checks
 
 
+@dataclass(frozen=True)
+class ToyConfig(LiftConfig):
+    """A data set defined in a notebook: ``size`` triangles."""
+
+    DATASET = "toy"
+    size: int = 3
+
+    def recorded_params(self):
+        return {"size": self.size, "shard_size": self.shard_size}
+
+    def source_info(self):
+        return {"kind": "none", "name": "toy", "fingerprint": "0"}
+
+
+def _toy_shard(items, config, start, stop, extra=None):
+    import numpy as np
+
+    from empcn.lift.assemble import SampleCells, complex_shard
+
+    triangle = SampleCells(pos=np.eye(3), edge_index=np.array([[0, 1], [0, 2], [1, 2]]), rings=[(0, 1, 2)],
+                           ring_edge=np.array([0, 2, 1]))
+    rows = {"id": np.arange(start, stop), **({extra: np.zeros(stop - start)} if extra else {})}
+    content = complex_shard([triangle] * (stop - start), rows)
+    content.attrs.update(skipped=[], summary={})
+    return content
+
+
+def _toy_finish(config, lifted, results, docs=None):
+    import numpy as np
+
+    from empcn.lift.pipeline import LiftedSplits
+
+    return LiftedSplits({"train": np.arange(config.size)}, {"cells": {}}, fields=docs or {"sample/id": "(S,) index"})
+
+
 @pytest.fixture
 def toy_spec():
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class ToyConfig(LiftConfig):
-        DATASET = "toy"
-        size: int = 3
-
-        def recorded_params(self):
-            return {"size": self.size}
-
-        def source_info(self):
-            return {"kind": "none", "name": "toy", "fingerprint": "0"}
-
     def spec(**changes) -> DatasetSpec:
-        base = dict(config=ToyConfig, summary="toy", options=(Option("size", "Size.", int),),
-                    read=lambda c: LiftInput(None, 0), build_shard=lambda *a: None, finish=lambda *a: None,
-                    fields=("sample/id",))
+        base = dict(config=ToyConfig, summary="toy triangles", options=(Option("size", "Triangles.", int, minimum=1),),
+                    read=lambda c: LiftInput(None, c.size), build_shard=_toy_shard, finish=_toy_finish,
+                    fields=("sample/id",), task="positions")
         return DatasetSpec(**{**base, **changes})
 
     return spec
+
+
+def test_a_data_set_registered_at_run_time_lifts_through_the_command_line(toy_spec, tmp_path) -> None:
+    from functools import partial
+
+    from empcn.lift.pipeline import LiftError
+
+    datasets.DATASETS.register("toy", toy_spec())
+    try:
+        r = runner.invoke(app, ["lift", "--dataset", "toy", "--size", "4", "--out", str(tmp_path / "t.h5"),
+                                "--no-progress"])
+        assert r.exit_code == 0 and "4 samples" in r.output, r.output
+        m = open_cache(tmp_path / "t.h5").manifest
+        assert m["task"] == "positions" and m["params"] == {"size": 4, "shard_size": 1000} and "plugin" not in m
+        assert m["fields"]["sample/id"] == "(S,) index" and "sample/y" not in m["fields"] and "nodes/z" not in m["fields"]
+        assert {"nodes/pos", "edges/length", "rings/area", "nbr/<name>/dist"} <= set(m["fields"])
+        r = runner.invoke(app, ["lift", "--dataset", "toy", "--limit", "4"])
+        assert r.exit_code == 2 and "--limit is not an option of --dataset toy" in error_line(r)
+    finally:
+        datasets.DATASETS.unregister("toy")
+    config = ToyConfig(out=tmp_path / "u.h5", progress=False)
+    with pytest.raises(LiftError, match="data set 'toy' wrote sample/extra, which its spec's fields do not declare"):
+        datasets.lift(config, toy_spec(build_shard=partial(_toy_shard, extra="extra")))
+    with pytest.raises(LiftError, match="no documentation for sample/extra"):
+        datasets.lift(config, toy_spec(build_shard=partial(_toy_shard, extra="extra"), fields=("sample/id", "sample/extra")))
+    with pytest.raises(LiftError, match="documents sample/y, which its spec's fields do not declare"):
+        datasets.lift(config, toy_spec(finish=partial(_toy_finish, docs={"sample/id": "i", "sample/y": "y"})))
+    assert not (tmp_path / "u.h5").exists()
 
 
 def test_a_spec_is_checked_when_it_is_made(toy_spec) -> None:

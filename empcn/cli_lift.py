@@ -78,12 +78,11 @@ def _click_option(spec: DatasetSpec, option: Option) -> click.Option:
     shown = _shown_default(spec, option)
     text = option.help + (f" ({option.unit})" if option.unit and not shown else "")
     text += f"  [default: {shown}]" if shown else "  [required]" if option.required else ""
-    param = option.name.replace("-", "_")
     if option.kind is bool:
-        return click.Option([f"--{option.name}/--no-{option.name}", param], default=None, help=text)
+        return click.Option([f"--{option.name}/--no-{option.name}", option.param], default=None, help=text)
     metavar = option.metavar or (None if isinstance(option.kind, tuple) else option.kind.__name__.upper()
                                  if isinstance(option.kind, type) else "TEXT")
-    return click.Option([option.flag, param], type=_param_type(option), default=None, help=text, metavar=metavar)
+    return click.Option([option.flag, option.param], type=_param_type(option), default=None, help=text, metavar=metavar)
 
 
 def origin_of(name: str) -> str:
@@ -188,10 +187,10 @@ def run_lift(args: Sequence[str]) -> None:
         fail(exc.format_message())
     given = {k for k in ctx.params if ctx.get_parameter_source(k) is ParameterSource.COMMANDLINE}
     for option in spec.options:
-        if option.required and option.name.replace("-", "_") not in given:
+        if option.required and option.param not in given:
             fail(f"--dataset {spec.name} needs {option.flag}: {option.help}")
-    values = {o.field: ctx.params[o.name.replace("-", "_")] for o in spec.options if o.name.replace("-", "_") in given}
-    run = {o.field: ctx.params[o.name.replace("-", "_")] for o in spec.run_options if o.name.replace("-", "_") in given}
+    values = {o.field: ctx.params[o.param] for o in spec.options if o.param in given}
+    run = {o.field: ctx.params[o.param] for o in spec.run_options if o.param in given}
     try:
         if "workers" not in run:
             from empcn.lift.pipeline import default_workers

@@ -85,7 +85,7 @@ class LiftConfig:
         if not _is_int(self.shard_size) or self.shard_size < 1 or not _is_int(self.workers) or self.workers < 1:
             raise self.bad(f"shard_size and workers must be positive integers, got {self.shard_size!r} and {self.workers!r}")
         if self.strict and not self.TAKES_STRICT:
-            raise self.bad("strict does not apply to this data set (it never skips a bad sample)")
+            raise self.bad("strict does not apply to this data set (it takes no --strict)")
         check_scheduler(self.scheduler)
 
     def bad(self, reason: str) -> EmpcnError:
@@ -151,6 +151,11 @@ class Option:
     @property
     def flag(self) -> str:
         return f"--{self.name}"
+
+    @property
+    def param(self) -> str:
+        """The option's name as a Python identifier (``max-ring`` → ``max_ring``)."""
+        return self.name.replace("-", "_")
 
 
 #: The run options on the command line (:class:`LiftConfig`'s fields); the data set fills in its defaults.

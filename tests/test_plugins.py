@@ -22,7 +22,8 @@ PLUGIN = REPO / "tests" / "plugins" / "empcn-pointclouds"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The plug-in installed by pip into a folder of its own (built from a copy: pip builds in the source tree)."""
+    """The plug-in installed by pip into a folder of its own (built from a copy: pip builds in the source tree),
+    offline and without build isolation: with the setuptools of the test environment (the ``test`` extra)."""
     tmp = tmp_path_factory.mktemp("plugin")
     source = tmp / "empcn-pointclouds"
     shutil.copytree(PLUGIN, source)

@@ -258,12 +258,16 @@ def test_a_spec_is_checked_when_it_is_made(toy_spec) -> None:
     with pytest.raises(RegistryError, match="not a valid data set"):
         datasets.DATASETS.register("toy", object())
     datasets.DATASETS.register("toy", toy_spec())
+    datasets.DATASETS.register("other", toy_spec())
     try:
         assert "toy" in datasets.DATASETS.names() and datasets.DATASETS.origin("toy").kind == "runtime"
         with pytest.raises(RegistryError, match="built in"):
             datasets.DATASETS.register("qm9", toy_spec(), replace=True)
+        with pytest.raises(RegistryError, match=r"data set 'other' \(runtime\): its config says it is 'toy'"):
+            datasets.dataset("other")
     finally:
         datasets.DATASETS.unregister("toy")
+        datasets.DATASETS.unregister("other")
 
 
 def test_run_options_are_validated_once_for_every_config(tmp_path) -> None:

@@ -5,8 +5,8 @@ The cache's manifest picks the task (:data:`empcn.train.tasks.TASKS`,
 mean)/MAD``, MAE), positions (N-body: MSE of the predicted positions, no normalisation) or a
 plug-in's. The task owns the loss, the metric and its unit and the fields a batch carries for it;
 ``--model`` names a model of :data:`empcn.train.models.registry.MODELS`, which gives the
-implementation for that task. The loop itself is the same for every task and model. Per run: Adam with a cosine or constant learning-rate
-schedule over all optimiser steps, gradient-norm clipping, the validation metric after every epoch,
+implementation for that task. The loop itself is the same for every task and model. Per run: Adam
+with a cosine or constant learning-rate schedule over all optimiser steps, gradient-norm clipping, the validation metric after every epoch,
 the test metric at the best validation epoch. Files in the run folder (rank 0 only): ``config.json``,
 ``last.pt``/``best.pt``, ``metrics.jsonl``, ``learning_curve.png`` (redrawn at most every
 :data:`PLOT_EVERY_S` seconds and at the end), ``result.json``, ``parity_test.png`` (the best epoch
@@ -253,7 +253,9 @@ class Trainer:
             # the run's own model, not today's defaults (a default may have changed since it started)
             saved = RunMeta.from_dict(resume_state["meta"])
             if (saved.model, saved.task) == (self.model_name, task.kind):  # the same model variant
-                self.model_config = saved_config(saved.model, saved.model_config, task.models_serve(), saved.plugin("model"))
+                self.model_config = saved_config(
+                    saved.model, saved.model_config, task.models_serve(), saved.plugin("model")
+                )
         wanted = self.model_config.reads()
         missing = [n for n in wanted if n not in base_spec.neighbourhoods]
         if missing:
@@ -305,7 +307,8 @@ class Trainer:
 
         from empcn.train.models.registry import build_model
 
-        self.model = build_model(self.model_name, self.model_config, task.models_serve()).to(device=self.device, dtype=self.dtype)
+        self.model = build_model(self.model_name, self.model_config, task.models_serve())
+        self.model.to(device=self.device, dtype=self.dtype)
         if cfg.compile:
             from empcn.train.models.layers import use_compiled_messages
 
@@ -372,7 +375,8 @@ class Trainer:
             raise TrainError(f"{self.config.cache}: not the cache run {self.run_dir} was trained on (fingerprint differs)")
         if (saved.model, saved.task) != (self.meta.model, self.meta.task):
             raise TrainError(f"{path}: its model differs from the run config's")
-        saved = replace(saved, model_config=asdict(saved_config(saved.model, saved.model_config, self.task.models_serve())))
+        saved_model = saved_config(saved.model, saved.model_config, self.task.models_serve())
+        saved = replace(saved, model_config=asdict(saved_model))
         if saved.model_config != self.meta.model_config:
             raise TrainError(f"{path}: its model differs from the run config's")
         self.model.load_state_dict(state["model"])

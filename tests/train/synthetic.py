@@ -339,5 +339,6 @@ def batch_from_dict(saved: dict) -> ComplexBatch:
     for slot, name in _SLOT_FIELDS.items():
         tensor = values.pop(slot, None)
         if tensor is not None:
-            fields[name] = tensor.reshape(-1) if slot == "node_scalar" else tensor.reshape(len(tensor), -1) if slot == "y" else tensor
+            shape = {"node_scalar": (-1,), "y": (len(tensor), -1)}.get(slot, tensor.shape)
+            fields[name] = tensor.reshape(shape)
     return ComplexBatch(**values, fields=fields)

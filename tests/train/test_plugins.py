@@ -155,7 +155,8 @@ class MeanModel(nn.Module):
         self.linear = nn.Linear(config.in_node_features, 1)
 
     def forward(self, batch) -> torch.Tensor:
-        total = batch.node_feat.new_zeros(batch.num_graphs, batch.node_feat.shape[1]).index_add_(0, batch.node_graph, batch.node_feat)
+        total = batch.node_feat.new_zeros(batch.num_graphs, batch.node_feat.shape[1])
+        total.index_add_(0, batch.node_graph, batch.node_feat)
         count = torch.bincount(batch.node_graph, minlength=batch.num_graphs).clamp(min=1).unsqueeze(-1)
         return self.linear(total / count).squeeze(-1)
 
@@ -186,6 +187,17 @@ def test_a_model_must_serve_the_cache_s_task(mean_model: str, nbody_cache_path: 
     line = error_line(r)
     assert r.exit_code == 2 and "--model mean does not serve this cache's task 'positions' (it serves scalar)" in line
     assert "models for positions: egnn, empcn, decoupled, segnn" in line
+
+
+def test_help_and_the_models_command_list_every_registered_model(mean_model: str) -> None:
+    help_text = " ".join(invoke("train", "--help").stdout.split())
+    model_help = help_text[help_text.index("Model to train:"):]
+    for name in ("egnn", "empcn", "decoupled", "segnn"):
+        assert f"{name}," in model_help[:200], model_help[:200]
+    assert "_dynamics" not in help_text
+    listed = invoke("models").stdout.splitlines()
+    assert [line.split()[0] for line in listed] == ["egnn", "empcn", "decoupled", "segnn", "mean"]
+    assert "tasks: scalar, positions" in listed[3] and "(built in)" in listed[3] and "(runtime)" in listed[4]
 
 
 def test_broken_registrations_are_refused_in_one_line() -> None:

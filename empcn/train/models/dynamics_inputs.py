@@ -92,7 +92,8 @@ def velocity(batch: ComplexBatch, model: str) -> Tensor:
     if vel is None or vel.shape != batch.pos.shape:
         got = None if vel is None else tuple(vel.shape)
         raise ValueError(
-            f"{model}: the batch field {schema.NODE_VEL!r} must be (N, 3) = {tuple(batch.pos.shape)} input velocities, got {got}"
+            f"{model}: the batch field {schema.NODE_VEL!r} must be (N, 3) = {tuple(batch.pos.shape)} input "
+            f"velocities, got {got}"
         )
     return vel
 

@@ -230,7 +230,9 @@ def build_model(name: str, config: Any = None, task: str | None = None) -> "nn.M
     if config is None:
         config = cls()
     if not isinstance(config, cls):
-        raise TypeError(f"build_model({name!r}, task {choice.task}): config must be a {cls.__name__}, got {type(config).__name__}")
+        raise TypeError(
+            f"build_model({name!r}, task {choice.task}): config must be a {cls.__name__}, got {type(config).__name__}"
+        )
     return choice.implementation.constructor(config)
 
 

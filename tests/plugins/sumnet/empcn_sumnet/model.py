@@ -36,7 +36,9 @@ class SumNetConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         if self.in_node_features < 1 or self.hidden < 1:
-            raise ValueError(f"SumNetConfig: in_node_features and hidden must be ≥ 1, got {self.in_node_features}, {self.hidden}")
+            raise ValueError(
+                f"SumNetConfig: in_node_features and hidden must be ≥ 1, got {self.in_node_features}, {self.hidden}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"SumNetConfig: dropout must be in [0, 1), got {self.dropout}")
 

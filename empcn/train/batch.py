@@ -67,8 +67,8 @@ class ComplexBatch:
     sample_index: torch.Tensor | None = None  # (B,) long, index of each sample in the cache (data path only)
 
     def __post_init__(self) -> None:
-        if self.edge_feat is None:
-            self.edge_feat = self.edge_len.new_zeros((self.edge_len.shape[0], 0))
+        if self.edge_feat is None:  # no edge features: an (E, 0) view, no allocation (the data path's hot loop)
+            self.edge_feat = self.edge_len.as_strided((self.edge_len.shape[0], 0), (1, 1))
 
     @property
     def num_nodes(self) -> int:

@@ -22,6 +22,8 @@ def _check_task(obj: Any) -> Any:
         raise TypeError(f"expected a subclass of empcn.train.tasks.base.Task, got {obj!r}")
     if not isinstance(getattr(obj, "kind", None), str) or not obj.kind:
         raise ValueError(f"{obj.__name__} sets no `kind` (the name runs and manifests record)")
+    if obj.model_task is not None and not isinstance(obj.model_task, str):
+        raise ValueError(f"{obj.__name__}.model_task must be a task name or None, got {obj.model_task!r}")
     return obj
 
 

@@ -54,9 +54,6 @@ class ModelSpec:
     tasks: Mapping[str, Implementation]
     summary: str = ""
 
-    def serves(self) -> tuple[str, ...]:
-        return tuple(self.tasks)
-
 
 def check_spec(obj: Any) -> ModelSpec:
     """``obj`` if it is a usable :class:`ModelSpec` (the registry's check of built-ins and plug-ins)."""

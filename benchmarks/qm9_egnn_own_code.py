@@ -60,8 +60,8 @@ def run_ours(args: argparse.Namespace, seed: int, out: Path) -> dict:
     }
 
 
-def mae(model: torch.nn.Module, loader, mean: float, mad: float) -> float:
-    """MAE (target unit) of the own-code model over a loader's batches."""
+def mae(model: torch.nn.Module, loader, mean: float, mad: float, targets) -> float:
+    """MAE (target unit) of the own-code model over a loader's batches (``targets(batch)``: the target column)."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
@@ -69,7 +69,7 @@ def mae(model: torch.nn.Module, loader, mean: float, mad: float) -> float:
             b = batch.to(torch.device("cpu"), torch.float32)
             row, col = all_pairs(b.node_graph)
             pred = model(b.node_feat, b.pos, row, col, b.node_graph, b.num_graphs).double() * mad + mean
-            total += float((pred - batch.y.double()).abs().sum())
+            total += float((pred - targets(batch).double()).abs().sum())
             count += batch.num_graphs
     return total / count
 
@@ -94,17 +94,17 @@ def run_own_code(args: argparse.Namespace, seed: int, out: Path) -> dict:
             model.train()
             row, col = all_pairs(b.node_graph)
             pred = model(b.node_feat, b.pos, row, col, b.node_graph, b.num_graphs)
-            loss = (pred - ((batch.y - mean) / mad).float()).abs().mean()
+            loss = (pred - ((trainer.task.targets(batch) - mean) / mad).float()).abs().mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
         sched.step()
-        valid.append(mae(model, trainer.eval_loaders["valid"], mean, mad))
+        valid.append(mae(model, trainer.eval_loaders["valid"], mean, mad, trainer.task.targets))
         if valid[-1] < best[0]:
             best = (valid[-1], epoch, copy.deepcopy(model.state_dict()))
         print(f"  own code seed {seed} epoch {epoch}: valid MAE {valid[-1]:.2f}", flush=True)
     model.load_state_dict(best[2])
-    test = mae(model, trainer.eval_loaders["test"], mean, mad)
+    test = mae(model, trainer.eval_loaders["test"], mean, mad, trainer.task.targets)
     return {"valid": valid, "test": test, "best_epoch": best[1], "seconds": time.perf_counter() - start}
 
 

@@ -32,9 +32,18 @@ DEFAULT_RUNS = "nbody:empcn,nbody:egnn,qm9:egnn,qm9:decoupled,qm9:empcn"
 #: lift flags per setting (QM9: the first molecules only, so that a run takes seconds per epoch)
 LIFT = {"nbody": ["--dataset", "nbody"], "qm9": ["--dataset", "qm9", "--limit", "3000"]}
 TRAIN = {"nbody": [], "qm9": ["--target", "U0", "--batch-size", "96"]}
-#: this checkout's flags for what the old release did without a flag: QM9 trained on the plain mean/MAD
-#: before ``--target-reference`` (whose U0 default is now ``atoms``) existed
-NEW_ONLY = {"nbody": [], "qm9": ["--target-reference", "none"]}
+#: this checkout's flags for what an old release did without a flag: QM9 trained on the plain mean/MAD
+#: before ``--target-reference`` (whose U0 default is now ``atoms``) existed; setting → (flags, the
+#: text whose absence from the old tree's ``empcn/train/config.py`` says it predates them)
+NEW_ONLY = {"nbody": ([], ""), "qm9": (["--target-reference", "none"], "target_reference")}
+
+
+def new_only(setting: str, old_tree: Path) -> list[str]:
+    """The flags of :data:`NEW_ONLY` for ``setting`` if the old tree predates them (none otherwise)."""
+    flags, marker = NEW_ONLY[setting]
+    if not flags or marker in (old_tree / "empcn" / "train" / "config.py").read_text():
+        return []
+    return flags
 
 
 def checked(done: subprocess.CompletedProcess, what: str) -> str:
@@ -111,7 +120,7 @@ def main() -> None:
                 if side == "old":
                     done = empcn(*common, "--out", str(run), tree=src)
                 else:
-                    done = empcn(*common, *NEW_ONLY[setting], "--out", str(run))
+                    done = empcn(*common, *new_only(setting, src), "--out", str(run))
                 checked(done, f"{side} training of {setting} {model}")
         loss, valid, epochs = curve_difference(runs["old"], runs["new"])
         evaluate = ["evaluate", str(runs["old"]), "--split", "test", "--json"]

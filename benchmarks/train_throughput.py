@@ -100,10 +100,11 @@ def reference_setup(t: Trainer, setting: str) -> tuple[torch.nn.Module, list[tup
         b = batch.to(device, torch.float32)
         row, col = all_pairs(b.node_graph)
         if setting == "qm9":
-            y = ((batch.y - t.task.mean) / t.task.mad).to(device, torch.float32)
+            y = ((t.task.targets(batch) - t.task.mean) / t.task.mad).to(device, torch.float32)
             prepared.append((b.node_feat, b.pos, row, col, b.node_graph, b.num_graphs, y))
         else:
-            prepared.append((b.pos, b.vel, b.node_scalar.reshape(-1, 1), row, col, b.target_pos, b.num_graphs))
+            charge = b.field("nodes/charge").reshape(-1, 1)
+            prepared.append((b.pos, b.field("nodes/vel"), charge, row, col, b.field("nodes/target_pos"), b.num_graphs))
     torch.manual_seed(0)
     if setting == "qm9":
         model = ReferenceQM9EGNN(prepared[0][0].shape[1]).to(device)

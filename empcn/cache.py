@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 
 from empcn.errors import EmpcnError
+from empcn.schema import EDGE_INDEX, NODE_GROUP, RING_SIZE, SLOT_NODE
 from empcn.schema import SAMPLE_GROUP  # re-exported: the group with one row per sample
 
 FORMAT_NAME = "empcn-cache"
@@ -566,25 +567,22 @@ def _row_values(content: ShardContent) -> dict[str, list]:
     return rows
 
 
-_NODE_ALIASES = ("vel", "charge", "mass", "target_pos")
-
-
 def sample_from_shard(content: ShardContent, row: int, target_names: list[str] | None = None) -> Sample:
-    """Slice sample ``row`` out of an in-memory shard."""
+    """Slice sample ``row`` out of an in-memory shard.
+
+    Besides the ``"group/array"`` keys, every node field is also under its array name alone (``pos``,
+    ``z``, ``vel``, ``target_pos``, …), and ``edges``, ``rings``, ``id`` and ``y`` as :class:`Sample` says.
+    """
     out = Sample()
     for key, arr, offsets in _slicing_plan(content):
         out[key] = arr[offsets[row] : offsets[row + 1]]
     # conveniences shared by every dataset
-    if "nodes/pos" in out:
-        out["pos"] = out["nodes/pos"]
-    if "nodes/z" in out:
-        out["z"] = out["nodes/z"]
-    if "edges/index" in out:
-        out["edges"] = out["edges/index"]
-    if "ring_slots/node" in out:
-        slots = out["ring_slots/node"].tolist()
+    if EDGE_INDEX in out:
+        out["edges"] = out[EDGE_INDEX]
+    if SLOT_NODE in out:
+        slots = out[SLOT_NODE].tolist()
         rings, start = [], 0
-        for size in out["rings/size"].tolist():
+        for size in out[RING_SIZE].tolist():
             rings.append(tuple(slots[start : start + size]))
             start += size
         out["rings"] = rings
@@ -593,10 +591,9 @@ def sample_from_shard(content: ShardContent, row: int, target_names: list[str] |
         out["id"] = rows["id"][row]
     if "y" in rows and target_names:
         out["y"] = dict(zip(target_names, rows["y"][row]))
-    for name in _NODE_ALIASES:
-        key = f"nodes/{name}"
-        if key in out:
-            out[name] = out[key]
+    prefix = f"{NODE_GROUP}/"
+    for key in [k for k in out if k.startswith(prefix) and k.count("/") == 1]:
+        out.setdefault(key[len(prefix):], out[key])
     return out
 
 

@@ -15,9 +15,6 @@ DtypeChoice = Literal["float32", "float64"]
 ScheduleChoice = Literal["cosine", "constant"]
 SplitName = Literal["train", "valid", "test"]
 TargetReference = Literal["atoms", "none"]
-ModelName = Literal[
-    "egnn", "empcn", "decoupled", "segnn", "egnn_dynamics", "empcn_dynamics", "decoupled_dynamics", "segnn_dynamics"
-]
 
 
 def choice_enum(name: str, literal: object) -> type[Enum]:

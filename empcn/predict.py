@@ -9,7 +9,7 @@ trained model predicts (:func:`empcn.train.evaluate.load_trained`). It lives bes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -96,13 +96,14 @@ def predict_files(
                 good.append((len(results) - 1, sample))
             except EmpcnError as exc:
                 results[-1] = Failure(label, str(exc))
-    spec = replace(trained.spec, target_index=None)
-    with torch.no_grad():
+    spec = trained.input_spec
+    task = trained.task
+    with torch.enable_grad() if task.eval_needs_grad else torch.no_grad():
         for a in range(0, len(good), batch_size):
             chunk = good[a : a + batch_size]
             cpu_batch = collate([s for _, s in chunk], spec)
             with autocast(trained.device, trained.dtype, trained.config.amp):
                 out = trained.model(cpu_batch.to(trained.device, trained.dtype))
-            for (k, _), v in zip(chunk, trained.task.value(out, cpu_batch).tolist()):  # target unit (+ atom reference)
-                results[k] = Prediction(labels[k], meta.target, v, meta.unit)
+            for (k, _), v in zip(chunk, task.predictions(out, cpu_batch)):  # the task's unit
+                results[k] = Prediction(labels[k], task.target, v, task.prediction_unit)
     return [r for r in results if r is not None]

@@ -15,6 +15,56 @@ RING_GROUP = "rings"  # 2-cells
 RING_SLOT_GROUP = "ring_slots"  # the vertices (and joining edges) of every ring, cyclic order
 NBR_PREFIX = "nbr"  # nbr/<name>: one group per neighbourhood
 
+#: The group of the cells of each rank (0 nodes, 1 edges, 2 rings).
+RANK_GROUPS: dict[int, str] = {0: NODE_GROUP, 1: EDGE_GROUP, 2: RING_GROUP}
+
+
+def field_name(group: str, array: str) -> str:
+    """The name of a stored field, ``"<group>/<array>"`` (the keys of ``manifest["fields"]`` and of a sample)."""
+    return f"{group}/{array}"
+
+
+def group_of(field: str) -> str:
+    """The group a field is stored in: ``"nodes/vel"`` → ``"nodes"``, ``"nbr/0_1/index"`` → ``"nbr/0_1"``."""
+    return field.rsplit("/", 1)[0]
+
+
+# Fields of the cell complex itself: every cache stores them, collation builds a batch's core from them.
+SAMPLE_ID = field_name(SAMPLE_GROUP, "id")
+SAMPLE_Y = field_name(SAMPLE_GROUP, "y")  # (S, T) scalar targets, columns as manifest targets.names
+NODE_POS = field_name(NODE_GROUP, "pos")
+NODE_Z = field_name(NODE_GROUP, "z")
+EDGE_INDEX = field_name(EDGE_GROUP, "index")
+EDGE_ORDER = field_name(EDGE_GROUP, "order")
+EDGE_LENGTH = field_name(EDGE_GROUP, "length")
+RING_SIZE = field_name(RING_GROUP, "size")
+RING_AREA = field_name(RING_GROUP, "area")
+RING_PERIMETER = field_name(RING_GROUP, "perimeter")
+RING_RADIUS = field_name(RING_GROUP, "radius")
+SLOT_NODE = field_name(RING_SLOT_GROUP, "node")
+SLOT_EDGE = field_name(RING_SLOT_GROUP, "edge")
+
+#: The field whose rows count the cells of each rank in a sample.
+CELL_COUNT_FIELDS: dict[int, str] = {0: NODE_POS, 1: EDGE_INDEX, 2: RING_SIZE}
+
+# Fields some data sets store (position data sets: N-body, MoCap).
+NODE_VEL = field_name(NODE_GROUP, "vel")  # (N, 3) input velocities
+NODE_CHARGE = field_name(NODE_GROUP, "charge")  # (N,) charges (charged N-body)
+NODE_MASS = field_name(NODE_GROUP, "mass")  # (N,) masses (gravity N-body)
+NODE_TARGET_POS = field_name(NODE_GROUP, "target_pos")  # (N, 3) positions to predict
+#: Per-node scalars a cache may store, at most one of them; position models read the first present.
+NODE_SCALAR_FIELDS: tuple[str, ...] = (NODE_CHARGE, NODE_MASS)
+
+
+def nbr_index(name: str) -> str:
+    """``nbr/<name>/index``: (P, 2) [sender, receiver] local cell indices of a neighbourhood."""
+    return field_name(f"{NBR_PREFIX}/{name}", "index")
+
+
+def nbr_dist(name: str) -> str:
+    """``nbr/<name>/dist``: (P,) barycentre distances of a neighbourhood's pairs."""
+    return field_name(f"{NBR_PREFIX}/{name}", "dist")
+
 
 @dataclass(frozen=True)
 class NeighbourhoodSpec:
@@ -40,14 +90,17 @@ NEIGHBOURHOODS: tuple[NeighbourhoodSpec, ...] = (
     NeighbourhoodSpec("2_0", 2, 0, "vertices", "ring -> its vertices (P(sigma) of the decoupled model)"),
 )
 
-
-
 #: Neighbourhood names by role (the keys of ``ComplexBatch.nbr``).
 NODE_NODE = "0_0"
 EDGE_LOWER = "1_1_lower"
 EDGE_UPPER = "1_1_upper"
 RING_TO_NODE = "2_0"
 NAMES: tuple[str, ...] = tuple(spec.name for spec in NEIGHBOURHOODS)
+
+
+def declared_fields(manifest: dict) -> frozenset[str]:
+    """The fields a cache's manifest declares it stores (the keys of ``manifest["fields"]``)."""
+    return frozenset(k for k in (manifest.get("fields") or {}) if isinstance(k, str))
 
 
 def neighbourhood_docs() -> list[dict[str, object]]:

@@ -40,13 +40,26 @@ def test_only_segnn_imports_e3nn():
     """The registry imports a model's module on first use: training EGNN never loads e3nn (≈1 s)."""
     code = (
         "import sys\n"
-        "from empcn.train.models.registry import ALL_MODELS, build_model\n"
-        "for name in sorted(ALL_MODELS):\n"
-        "    if not name.startswith('segnn'):\n"
-        "        build_model(name)\n"
+        "from empcn.train.models.registry import build_model, builtin_variants\n"
+        "for name, task in builtin_variants():\n"
+        "    if name != 'segnn':\n"
+        "        build_model(name, task=task)\n"
         "assert 'e3nn' not in sys.modules, 'e3nn imported'\n"
-        "build_model('segnn_dynamics')\n"
+        "build_model('segnn', task='positions')\n"
         "assert 'e3nn' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_cli_lists_models_without_importing_torch():
+    """``--help`` and the choice of ``--model`` read the registry's names: neither torch nor a model loads."""
+    code = (
+        "import sys\n"
+        "import empcn.cli\n"
+        "from empcn.train.models.registry import MODELS\n"
+        "assert MODELS.names()[:4] == ('egnn', 'empcn', 'decoupled', 'segnn'), MODELS.names()\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

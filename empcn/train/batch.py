@@ -11,13 +11,28 @@ Neighbourhoods are named ``"<sender>_<receiver>[_<relation>]"``, see
 ``[sender cell, receiver cell]``, with ``nbr_dist[name]`` the distance between the two cells'
 barycentres (the cache stores it; models that move positions recompute it with
 :mod:`empcn.geometry`).
+
+Beside the cell complex, a batch carries the further **fields** its run asked for by their names in
+:mod:`empcn.schema` (``"nodes/vel"``, ``"nodes/target_pos"``, ``"sample/y"``, …): the task's targets
+and the inputs a model reads (:meth:`ComplexBatch.field`). Which fields a data set stores is its
+manifest's ``fields``; no data set has slots of its own here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+import dataclasses
+from dataclasses import dataclass
 
 import torch
+
+from empcn.errors import EmpcnError
+
+
+class MissingField(EmpcnError, KeyError):
+    """A model or task asked a batch for a field its cache does not store; one-line message."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass
@@ -43,15 +58,17 @@ class ComplexBatch:
     ring_perimeter: torch.Tensor  # (R,) float
     ring_radius: torch.Tensor  # (R,) float, half the largest vertex-vertex distance
     # neighbourhoods
-    nbr: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (P, 2) long [sender, receiver]
-    nbr_dist: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (P,) float
-    # optional per-dataset extras
-    edge_feat: torch.Tensor | None = None  # (E, Fe) float, e.g. bond order one-hot
-    vel: torch.Tensor | None = None  # (N, 3) float, N-body / MoCap input velocities
-    node_scalar: torch.Tensor | None = None  # (N, Fs) float, e.g. charges or masses
-    target_pos: torch.Tensor | None = None  # (N, 3) float, positions to predict
-    y: torch.Tensor | None = None  # (B,) float, the scalar target in the manifest's unit
-    sample_index: torch.Tensor | None = None  # (B,) long, index of each sample in the cache
+    nbr: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)  # name -> (P, 2) long [sender, receiver]
+    nbr_dist: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)  # name -> (P,) float
+    #: (E, Fe) float invariant edge input features (bond-order one-hot); (E, 0) when the cache has none
+    edge_feat: torch.Tensor | None = None
+    #: further stored fields by schema name ("nodes/vel": (N, 3), "sample/y": (B, T), …), as stored
+    fields: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    sample_index: torch.Tensor | None = None  # (B,) long, index of each sample in the cache (data path only)
+
+    def __post_init__(self) -> None:
+        if self.edge_feat is None:  # no edge features: an (E, 0) view, no allocation (the data path's hot loop)
+            self.edge_feat = self.edge_len.as_strided((self.edge_len.shape[0], 0), (1, 1))
 
     @property
     def num_nodes(self) -> int:
@@ -65,6 +82,24 @@ class ComplexBatch:
     def num_rings(self) -> int:
         return int(self.ring_graph.shape[0])
 
+    def has(self, name: str) -> bool:
+        """Whether the batch carries the field ``name`` (e.g. ``"nodes/vel"``)."""
+        return name in self.fields
+
+    def field(self, name: str, user: str = "") -> torch.Tensor:
+        """The field ``name`` (a schema name such as ``"nodes/vel"``); MissingField naming it otherwise.
+
+        ``user``: who asks (a model or task), for the message.
+        """
+        try:
+            return self.fields[name]
+        except KeyError:
+            who = f"{user}: " if user else ""
+            have = ", ".join(sorted(self.fields)) or "none"
+            raise MissingField(
+                f"{who}the batch has no field {name!r} (its cache does not store it; fields carried: {have})"
+            ) from None
+
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "ComplexBatch":
         """A copy on ``device``; floating tensors are cast to ``dtype`` when given."""
 
@@ -74,10 +109,10 @@ class ComplexBatch:
             return t.to(device=device, non_blocking=True)
 
         changes: dict[str, object] = {}
-        for f in fields(self):
+        for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, torch.Tensor):
                 changes[f.name] = move(value)
             elif isinstance(value, dict):
                 changes[f.name] = {k: move(v) for k, v in value.items()}
-        return replace(self, **changes)
+        return dataclasses.replace(self, **changes)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,24 +37,22 @@ class CheckpointError(EmpcnError):
 class RunMeta:
     """What evaluate/predict need to rebuild a trained model without the training code path.
 
-    model_config: the model's config dataclass as a dict; mean/mad: target normalisation in the
-    target's unit; neighbourhoods: names collated into batches; lift_params: the cache manifest's
-    ``params`` (rings kind, max_ring, …) so predict lifts new molecules the same way.
-    reference/reference_species: the atom reference of the target (target unit per atom of each
-    element, in the order of ``reference_species``, which is ``species``'s; empty: none, the papers'
-    plain normalisation, and what a run saved before the field existed trained with).
-    """
+    model: the registry name (:data:`empcn.train.models.registry.MODELS`); model_config: its config
+    dataclass as a dict; task / task_record: the task's registry name (:data:`empcn.train.tasks.TASKS`)
+    and its own record (:meth:`Task.record`: target, unit, normalisation, …); neighbourhoods: names
+    collated into batches; lift_params: the cache manifest's ``params`` (rings kind, max_ring, …) so
+    predict lifts new molecules the same way; plugins: ``"model"``/``"task"`` → ``{"distribution",
+    "version"}`` of an entry that came from a plug-in package (empty for built-ins).
 
-    #: Runs saved before the atom reference existed had none.
-    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"reference": (), "reference_species": ()}
+    Runs saved before tasks had records held the scalar task's fields here (target, target_index,
+    unit, mean, mad, reference, reference_species; position runs with dummies) and named position
+    models ``*_dynamics``: :meth:`from_dict` reads that form too.
+    """
 
     model: str
     model_config: dict[str, Any]
-    target: str
-    target_index: int
-    unit: str
-    mean: float
-    mad: float
+    task: str
+    task_record: dict[str, Any]
     neighbourhoods: dict[str, tuple[int, int]]
     species: tuple[int, ...]
     charge_power: int
@@ -62,33 +60,55 @@ class RunMeta:
     lift_params: dict[str, Any]
     cache_path: str  # absolute path of the cache trained on
     cache_fingerprint: str
-    reference: tuple[float, ...] = ()
-    reference_species: tuple[int, ...] = ()
+    plugins: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def plugin(self, kind: str) -> str | None:
+        """The distribution a plug-in ``kind`` ("model" or "task") of this run came from, or None."""
+        return (self.plugins.get(kind) or {}).get("distribution") or None
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["neighbourhoods"] = {k: list(v) for k, v in self.neighbourhoods.items()}
         d["species"] = list(self.species)
-        d["reference"] = [float(c) for c in self.reference]
-        d["reference_species"] = [int(z) for z in self.reference_species]
+        d["plugins"] = {k: dict(v) for k, v in self.plugins.items()}
         return d
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "RunMeta":
-        """The metadata a checkpoint saved (older checkpoints: the "field added later" rule of
-        :func:`empcn.train.saved.load_saved`)."""
+        """The metadata a checkpoint saved (older checkpoints: their form before task records, and the
+        "field added later" rule of :func:`empcn.train.saved.load_saved`)."""
         from dataclasses import replace
 
         from empcn.train.saved import load_saved
 
+        if isinstance(d, dict) and "task" not in d and "target" in d:
+            d = _from_untasked(d)
         meta = load_saved(RunMeta, d)
         return replace(
             meta,
             neighbourhoods={k: (int(v[0]), int(v[1])) for k, v in meta.neighbourhoods.items()},
             species=tuple(int(s) for s in meta.species),
-            reference=tuple(float(c) for c in meta.reference),
-            reference_species=tuple(int(z) for z in meta.reference_species),
         )
+
+
+#: The task's fields a run's metadata held before tasks had records of their own.
+_UNTASKED_FIELDS = ("target", "target_index", "unit", "mean", "mad", "reference", "reference_species")
+
+
+def _from_untasked(d: dict[str, Any]) -> dict[str, Any]:
+    """A run's metadata as saved before task records, in today's form: a ``*_dynamics`` model (e.g.
+    ``egnn_dynamics``) is the registry's model for the ``positions`` task, whose only real field was
+    the unit (target_index −1, mean 0, MAD 1 were placeholders); any other run is ``scalar``."""
+    from empcn.train.models.registry import LEGACY_NAMES
+
+    d = dict(d)
+    fields = {k: d.pop(k) for k in _UNTASKED_FIELDS if k in d}
+    if d.get("model") in LEGACY_NAMES:
+        d["model"], d["task"] = LEGACY_NAMES[d["model"]]
+        d["task_record"] = {"target": fields.get("target", "positions"), "unit": fields.get("unit", "")}
+    else:
+        d["task"], d["task_record"] = "scalar", fields
+    return d
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,22 +14,26 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from empcn import schema
 from empcn.cache import Sample
 from empcn.train.batch import ComplexBatch
 
 QM9_SPECIES = (1, 6, 7, 8, 9)  # H C N O F
-RANK_GROUPS = {0: "nodes", 1: "edges", 2: "rings"}
 BOND_ORDERS = (1.0, 1.5, 2.0, 3.0)
-#: Per-node scalars a cache may store, in the order collation looks for them (``ComplexBatch.node_scalar``).
-NODE_SCALAR_FIELDS = ("nodes/charge", "nodes/mass")
 
 
 @dataclass(frozen=True)
 class CollateSpec:
-    """What to put in a batch: neighbourhoods (name -> (sender rank, receiver rank)) and the target column."""
+    """What to put in a batch beside the cell complex.
+
+    ``neighbourhoods``: name → (sender rank, receiver rank) of the neighbourhoods to collate.
+    ``fields``: further stored fields to carry (schema names, e.g. ``"sample/y"``, ``"nodes/vel"``):
+    the task's targets and the model's inputs; one the samples do not hold is left out (the task or
+    model that needs it says so). ``species``/``charge_power``: the node features (:func:`node_features`).
+    """
 
     neighbourhoods: dict[str, tuple[int, int]]
-    target_index: int | None = None  # column of sample/y; None: no target
+    fields: tuple[str, ...] = ()
     species: tuple[int, ...] = QM9_SPECIES
     charge_power: int = 2  # EGNN's node features: one_hot(z) * (z / max z)^p for p = 0..charge_power
 
@@ -42,15 +46,10 @@ class CollateSpec:
         return len(BOND_ORDERS)
 
     @staticmethod
-    def from_manifest(manifest: dict, target: str | None) -> "CollateSpec":
+    def from_manifest(manifest: dict, fields: tuple[str, ...] = ()) -> "CollateSpec":
+        """Every neighbourhood the cache stores, and ``fields``."""
         nbrs = {n["name"]: (int(n["sender_rank"]), int(n["receiver_rank"])) for n in manifest.get("neighbourhoods", [])}
-        index = None
-        if target is not None:
-            names = manifest.get("targets", {}).get("names", [])
-            if target not in names:
-                raise ValueError(f"target {target!r} is not in this cache (it has {', '.join(names)})")
-            index = names.index(target)
-        return CollateSpec(neighbourhoods=nbrs, target_index=index)
+        return CollateSpec(neighbourhoods=nbrs, fields=tuple(fields))
 
 
 def manifest_species(manifest: dict) -> tuple[int, ...]:
@@ -158,46 +157,33 @@ def collate(samples: Sequence[Sample], spec: CollateSpec) -> ComplexBatch:
 def collate_ragged(rb: RaggedBatch, spec: CollateSpec) -> ComplexBatch:
     """One batch with batch-global indices from the concatenated arrays of its samples."""
     b = rb.size
-    n = {r: rb.counts(f"{g}/{'pos' if r == 0 else 'index' if r == 1 else 'size'}") for r, g in RANK_GROUPS.items()}
-    n_slots = rb.counts("ring_slots/node")
+    n = {r: rb.counts(key) for r, key in schema.CELL_COUNT_FIELDS.items()}
+    n_slots = rb.counts(schema.SLOT_NODE)
 
-    pos = rb.values("nodes/pos", np.float32, (3,))
-    z = rb.values("nodes/z", np.int64) if "nodes/z" in rb.arrays else np.zeros(len(pos), np.int64)
-    edge_index = rb.values("edges/index", np.int64, (2,)) + _shift(n[0], n[1])[:, None]
-    ring_node = rb.values("ring_slots/node", np.int64) + _shift(n[0], n_slots)
-    ring_edge = rb.values("ring_slots/edge", np.int64) + _shift(n[1], n_slots)
-    ring_sizes = rb.values("rings/size", np.int64)
+    pos = rb.values(schema.NODE_POS, np.float32, (3,))
+    z = rb.values(schema.NODE_Z, np.int64) if schema.NODE_Z in rb.arrays else np.zeros(len(pos), np.int64)
+    edge_index = rb.values(schema.EDGE_INDEX, np.int64, (2,)) + _shift(n[0], n[1])[:, None]
+    ring_node = rb.values(schema.SLOT_NODE, np.int64) + _shift(n[0], n_slots)
+    ring_edge = rb.values(schema.SLOT_EDGE, np.int64) + _shift(n[1], n_slots)
+    ring_sizes = rb.values(schema.RING_SIZE, np.int64)
     ring_of = np.repeat(np.arange(len(ring_sizes)), ring_sizes)
 
     nbr: dict[str, torch.Tensor] = {}
     nbr_dist: dict[str, torch.Tensor] = {}
     for name, (rs, rr) in spec.neighbourhoods.items():
-        key = f"nbr/{name}/index"
+        key = schema.nbr_index(name)
         if key not in rb.arrays:
             continue
         per = rb.counts(key)
         shift = np.stack([_shift(n[rs], per), _shift(n[rr], per)], axis=1)  # senders' rank, receivers' rank
         nbr[name] = torch.from_numpy(rb.values(key, np.int64, (2,)) + shift)
-        nbr_dist[name] = torch.from_numpy(rb.values(f"nbr/{name}/dist", np.float32))
+        nbr_dist[name] = torch.from_numpy(rb.values(schema.nbr_dist(name), np.float32))
 
     edge_feat = None
-    if "edges/order" in rb.arrays:
-        order = rb.values("edges/order", np.float32)
+    if schema.EDGE_ORDER in rb.arrays:
+        order = rb.values(schema.EDGE_ORDER, np.float32)
         edge_feat = torch.from_numpy((order[:, None] == np.asarray(BOND_ORDERS, np.float32)[None, :]).astype(np.float32))
 
-    y = None
-    if spec.target_index is not None:
-        counts = rb.counts("sample/y")
-        first_rows = np.cumsum(counts) - counts  # each sample's (only) row
-        rows = rb.arrays["sample/y"][0] if b else np.zeros((0, spec.target_index + 1))
-        y = torch.from_numpy(rows[first_rows, spec.target_index].astype(np.float64))
-
-    def opt_node(key: str) -> torch.Tensor | None:
-        if key in rb.arrays:
-            return torch.from_numpy(rb.arrays[key][0].astype(np.float32, copy=False))
-        return None
-
-    charge = next((c for c in map(opt_node, NODE_SCALAR_FIELDS) if c is not None), None)
     return ComplexBatch(
         num_graphs=b,
         pos=torch.from_numpy(pos),
@@ -205,21 +191,26 @@ def collate_ragged(rb: RaggedBatch, spec: CollateSpec) -> ComplexBatch:
         node_graph=torch.from_numpy(np.repeat(np.arange(b), n[0])),
         edge_index=torch.from_numpy(edge_index),
         edge_graph=torch.from_numpy(np.repeat(np.arange(b), n[1])),
-        edge_len=torch.from_numpy(rb.values("edges/length", np.float32)),
+        edge_len=torch.from_numpy(rb.values(schema.EDGE_LENGTH, np.float32)),
         ring_node=torch.from_numpy(ring_node),
         ring_edge=torch.from_numpy(ring_edge),
         ring_of=torch.from_numpy(ring_of),
         ring_graph=torch.from_numpy(np.repeat(np.arange(b), n[2])),
         ring_size=torch.from_numpy(ring_sizes.astype(np.float32)),
-        ring_area=torch.from_numpy(rb.values("rings/area", np.float32)),
-        ring_perimeter=torch.from_numpy(rb.values("rings/perimeter", np.float32)),
-        ring_radius=torch.from_numpy(rb.values("rings/radius", np.float32)),
+        ring_area=torch.from_numpy(rb.values(schema.RING_AREA, np.float32)),
+        ring_perimeter=torch.from_numpy(rb.values(schema.RING_PERIMETER, np.float32)),
+        ring_radius=torch.from_numpy(rb.values(schema.RING_RADIUS, np.float32)),
         nbr=nbr,
         nbr_dist=nbr_dist,
         edge_feat=edge_feat,
-        vel=opt_node("nodes/vel"),
-        node_scalar=charge.reshape(-1, 1) if charge is not None else None,
-        target_pos=opt_node("nodes/target_pos"),
-        y=y,
-        sample_index=None,
+        fields={name: torch.from_numpy(_field_rows(rb, name)) for name in spec.fields if name in rb.arrays},
     )
+
+
+def _field_rows(rb: RaggedBatch, name: str) -> np.ndarray:
+    """The rows of a carried field, as stored: every row of the batch's samples (nodes, edges, …), or
+    one row per sample for the sample group (whose offsets are 0..S by the schema)."""
+    values, counts = rb.arrays[name]
+    if schema.group_of(name) == schema.SAMPLE_GROUP and len(values) != len(counts):
+        values = values[np.cumsum(counts) - counts]
+    return values

@@ -14,10 +14,8 @@ from typing import NoReturn, Optional
 import typer
 
 from empcn import choices
+from empcn.train.models.registry import LEGACY_NAMES, MODELS  # names only: no model (and no torch) is imported here
 
-#: QM9 caches: the graph-level regressors; positions caches (N-body): the same names select the
-#: position models, which may also be named explicitly (``*_dynamics``).
-ModelChoice = choices.choice_enum("ModelChoice", choices.ModelName)
 ScheduleChoice = choices.choice_enum("ScheduleChoice", choices.ScheduleChoice)
 DeviceChoice = choices.choice_enum("DeviceChoice", choices.DeviceChoice)
 DtypeChoice = choices.choice_enum("DtypeChoice", choices.DtypeChoice)
@@ -25,14 +23,15 @@ SplitName = choices.choice_enum("SplitName", choices.SplitName)
 TargetReferenceChoice = choices.choice_enum("TargetReferenceChoice", choices.TargetReference)
 
 
+def _model_help() -> str:
+    return (
+        f"Model to train: {', '.join(MODELS.names())} (default: empcn); the cache's task picks the model's "
+        "variant (on a positions cache the position-predicting one). `empcn models` lists them."
+    )
 
 
-
-
-
-
-
-
+def _complete_model(incomplete: str) -> list[str]:
+    return [name for name in MODELS.names() if name.startswith(incomplete)]
 
 
 def _rank() -> int:
@@ -56,13 +55,12 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from empcn.cache import CacheError
-    from empcn.train.checkpoint import CheckpointError
-    from empcn.train.config import ConfigError
+    """What a user can cause: every :class:`~empcn.errors.EmpcnError` (bad cache, run, option, a
+    missing plug-in, …) and an unavailable device."""
+    from empcn.errors import EmpcnError
     from empcn.train.distributed import DeviceUnavailable
-    from empcn.train.loop import TrainError
 
-    return (CacheError, CheckpointError, ConfigError, TrainError, DeviceUnavailable)
+    return (EmpcnError, DeviceUnavailable)
 
 
 def train(
@@ -70,9 +68,7 @@ def train(
     target: Optional[str] = typer.Option(
         None, help="Target column of a QM9 cache, e.g. U0, gap, homo (not for a positions cache such as N-body)."
     ),
-    model: Optional[ModelChoice] = typer.Option(
-        None, help="Model to train (default: empcn); on a positions cache egnn/empcn/decoupled/segnn are the *_dynamics models."
-    ),
+    model: Optional[str] = typer.Option(None, help=_model_help(), autocompletion=_complete_model),
     out: Optional[Path] = typer.Option(None, help="Run folder (default: runs/<target>-<model>, N-body runs/nbody-<model>)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder exactly where it stopped."),
     epochs: Optional[int] = typer.Option(None, min=1, help="Epochs (default: QM9 1000, N-body 10000)."),
@@ -123,7 +119,8 @@ def train(
         None, help="KEY=VALUE: set a field of the model's config, e.g. fourier_scale=0.5 (repeatable; docs/models.md)."
     ),
 ) -> None:
-    """Train EGNN, EMPCN or decoupled EMPCN on a lifted cache (data-parallel under torchrun).
+    """Train a registered model (EGNN, EMPCN, decoupled EMPCN, SEGNN or a plug-in's) on a lifted cache
+    (data-parallel under torchrun).
 
     The cache decides the task: QM9 (--target, MAE) or N-body positions (MSE, no --target).
     """
@@ -132,7 +129,7 @@ def train(
     given = {
         "cache": str(cache) if cache is not None else None,
         "target": target,
-        "model": model.value if model is not None else None,
+        "model": model,
         "out": str(out) if out is not None else None,
         "epochs": epochs,
         "batch_size": batch_size,
@@ -160,6 +157,8 @@ def train(
         "valid_every": valid_every,
         "compile": compile,
     }
+    if model is not None and model not in MODELS and model not in LEGACY_NAMES:
+        _fail(str(MODELS.unknown(model)))
     try:
         if resume is not None:
             if out is not None and out.resolve() != resume.resolve():
@@ -220,16 +219,34 @@ def evaluate(
         typer.echo(result.line())
     if poses is not None:
         from empcn.train.poses import draw_poses
-        from empcn.train.task import TaskError
 
         try:
             drawn = draw_poses(run, poses, split.value, pose_samples, cache, device.value)
-        except (TaskError, *_user_errors()) as exc:
+        except _user_errors() as exc:
             _fail(one_line(exc))
         typer.echo(f"drew {split.value} samples to {drawn}", err=True)
 
 
+def models() -> None:
+    """List the registered models: the tasks each serves and where it comes from (built in, or a
+    plug-in package and its version)."""
+    from empcn.errors import RegistryError
+
+    for name in MODELS.names():
+        origin = MODELS.origin(name).describe().replace("builtin", "built in")
+        try:
+            spec = MODELS.get(name)
+        except RegistryError as exc:
+            typer.echo(f"{name:<12} ({origin}) unusable: {exc}")
+            continue
+        summary = f"  {spec.summary}" if spec.summary else ""
+        typer.echo(f"{name:<12} tasks: {', '.join(spec.tasks):<18} ({origin}){summary}")
+    for shadowed in MODELS.shadowed():
+        typer.echo(f"ignored: {shadowed.target} of the plug-in {shadowed.distribution} (the name is taken)", err=True)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``train`` and ``evaluate`` to ``app``."""
+    """Add ``train``, ``evaluate`` and ``models`` to ``app``."""
     app.command("train")(train)
     app.command("evaluate")(evaluate)
+    app.command("models")(models)

@@ -13,26 +13,17 @@ import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from empcn.choices import DeviceChoice, DtypeChoice, ScheduleChoice, TargetReference  # noqa: E402,F401  (re-exported)
 from empcn.errors import EmpcnError
 
-TaskKind = Literal["scalar", "positions"]
 
 #: Options a resumed run may change: they do not change the numbers it computes.
 #: ``cache`` may move (a resumed run checks the cache's fingerprint instead), ``out`` is the folder resumed.
 RUN_CONTROL: frozenset[str] = frozenset(
     {"cache", "out", "time_limit", "device", "workers", "progress", "verify", "valid_every", "compile"}
 )
-
-#: EGNN trains the orbital energies with lr 1e-3 and everything else with 5e-4 (arXiv 2102.09844).
-_HIGH_LR_TARGETS = frozenset({"gap", "homo", "lumo"})
-
-#: QM9 targets whose default ``--target-reference`` is ``atoms``: on the train → valid split an
-#: atom-count fit scores ≤ 36 % of the predict-the-mean MAE for these, ≥ 74 % for mu, homo, lumo, gap,
-#: r2 (``empcn.train.reference``, ``docs/models.md``).
-EXTENSIVE_TARGETS = frozenset({"alpha", "zpve", "U0", "U", "H", "G", "Cv"})
 
 CONFIG_FILE = "config.json"
 
@@ -45,13 +36,15 @@ class ConfigError(EmpcnError, ValueError):
 class TaskDefaults:
     """The defaults of the options that depend on what a cache asks to learn (its manifest's ``task``).
 
-    ``name``: run-folder prefix (``runs/<name>-<model>``): the target for scalar targets (QM9), the
-    data set for positions (``nbody``). ``model``: the registry name ``--model`` selects for this task
-    (its config gives ``hidden``/``layers``/``dropout``). ``amp``: bf16 autocast on CUDA.
-    ``reference``: the default ``--target-reference`` (``atoms`` for :data:`EXTENSIVE_TARGETS`).
+    Each task builds its own (:meth:`empcn.train.tasks.base.Task.defaults`). ``kind``: the task's
+    registry name. ``name``: run-folder prefix (``runs/<name>-<model>``): the target for scalar
+    targets (QM9), the data set for positions (``nbody``). ``model``: the registry name of ``--model``
+    (its config for this task gives ``hidden``/``layers``/``dropout``). ``amp``: bf16 autocast on
+    CUDA. ``reference``: the default ``--target-reference`` (the scalar task: ``atoms`` for the
+    extensive QM9 targets).
     """
 
-    kind: TaskKind
+    kind: str  # the task's registry name
     name: str
     model: str
     epochs: int
@@ -60,24 +53,6 @@ class TaskDefaults:
     schedule: ScheduleChoice
     amp: bool
     reference: TargetReference = "none"
-
-    @staticmethod
-    def scalar(target: str, model: str) -> "TaskDefaults":
-        """QM9 (EGNN's settings): 1000 epochs, batch 96, lr 1e-3 for gap/homo/lumo else 5e-4, cosine;
-        an atom reference for the extensive targets (ours, not the papers')."""
-        lr = 1e-3 if target in _HIGH_LR_TARGETS else 5e-4
-        reference: TargetReference = "atoms" if target in EXTENSIVE_TARGETS else "none"
-        return TaskDefaults("scalar", target, model, 1000, 96, lr, "cosine", True, reference)
-
-    @staticmethod
-    def positions(dataset: str, model: str) -> "TaskDefaults":
-        """N-body (EGNN and EMPCN papers): 10,000 epochs, batch 100, Adam 5e-4 constant, no autocast.
-
-        The papers train with a constant learning rate (EGNN: 10,000 epochs; EMPCN does not state its
-        epochs). No bf16 autocast by default: it resolves positions to ~0.4 % of their size, which is
-        visible at the MSEs of ~0.005 the papers report.
-        """
-        return TaskDefaults("positions", dataset, model, 10_000, 100, 5e-4, "constant", False)
 
 
 @dataclass(frozen=True)
@@ -202,27 +177,30 @@ class TrainConfig:
         if task is None:
             if self.target is None:
                 raise ConfigError("--target is required for a scalar-target cache (e.g. --target U0)")
-            task = TaskDefaults.scalar(self.target, self.model)
+            from empcn.train.tasks.scalar import scalar_defaults
+
+            task = scalar_defaults(self.target, self.model)
         changes: dict[str, Any] = {}
         if self.out is None:
-            changes["out"] = str(Path("runs") / f"{task.name}-{self.model.removesuffix('_dynamics')}")
+            changes["out"] = str(Path("runs") / f"{task.name}-{task.model}")
         for name in ("epochs", "batch_size", "lr", "schedule", "amp"):
             if getattr(self, name) is None:
                 changes[name] = getattr(task, name)
         if self.target_reference is None:
             changes["target_reference"] = task.reference
         if self.hidden is None or self.layers is None or self.dropout is None or self.clip is None:
+            from empcn.errors import RegistryError
             from empcn.train.models.registry import config_class
 
             try:
-                defaults = config_class(task.model)()
-            except ValueError as exc:
+                defaults = config_class(task.model, task.kind)()
+            except (RegistryError, ValueError) as exc:
                 raise ConfigError(str(exc)) from None
             for name, cast in (("hidden", int), ("layers", int), ("dropout", float)):
-                if getattr(self, name) is None:
+                if getattr(self, name) is None and hasattr(defaults, name):  # a plug-in's model may lack one
                     changes[name] = cast(getattr(defaults, name))
             if self.clip is None:
-                changes["clip"] = float(defaults.DEFAULT_CLIP)
+                changes["clip"] = float(getattr(defaults, "DEFAULT_CLIP", 10.0))
         return replace(self, **changes) if changes else self
 
     @property

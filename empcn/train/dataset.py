@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from empcn import schema
 from empcn.cache import Cache, CacheError, ShardContent
 from empcn.statistics import mean_mad
 from empcn.train.batch import ComplexBatch
@@ -83,6 +84,12 @@ class CacheLayout:
         content = Cache(self.path, max_shards_in_memory=1).shard(0)
         return {f"{g}/{a}" for g, group in content.groups.items() for a in group.arrays}
 
+    def stored_fields(self) -> frozenset[str]:
+        """The fields this cache stores: those its manifest declares (``manifest["fields"]``), or, for a
+        manifest that declares none, the arrays of its first shard."""
+        declared = schema.declared_fields(self.manifest)
+        return declared if declared else frozenset(self.sample_keys())
+
     def fingerprint(self) -> str:
         """Identifies the cache's content: sha256 over its shards' sha256 (moves and renames keep it)."""
         import hashlib
@@ -109,7 +116,7 @@ def target_statistics(layout: CacheLayout, indices: np.ndarray, target_index: in
     ys = []
     for k in np.unique(shard).tolist():
         rows = indices[shard == k] - layout.shard_starts[k]
-        ys.append(cache.shard(k).groups["sample"].arrays["y"][rows, target_index])
+        ys.append(cache.shard(k).groups[schema.SAMPLE_GROUP].arrays["y"][rows, target_index])
     cache.close()
     y = np.concatenate(ys).astype(np.float64) if ys else np.zeros(0)
     mean, mad = mean_mad(y)
@@ -214,8 +221,9 @@ def join_parts(parts: list[tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndar
 
 def groups_needed(spec: CollateSpec) -> tuple[str, ...]:
     """Cache groups that :func:`empcn.train.collate.collate_ragged` reads for ``spec``."""
-    base = ("sample", "nodes", "edges", "rings", "ring_slots")
-    return base + tuple(f"nbr/{name}" for name in sorted(spec.neighbourhoods))
+    base = (schema.SAMPLE_GROUP, *schema.RANK_GROUPS.values(), schema.RING_SLOT_GROUP)
+    extra = tuple(sorted({schema.group_of(name) for name in spec.fields} - set(base)))
+    return base + extra + tuple(f"{schema.NBR_PREFIX}/{name}" for name in sorted(spec.neighbourhoods))
 
 
 class ShardStream(IterableDataset):

@@ -1,4 +1,4 @@
-"""Evaluation on a split and rebuilding a trained model (tasks: :mod:`empcn.train.task`).
+"""Evaluation on a split and rebuilding a trained model (tasks: :mod:`empcn.train.tasks`).
 
 ``empcn evaluate RUN --split test`` loads ``RUN/best.pt`` (model weights, model config, task and
 normalisation), streams the split of the cache the run trained on and prints the metric with its
@@ -19,14 +19,16 @@ import torch
 from torch import nn
 
 from empcn.cache import CacheError
+from empcn.errors import RegistryError
 from empcn.train.checkpoint import BEST, CheckpointError, RunMeta, run_checkpoint
 from empcn.elements import element_name, symbols
 from empcn.train.collate import CollateSpec, unseen_elements
 from empcn.train.config import TrainConfig
 from empcn.train.distributed import DistEnv, all_reduce_sum, resolve_device
-from empcn.train.models.registry import model_from_saved
+from empcn.train.models.base import field_names, missing_fields
+from empcn.train.models.registry import build_model, saved_config
 from empcn.train.precision import DTYPES, autocast
-from empcn.train.task import Task, task_from_meta
+from empcn.train.tasks.base import Task, task_from_meta
 
 # ----------------------------------------------------------------------------------------------
 # results
@@ -74,37 +76,55 @@ class TrainedModel:
     epoch: int
     device: torch.device
     dtype: torch.dtype
+    task: Task
+    model_config: Any  # the model's config dataclass, as the run saved it
+
+    @property
+    def input_fields(self) -> tuple[str | tuple[str, ...], ...]:
+        """The stored fields the model reads beside the complex (its config's ``reads_fields``)."""
+        return tuple(self.model_config.reads_fields())
 
     @property
     def spec(self) -> CollateSpec:
-        return collate_spec(self.meta)
+        """The collation the run trained with: its neighbourhoods, the task's targets and the model's
+        inputs, species and charge powers."""
+        return collate_spec(self.meta, (*self.task.fields, *self.input_fields))
 
     @property
-    def task(self) -> Task:
-        return task_from_meta(self.meta)
+    def input_spec(self) -> CollateSpec:
+        """:attr:`spec` without the task's targets (new samples to predict have none)."""
+        return collate_spec(self.meta, self.input_fields)
 
 
-def collate_spec(meta: RunMeta) -> CollateSpec:
-    """The collation the run trained with: its neighbourhoods, target column, species and charge powers."""
-    base = task_from_meta(meta).collate_spec(dict(meta.neighbourhoods))
-    return dataclasses.replace(base, species=tuple(meta.species), charge_power=meta.charge_power)
+def collate_spec(meta: RunMeta, fields: tuple[str | tuple[str, ...], ...] = ()) -> CollateSpec:
+    """The collation of a run: its neighbourhoods, species and charge powers, carrying ``fields``."""
+    return CollateSpec(
+        neighbourhoods=dict(meta.neighbourhoods), fields=field_names(fields), species=tuple(meta.species),
+        charge_power=meta.charge_power,
+    )
 
 
 def load_trained(run_dir: Path, which: str = BEST, device: str = "auto") -> TrainedModel:
-    """The model of ``run_dir/which`` on ``device``; CheckpointError naming the file when unusable."""
+    """The model of ``run_dir/which`` on ``device``; CheckpointError naming the file when unusable
+    (a missing plug-in: one line naming its package)."""
     dev = resolve_device(device)
+    path = Path(run_dir) / which
     state = run_checkpoint(Path(run_dir), which, map_location="cpu")
     try:
         meta = RunMeta.from_dict(state["meta"])
         config = TrainConfig.from_dict(state["config"])
-        model = model_from_saved(meta.model, meta.model_config)
+        task = task_from_meta(meta)
+        model_config = saved_config(meta.model, meta.model_config, task.models_serve(), meta.plugin("model"))
+        model = build_model(meta.model, model_config, task.models_serve())
         model.load_state_dict(state["model"])
+    except RegistryError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = " ".join(str(exc).split())[:200]
-        raise CheckpointError(f"{Path(run_dir) / which}: does not fit this empcn ({first})") from None
+        raise CheckpointError(f"{path}: does not fit this empcn ({first})") from None
     dtype = DTYPES[config.dtype]
     model.to(device=dev, dtype=dtype).eval()
-    return TrainedModel(model, meta, config, int(state.get("epoch", 0)), dev, dtype)
+    return TrainedModel(model, meta, config, int(state.get("epoch", 0)), dev, dtype, task, model_config)
 
 
 def task_error(
@@ -127,7 +147,7 @@ def task_error(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.enable_grad() if task.eval_needs_grad else torch.no_grad():
             for batch in loader:
                 with autocast(device, dtype, amp):
                     out = model(batch.to(device, dtype))
@@ -167,6 +187,9 @@ def evaluate_run(
     path = _find_cache(run_dir, cache, config, meta)
     layout = CacheLayout.read(path)
     task.check_cache(layout.manifest, str(path))
+    missing = missing_fields((*task.fields, *trained.input_fields), layout.stored_fields())
+    if missing:
+        raise CacheError(f"{path}: has no field {', '.join(missing)} (run {run_dir} reads it)")
     unseen = unseen_elements(layout.manifest, tuple(meta.species))
     if unseen:
         raise CacheError(
@@ -181,7 +204,7 @@ def evaluate_run(
         shuffle=False,
         buffer_shards=config.buffer_shards,
     )
-    amp = bool(config.amp) if config.amp is not None else task.kind == "scalar"
+    amp = bool(config.amp) if config.amp is not None else task.defaults(meta.model, meta.dataset).amp
     pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if plot else None
     value, n = task_error(
         trained.model, make_loader(stream, workers), trained.device, trained.dtype, amp, task, pairs=pairs
@@ -190,14 +213,17 @@ def evaluate_run(
     if pairs is None:
         return result
     try:
-        path = write_parity(Path(run_dir), result, pairs)
+        path = write_parity(Path(run_dir), result, pairs, task)
     except OSError as exc:
         return dataclasses.replace(result, note=f"no parity plot: {Path(run_dir)}: {exc.strerror or exc}")
     return dataclasses.replace(result, plot=str(path))
 
 
-def write_parity(run_dir: Path, result: EvalResult, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> Path:
-    """``run_dir/parity_<split>.png`` of the (true, predicted) ``pairs`` that gave ``result``.
+def write_parity(
+    run_dir: Path, result: EvalResult, pairs: list[tuple[torch.Tensor, torch.Tensor]], task: Task
+) -> Path:
+    """``run_dir/parity_<split>.png`` of the (true, predicted) ``pairs`` that gave ``result``; the
+    labels are the task's (:meth:`Task.parity_labels`).
 
     Its PNG ``Description`` chunk is ``split=… target=… samples=… points=… epoch=… metric=… value=… unit=…``.
     """
@@ -205,19 +231,18 @@ def write_parity(run_dir: Path, result: EvalResult, pairs: list[tuple[torch.Tens
 
     true = torch.cat([t for t, _ in pairs]) if pairs else torch.zeros(0, dtype=torch.float64)
     pred = torch.cat([p for _, p in pairs]) if pairs else torch.zeros(0, dtype=torch.float64)
-    what = f"{result.target}" if result.metric == "MAE" else f"{result.target} (coordinates)"
+    what, quantity = task.parity_labels()
     title = (
         f"{what}, {result.split} split ({result.samples} {result.noun}, epoch {result.epoch})\n"
         f"{result.metric} {result.value:.4g} {result.unit}"
     )
-    unit = result.unit if result.metric == "MAE" else result.unit.removeprefix("(").removesuffix(")²")
     description = (
         f"split={result.split} target={result.target} samples={result.samples} points={len(true)} epoch={result.epoch} "
         f"metric={result.metric} value={result.value!r} unit={result.unit}"
     )
     return plot_parity(
         Path(run_dir) / PARITY_FILE.format(split=result.split), true.numpy(), pred.numpy(),
-        title=title, quantity=f"{result.target} [{unit}]", description=description,
+        title=title, quantity=quantity, description=description,
     )
 
 

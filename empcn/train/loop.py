@@ -1,10 +1,12 @@
 """The training loop of ``empcn train``: cache → shards → batches → model → checkpoints and metrics.
 
-The cache's manifest picks the task (:mod:`empcn.train.task`, :class:`~empcn.train.task.Task`):
-scalar targets (QM9: L1 loss on ``(y − atom reference − mean)/MAD``, MAE) or positions (N-body: MSE
-of the predicted positions, no normalisation). The task owns the loss, the metric and its unit and which models fit;
-the loop itself is the same for both. Per run: Adam with a cosine or constant learning-rate
-schedule over all optimiser steps, gradient-norm clipping, the validation metric after every epoch,
+The cache's manifest picks the task (:data:`empcn.train.tasks.TASKS`,
+:class:`~empcn.train.tasks.base.Task`): scalar targets (QM9: L1 loss on ``(y − atom reference −
+mean)/MAD``, MAE), positions (N-body: MSE of the predicted positions, no normalisation) or a
+plug-in's. The task owns the loss, the metric and its unit and the fields a batch carries for it;
+``--model`` names a model of :data:`empcn.train.models.registry.MODELS`, which gives the
+implementation for that task. The loop itself is the same for every task and model. Per run: Adam
+with a cosine or constant learning-rate schedule over all optimiser steps, gradient-norm clipping, the validation metric after every epoch,
 the test metric at the best validation epoch. Files in the run folder (rank 0 only): ``config.json``,
 ``last.pt``/``best.pt``, ``metrics.jsonl``, ``learning_curve.png`` (redrawn at most every
 :data:`PLOT_EVERY_S` seconds and at the end), ``result.json``, ``parity_test.png`` (the best epoch
@@ -40,7 +42,9 @@ from empcn.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from empcn.train.collate import NODE_SCALAR_FIELDS, CollateSpec, manifest_species
+from empcn import schema
+from empcn.errors import RegistryError
+from empcn.train.collate import CollateSpec, manifest_species
 from empcn.train.config import ScheduleChoice, TrainConfig
 from empcn.train.dataset import CacheLayout, ShardStream, make_loader, subset_of_split
 from empcn.train.distributed import (
@@ -54,9 +58,10 @@ from empcn.train.distributed import (
     wrap_model,
 )
 from empcn.train.evaluate import task_error
-from empcn.train.models.registry import saved_config
+from empcn.train.models.base import field_names, missing_fields
+from empcn.train.models.registry import ModelChoice, resolve, saved_config
 from empcn.train.precision import DTYPES, autocast
-from empcn.train.task import Task, TaskError, task_for_cache
+from empcn.train.tasks.base import Task, TaskError, task_for_cache
 
 #: Seconds between two redraws of ``learning_curve.png`` (drawing costs ~0.1–0.3 s; N-body epochs ~1 s).
 PLOT_EVERY_S = 60.0
@@ -85,14 +90,14 @@ class RunState:
 
 
 def build_model_config(
-    config: TrainConfig, spec: CollateSpec, has_edge_order: bool, model: str | None = None, has_node_scalar: bool = True
+    config: TrainConfig, spec: CollateSpec, has_edge_order: bool, model: ModelChoice, has_node_scalar: bool = True
 ) -> Any:
     """The model's config dataclass for this run: the model's defaults with the cache's input widths and the run's sizes.
 
-    ``model``: the registry name (default ``config.model``). ``has_edge_order``: the cache stores
+    ``model``: the registry's model for the run's task. ``has_edge_order``: the cache stores
     ``edges/order`` (bond orders), which a model with an edge input then reads as a one-hot unless
     ``--no-edge-features``. ``has_node_scalar``: the cache stores charges or masses
-    (:data:`~empcn.train.collate.NODE_SCALAR_FIELDS`); without them (MoCap) a position model is built
+    (:data:`~empcn.schema.NODE_SCALAR_FIELDS`); without them (MoCap) a position model is built
     without its node-scalar input.
     """
     from empcn.train.models.registry import config_for_run
@@ -100,12 +105,23 @@ def build_model_config(
     edge_width = spec.edge_features if config.edge_features and has_edge_order else 0
     try:
         return config_for_run(
-            model or config.model, spec.node_features, edge_width,
+            model.name, spec.node_features, edge_width,
             hidden=config.hidden, layers=config.layers, dropout=config.dropout, options=config.model_options,
-            node_scalar=has_node_scalar,
+            node_scalar=has_node_scalar, task=model.task,
         )
     except ValueError as exc:
         raise TrainError(str(exc)) from None
+
+
+def _plugins(model: ModelChoice, task: Task) -> dict[str, dict[str, str]]:
+    """``RunMeta.plugins``: the distribution and version of the model and task when they come from plug-ins."""
+    from empcn.train.tasks import TASKS
+
+    out = {"model": model.plugin()} if model.plugin() else {}
+    origin = TASKS.origin(task.kind)
+    if origin.kind == "plugin":
+        out["task"] = {"distribution": origin.distribution or "", "version": origin.version or ""}
+    return out
 
 
 def _check_cache(layout: CacheLayout, config: TrainConfig, env: DistEnv) -> None:
@@ -200,10 +216,11 @@ class Trainer:
         manifest = self.layout.manifest
         try:
             self.task: Task = task_for_cache(manifest, config.cache, config.target)
-            self.model_name = self.task.model_name(config.model)  # the registry name
-            defaults = self.task.defaults(config.model, str(manifest.get("dataset", "")))
-        except TaskError as exc:
+            self.model_choice: ModelChoice = resolve(config.model, self.task.models_serve())
+            defaults = self.task.defaults(self.model_choice.name, str(manifest.get("dataset", "")))
+        except (TaskError, RegistryError) as exc:
             raise TrainError(str(exc)) from None
+        self.model_name = self.model_choice.name  # the registry name
         self.config = config.resolved(defaults)
         self.resume = resume
         self.stop_after_epoch = stop_after_epoch
@@ -219,26 +236,38 @@ class Trainer:
         self._check_run_folder()
         _check_cache(self.layout, cfg, env)
         manifest = self.layout.manifest
-        base_spec = task.collate_spec(CollateSpec.from_manifest(manifest, None).neighbourhoods)
+        stored = self.layout.stored_fields()
+        missing = missing_fields(task.fields, stored)
+        if missing:
+            raise TrainError(f"{cfg.cache}: has no field {', '.join(missing)} (the {task.kind} task's target)")
+        base_spec = CollateSpec.from_manifest(manifest)
         base_spec = replace(base_spec, species=manifest_species(manifest))  # node features from the vocabulary
         _seed_everything(cfg.seed)
-        keys = self.layout.sample_keys()
         self.model_config = build_model_config(
-            cfg, base_spec, "edges/order" in keys, self.model_name,
-            has_node_scalar=any(k in keys for k in NODE_SCALAR_FIELDS),
+            cfg, base_spec, schema.EDGE_ORDER in stored, self.model_choice,
+            has_node_scalar=any(k in stored for k in schema.NODE_SCALAR_FIELDS),
         )
         # read once; _check_run_folder has made sure it exists when resuming
         resume_state = load_checkpoint(self.run_dir / LAST, map_location="cpu") if self.resume else None
         if resume_state is not None:
             # the run's own model, not today's defaults (a default may have changed since it started)
             saved = RunMeta.from_dict(resume_state["meta"])
-            if saved.model == self.model_name:
-                self.model_config = saved_config(saved.model, saved.model_config)
+            if (saved.model, saved.task) == (self.model_name, task.kind):  # the same model variant
+                self.model_config = saved_config(
+                    saved.model, saved.model_config, task.models_serve(), saved.plugin("model")
+                )
         wanted = self.model_config.reads()
         missing = [n for n in wanted if n not in base_spec.neighbourhoods]
         if missing:
             raise TrainError(f"{cfg.cache}: has no neighbourhood {', '.join(missing)} (needed by --model {cfg.model})")
-        self.spec = replace(base_spec, neighbourhoods={n: base_spec.neighbourhoods[n] for n in wanted})
+        missing = missing_fields(self.model_config.reads_fields(), stored)
+        if missing:
+            raise TrainError(f"{cfg.cache}: has no field {', '.join(missing)} (needed by --model {cfg.model})")
+        self.spec = replace(
+            base_spec,
+            neighbourhoods={n: base_spec.neighbourhoods[n] for n in wanted},
+            fields=field_names((*task.fields, *self.model_config.reads_fields())),
+        )
 
         try:
             train_idx = subset_of_split(self.layout.split("train"), cfg.train_size, cfg.seed)
@@ -278,7 +307,8 @@ class Trainer:
 
         from empcn.train.models.registry import build_model
 
-        self.model = build_model(self.model_name, self.model_config).to(device=self.device, dtype=self.dtype)
+        self.model = build_model(self.model_name, self.model_config, task.models_serve())
+        self.model.to(device=self.device, dtype=self.dtype)
         if cfg.compile:
             from empcn.train.models.layers import use_compiled_messages
 
@@ -298,7 +328,8 @@ class Trainer:
         self.meta = RunMeta(
             model=self.model_name,
             model_config=asdict(self.model_config),
-            **task.meta_fields(),
+            task=task.kind,
+            task_record=task.record(),
             neighbourhoods=dict(self.spec.neighbourhoods),
             species=tuple(self.spec.species),
             charge_power=self.spec.charge_power,
@@ -306,6 +337,7 @@ class Trainer:
             lift_params=dict(manifest.get("params", {})),
             cache_path=str(Path(cfg.cache).resolve()),
             cache_fingerprint=self.layout.fingerprint(),
+            plugins=_plugins(self.model_choice, task),
         )
         self.state = RunState()
         self._last_plot = -math.inf
@@ -341,15 +373,18 @@ class Trainer:
         saved = RunMeta.from_dict(state["meta"])
         if saved.cache_fingerprint != self.meta.cache_fingerprint:
             raise TrainError(f"{self.config.cache}: not the cache run {self.run_dir} was trained on (fingerprint differs)")
-        saved = replace(saved, model_config=asdict(saved_config(saved.model, saved.model_config)))
-        if saved.model_config != self.meta.model_config or saved.model != self.meta.model:
+        if (saved.model, saved.task) != (self.meta.model, self.meta.task):
+            raise TrainError(f"{path}: its model differs from the run config's")
+        saved_model = saved_config(saved.model, saved.model_config, self.task.models_serve())
+        saved = replace(saved, model_config=asdict(saved_model))
+        if saved.model_config != self.meta.model_config:
             raise TrainError(f"{path}: its model differs from the run config's")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.state = RunState(**state["state"])
-        self.meta = saved  # keeps the normalisation the run started with
-        self.task = self.task.restored(saved)
+        self.task = self.task.restored(saved.task_record)  # keeps the normalisation the run started with
+        self.meta = replace(saved, task_record=self.task.record())  # saved in today's form from now on
         restore_rng(state["rng"])
         if self.env.is_main:
             metrics_io.truncate_records(self.run_dir, self.state.epoch)
@@ -468,7 +503,7 @@ class Trainer:
         task = self.task
         if self.state.epoch == 0:
             self.log(
-                f"training {cfg.model} [{self.model_name}] ({self.parameters:,} parameters) on {task.describe()} "
+                f"training {self.model_name} ({self.parameters:,} parameters) on {task.describe()} "
                 f"[{task.metric}, {self.unit}] from {cfg.cache}: {len(self.train_stream.indices)} train "
                 f"{task.sample_noun}, {self.steps_per_epoch} batches/epoch"
                 f"{f' x {env.world_size} ranks' if env.distributed else ''}, lr {cfg.lr:g} {cfg.schedule}, "
@@ -547,7 +582,7 @@ class Trainer:
                 write_parity(self.run_dir, EvalResult(
                     str(self.run_dir), "test", task.target, task.unit, task.metric, test, n_test, self.state.best_epoch,
                     task.sample_noun,
-                ), pairs)
+                ), pairs, task)
         metric = self.task.metric
         result = metrics_io.RunResult(
             target=self.task.target, unit=self.unit, model=self.config.model, epochs_run=self.state.epoch,

@@ -15,20 +15,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from empcn import schema
 from empcn.cache import Cache
 from empcn.train.checkpoint import BEST
 from empcn.train.collate import collate
 from empcn.train.evaluate import _find_cache, load_trained
-from empcn.train.task import PositionTask, TaskError
+from empcn.train.tasks.base import TaskError
+from empcn.train.tasks.positions import PositionTask
 
 BONE = 0  # edges/kind of a bone (empcn.lift.mocap)
+EDGE_KIND = schema.field_name(schema.EDGE_GROUP, "kind")
 
 
 def _segments(sample: dict, pos: np.ndarray) -> np.ndarray:
     """(E, 2, 3) the segments to draw for ``pos: (N, 3)``."""
-    edges = np.asarray(sample["edges/index"], dtype=np.int64)
-    if "edges/kind" in sample:
-        edges = edges[np.asarray(sample["edges/kind"]) == BONE]
+    edges = np.asarray(sample[schema.EDGE_INDEX], dtype=np.int64)
+    if EDGE_KIND in sample:
+        edges = edges[np.asarray(sample[EDGE_KIND]) == BONE]
     return np.stack([pos[edges[:, 0]], pos[edges[:, 1]]], axis=1)
 
 
@@ -53,14 +56,14 @@ def draw_poses(
     batch = collate(samples, trained.spec)
     with torch.no_grad():
         pred = trained.model(batch.to(trained.device, trained.dtype)).double().cpu().numpy()
-    offsets = np.concatenate([[0], np.cumsum([len(s["nodes/pos"]) for s in samples])])
+    offsets = np.concatenate([[0], np.cumsum([len(s[schema.NODE_POS]) for s in samples])])
     fig = Figure(figsize=(3.6 * len(samples), 4.0), dpi=100)
     FigureCanvasAgg(fig)
     for k, (index, sample) in enumerate(zip(chosen, samples)):
         ax = fig.add_subplot(1, len(samples), k + 1, projection="3d")
         poses = (
-            (np.asarray(sample["nodes/pos"], dtype=np.float64), "0.6", "-", "input"),
-            (np.asarray(sample["nodes/target_pos"], dtype=np.float64), "tab:green", "-", "true"),
+            (np.asarray(sample[schema.NODE_POS], dtype=np.float64), "0.6", "-", "input"),
+            (np.asarray(sample[schema.NODE_TARGET_POS], dtype=np.float64), "tab:green", "-", "true"),
             (pred[offsets[k] : offsets[k + 1]], "tab:red", "--", "predicted"),
         )
         for pos, colour, style, label in poses:

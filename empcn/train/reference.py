@@ -15,7 +15,7 @@ of the run are then those of ``r``. An empty reference is the papers' plain ``(y
 
 On QM9 (train split fit, valid split MAE; ``docs/models.md``) the fit scores 5–12 % of the
 predict-the-mean MAE for zpve, U0, U, H, G, 35 % for alpha and Cv, and 74–94 % for mu, homo, lumo,
-gap and r2: :data:`EXTENSIVE_TARGETS` get it by default.
+gap and r2: :data:`empcn.train.tasks.scalar.EXTENSIVE_TARGETS` get it by default.
 
 Element counts come from the cache's ``nodes/z`` (for the fit) and from a batch's one-hot node
 features (:func:`empcn.train.collate.species_counts`) during training and inference.
@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from empcn.cache import Cache
-from empcn.train.config import EXTENSIVE_TARGETS  # noqa: F401  (re-exported: the targets fitted by default)
 
 
 _SYMBOLS = {1: "H", 6: "C", 7: "N", 8: "O", 9: "F"}  # QM9's elements (the train stage does not import empcn.data)

@@ -322,3 +322,23 @@ def relabel(batch: ComplexBatch, gen: torch.Generator) -> ComplexBatch:
         ring_area=batch.ring_area[pr], ring_perimeter=batch.ring_perimeter[pr], ring_radius=batch.ring_radius[pr],
         nbr=nbr, nbr_dist=nbr_dist,
     )
+
+
+# ---------------------------------------------------------------- saved batches
+
+#: Batch slots of releases before batches carried fields by schema name → that field (and its shape).
+_SLOT_FIELDS = {"vel": "nodes/vel", "node_scalar": "nodes/charge", "target_pos": "nodes/target_pos", "y": "sample/y"}
+
+
+def batch_from_dict(saved: dict) -> ComplexBatch:
+    """The :class:`ComplexBatch` of a saved dict (``tests/fixtures/models/saved_models.pt``): today's form
+    (``fields`` by schema name), or a release's before it, whose per-data-set slots (``vel``,
+    ``node_scalar`` — the charges of the fixture's N-body systems —, ``target_pos``, ``y``) become fields."""
+    values = dict(saved)
+    fields = dict(values.pop("fields", None) or {})
+    for slot, name in _SLOT_FIELDS.items():
+        tensor = values.pop(slot, None)
+        if tensor is not None:
+            shape = {"node_scalar": (-1,), "y": (len(tensor), -1)}.get(slot, tensor.shape)
+            fields[name] = tensor.reshape(shape)
+    return ComplexBatch(**values, fields=fields)

@@ -31,7 +31,7 @@ def samples(qm9_cache: Path) -> list:
 
 @pytest.fixture(scope="module")
 def spec(qm9_cache: Path) -> CollateSpec:
-    return CollateSpec.from_manifest(open_cache(qm9_cache).manifest, "U0")
+    return CollateSpec.from_manifest(open_cache(qm9_cache).manifest, ("sample/y",))
 
 
 def small(name: str, spec: CollateSpec) -> torch.nn.Module:
@@ -102,11 +102,13 @@ def test_collated_indices_minus_offsets_are_the_cached_ones(samples: list, spec:
             mine = idx[_graph_of_rank(batch)[rr][idx[:, 1]] == k]
             local = torch.stack([mine[:, 0] - first[rs][k], mine[:, 1] - first[rr][k]], 1)
             np.testing.assert_array_equal(local.numpy(), s[f"nbr/{name}/index"])
-        np.testing.assert_array_equal(batch.y.numpy()[k], s["y"]["U0"])
+        np.testing.assert_array_equal(batch.field("sample/y").numpy()[k], s["sample/y"][0])
 
 
 def test_spec_limits_what_is_collated(samples: list, spec: CollateSpec) -> None:
-    only = replace(spec, neighbourhoods={"2_0": spec.neighbourhoods["2_0"]}, target_index=None)
+    only = replace(spec, neighbourhoods={"2_0": spec.neighbourhoods["2_0"]}, fields=())
     batch = collate(samples, only)
-    assert set(batch.nbr) == {"2_0"} and batch.y is None
+    assert set(batch.nbr) == {"2_0"} and batch.fields == {} and not batch.has("sample/y")
+    with pytest.raises(KeyError, match="the batch has no field 'sample/y'"):
+        batch.field("sample/y")
     assert batch.node_feat.shape == (batch.num_nodes, spec.node_features)

@@ -161,13 +161,13 @@ def test_predict_lifts_files_as_the_cache_did(run: Path, ring_molecule, tmp_path
     plain.write_text(plain_xyz_text(row))
 
     trained = load_trained(run, device="cpu")
-    from dataclasses import replace
+    task = trained.task
 
     with torch.no_grad():
-        batch = collate([sample], replace(trained.spec, target_index=None)).to("cpu", trained.dtype)
-        expected = float(trained.model(batch).double()[0]) * trained.meta.mad + trained.meta.mean
+        batch = collate([sample], trained.input_spec).to("cpu", trained.dtype)
+        expected = float(trained.model(batch).double()[0]) * task.mad + task.mean
     # U0's atom reference: Σ over the molecule's atoms of its element's coefficient
-    per_element = dict(zip(trained.meta.reference_species, trained.meta.reference))
+    per_element = dict(zip(task.reference_species, task.reference))
     assert per_element, "U0 is trained with an atom reference by default"
     expected += sum(per_element[int(z)] for z in sample["z"])
 

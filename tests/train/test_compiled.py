@@ -15,18 +15,19 @@ import pytest
 import torch
 
 from helpers import assert_close
+from synthetic import batch_from_dict
 
 from empcn.train.batch import ComplexBatch
 from empcn.train.config import TrainConfig
 from empcn.train.loop import Trainer
 from empcn.train.metrics import read_records
 from empcn.train.models.layers import GatedMessage, use_compiled_messages
-from empcn.train.models.registry import ALL_MODELS, model_from_saved
+from empcn.train.models.registry import builtin_variants, model_from_saved, saved_name
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "saved_models.pt"
 #: SEGNN's QM9 model has nothing compiled (its messages are e3nn tensor products, not gated MLP messages);
 #: its position model compiles its layer stack like the other position models.
-COMPILED_MODELS = sorted(m for m in ALL_MODELS if m != "segnn")
+COMPILED_MODELS = sorted(saved_name(name, task) for name, task in builtin_variants() if saved_name(name, task) != "segnn")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_compiled_messages_compute_the_eager_function(saved, name: str) -> None:
     model = model_from_saved(name, entry["config"]).double()
     model.load_state_dict(entry["state_dict"], strict=True)
     model.eval()  # dropout off: the same function twice
-    batch = ComplexBatch(**saved["batches"][entry["batch"]])
+    batch = batch_from_dict(saved["batches"][entry["batch"]])
     eager_out, eager_grads = output_and_grads(model, batch)
     stack = getattr(model, "compiled_stack", None)  # the position models: their layer stack as one graph
     messages = sum(isinstance(m, GatedMessage) for m in model.modules())

@@ -33,8 +33,8 @@ def layout(qm9_cache: Path) -> CacheLayout:
 
 @pytest.fixture(scope="module")
 def spec(layout: CacheLayout) -> CollateSpec:
-    full = CollateSpec.from_manifest(layout.manifest, TARGET)
-    return CollateSpec(neighbourhoods={"2_0": full.neighbourhoods["2_0"]}, target_index=full.target_index)
+    full = CollateSpec.from_manifest(layout.manifest, ("sample/y",))
+    return CollateSpec(neighbourhoods={"2_0": full.neighbourhoods["2_0"]}, fields=full.fields)
 
 
 def stream(layout: CacheLayout, spec: CollateSpec, split: str = "train", **kw) -> ShardStream:
@@ -161,12 +161,14 @@ def test_batches_hold_the_cached_samples(qm9_cache: Path, layout: CacheLayout, s
     cache = open_cache(qm9_cache)
     s = stream(layout, spec, seed=0, batch_size=5)
     batch = next(iter(s))
+    column = open_cache(qm9_cache).manifest["targets"]["names"].index(TARGET)
+    y = batch.field("sample/y")
     for g, i in enumerate(batch.sample_index.tolist()):
         sample = cache[i]
-        assert batch.y[g].item() == sample["y"][TARGET]
+        assert y[g, column].item() == sample["y"][TARGET]
         np.testing.assert_array_equal(batch.pos[batch.node_graph == g].numpy(), sample["pos"])
         assert int((batch.ring_graph == g).sum()) == len(sample["rings"])
-    assert batch.y.dtype == torch.float64
+    assert y.dtype == torch.float64 and y.shape == (5, len(sample["y"]))
 
 
 def test_limit_batches_and_subsets(layout: CacheLayout, spec: CollateSpec) -> None:
@@ -201,7 +203,7 @@ def test_vectorised_batches_equal_per_sample_collation(qm9_cache: Path, layout: 
     """The data path gathers a batch shard by shard in a few numpy calls per array; the oracle is
     :func:`collate` of the samples the public reader returns one by one, in the batch's order."""
     cache = open_cache(qm9_cache)
-    full = CollateSpec.from_manifest(layout.manifest, TARGET)  # every neighbourhood, rings, bond orders
+    full = CollateSpec.from_manifest(layout.manifest, ("sample/y", "sample/id"))  # every neighbourhood, rings, bond orders
     s = stream(layout, full, seed=5, batch_size=batch_size, buffer_shards=3)
     s.set_epoch(2)
     spans = []
@@ -224,19 +226,19 @@ def test_vectorised_batches_of_position_caches(tmp_path: Path) -> None:
         progress=False,
     ))
     layout, cache = CacheLayout.read(path), open_cache(path)
-    spec = CollateSpec.from_manifest(layout.manifest, None)
+    spec = CollateSpec.from_manifest(layout.manifest, ("nodes/vel", "nodes/charge", "nodes/target_pos", "sample/sim"))
     s = ShardStream(layout, layout.split("train"), spec, 25, shuffle=True, seed=1)
     s.set_epoch(1)
     batches = list(s)
     assert sum(b.num_graphs for b in batches) == len(layout.split("train"))
     for batch in batches:
-        assert batch.vel is not None and batch.target_pos is not None and batch.node_scalar is not None
+        assert set(batch.fields) == set(spec.fields) and batch.field("nodes/vel").shape == batch.pos.shape
         assert_same_batch(batch, collate([cache[int(i)] for i in batch.sample_index.numpy()], spec))
 
 
 def test_an_empty_batch_collates_to_no_cells(layout: CacheLayout) -> None:
-    full = CollateSpec.from_manifest(layout.manifest, TARGET)
+    full = CollateSpec.from_manifest(layout.manifest, ("sample/y",))
     s = stream(layout, full)
     batch = s.load_batch(np.zeros(0, dtype=np.int64))
-    assert batch.num_graphs == 0 and batch.pos.shape == (0, 3) and batch.y.shape == (0,)
+    assert batch.num_graphs == 0 and batch.pos.shape == (0, 3) and batch.edge_feat.shape == (0, 0)
     assert_same_batch(batch, collate([], full))

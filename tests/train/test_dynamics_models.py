@@ -27,11 +27,13 @@ from empcn.train.models.decoupled_dynamics import DecoupledDynamicsConfig
 from empcn.train.models.egnn_dynamics import EGNNDynamicsConfig
 from empcn.train.models.empcn_dynamics import EMPCNDynamicsConfig, layer_plan
 from empcn.train.models.layers import GatedMessage
-from empcn.train.models.registry import DYNAMICS_MODELS, build_model, config_class
+from empcn.train.models.registry import build_model, builtin_variants, config_class, saved_name
 from empcn.train.models.segnn import SEGNNDynamicsConfig
 
 RTOL = 1e-9
-SPEC = CollateSpec(neighbourhoods={s.name: (s.sender_rank, s.receiver_rank) for s in NEIGHBOURHOODS})
+POSITION_FIELDS = ("nodes/vel", "nodes/charge", "nodes/mass", "nodes/target_pos")
+SPEC = CollateSpec(neighbourhoods={s.name: (s.sender_rank, s.receiver_rank) for s in NEIGHBOURHOODS},
+                   fields=POSITION_FIELDS)
 CHARGED = ChargedConfig(num_steps=300, save_every=100)
 GRAVITY = GravityConfig(num_particles=12, num_steps=20, save_every=10)
 SMALL = {
@@ -40,7 +42,7 @@ SMALL = {
     "decoupled_dynamics": DecoupledDynamicsConfig(hidden=16, ring_hidden=8, layers=3, inv_size=8),
     "segnn_dynamics": SEGNNDynamicsConfig(hidden=12, layers=2, optimize_einsums=False),
 }
-NAMES = sorted(DYNAMICS_MODELS)
+NAMES = sorted(saved_name(name, task) for name, task in builtin_variants() if task == "positions")
 real_edge, real_ring, real_bary = geometry.edge_lengths, geometry.planned_ring_geometry, geometry.cell_barycentres
 
 
@@ -101,10 +103,17 @@ def batch(charged) -> ComplexBatch:
 
 
 
+def with_fields(batch: ComplexBatch, **changes) -> ComplexBatch:
+    """``batch`` with the fields ``nodes/<name>`` of ``changes`` replaced (``None``: removed)."""
+    fields = {**batch.fields, **{f"nodes/{k}": v for k, v in changes.items()}}
+    return replace(batch, fields={k: v for k, v in fields.items() if v is not None})
+
+
 def moved(batch: ComplexBatch, matrix: torch.Tensor, shift: torch.Tensor) -> ComplexBatch:
     """Positions and targets map by x → Rx + t, velocities by v → Rv (they do not translate)."""
-    return replace(batch, pos=batch.pos @ matrix.T + shift, vel=batch.vel @ matrix.T,
-                   target_pos=batch.target_pos @ matrix.T + shift)
+    moved_pos = replace(batch, pos=batch.pos @ matrix.T + shift)
+    return with_fields(moved_pos, vel=batch.field("nodes/vel") @ matrix.T,
+                       target_pos=batch.field("nodes/target_pos") @ matrix.T + shift)
 
 
 # ---------------------------------------------------------------- symmetries
@@ -209,8 +218,8 @@ def test_gravity_knn_complex(name, gravity):
     """kNN cells (edges vary per system): equivariant and batch-consistent; masses are the node scalars."""
     samples = lifted(**gravity, system="gravity", k=4)
     batch = to_batch(samples)
-    masses = torch.cat([torch.as_tensor(s["nodes/mass"], dtype=batch.pos.dtype).reshape(-1, 1) for s in samples])
-    assert torch.equal(batch.node_scalar, masses) and batch.num_rings > 0
+    masses = torch.cat([torch.as_tensor(s["nodes/mass"], dtype=batch.pos.dtype) for s in samples])
+    assert torch.equal(batch.field("nodes/mass"), masses) and not batch.has("nodes/charge") and batch.num_rings > 0
     changes = {"connectivity": "complex"} if name == "egnn_dynamics" else {}
     model = small_model(name, **changes)
     base = model(batch)
@@ -234,7 +243,7 @@ def test_empcn_edge_adjacency_choices_coincide_on_the_full_five_body_complex(bat
 def test_gradients_reach_every_parameter_and_are_finite(name, batch):
     model = small_model(name, dropout=0.1).train()
     torch.manual_seed(0)
-    loss = (model(batch) - batch.target_pos).pow(2).mean()
+    loss = (model(batch) - batch.field("nodes/target_pos")).pow(2).mean()
     loss.backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None, f"{pname} received no gradient"
@@ -299,8 +308,10 @@ def test_registry_defaults_are_the_papers_settings_and_empcns_velocity_extension
 
 
 def test_clear_errors(batch):
-    with pytest.raises(ValueError, match="batch.vel"):
-        small_model("egnn_dynamics")(replace(batch, vel=None))
+    with pytest.raises(ValueError, match="the batch field 'nodes/vel' must be"):
+        small_model("egnn_dynamics")(with_fields(batch, vel=None))
+    with pytest.raises(ValueError, match="one charge \\(or mass\\) per node"):
+        small_model("empcn_dynamics")(with_fields(batch, charge=None))
     no_nbr = replace(batch, nbr={k: v for k, v in batch.nbr.items() if k != "1_2"})
     with pytest.raises(ValueError, match="no neighbourhood '1_2'"):
         small_model("empcn_dynamics")(no_nbr)

@@ -69,7 +69,9 @@ def test_a_run_leaves_a_complete_folder(finished, qm9_cache: Path) -> None:
     assert again.unit == unit and again.samples == len(open_cache(qm9_cache).splits["test"])
     assert again.value == pytest.approx(result.test_error, rel=1e-12)
     meta = RunMeta.from_dict(best["meta"])
-    assert meta.mean == manifest["targets"]["train_mean"]["U0"] and meta.mad == manifest["targets"]["train_mad"]["U0"]
+    assert (meta.task_record["mean"], meta.task_record["mad"]) == (
+        manifest["targets"]["train_mean"]["U0"], manifest["targets"]["train_mad"]["U0"]
+    )
     assert meta.neighbourhoods.keys() == set(meta.model_config["neighbourhoods"])
 
 
@@ -121,7 +123,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     steps = len(open_cache(qm9_cache).splits["train"]) // 32 + 1
     n = steps + 2 if poison_at == "epoch2" else 1
     real = registry.build_model
-    monkeypatch.setattr(registry, "build_model", lambda name, cfg=None: _PoisonAfter(real(name, cfg), n))
+    monkeypatch.setattr(registry, "build_model", lambda name, cfg=None, task=None: _PoisonAfter(real(name, cfg, task), n))
     with pytest.raises(TrainingDiverged) as info:
         train(config)
     message = str(info.value)
@@ -193,11 +195,11 @@ def test_train_size_trains_on_a_seeded_subset_normalised_over_it(qm9_cache: Path
     sub = trainer.train_stream.indices
     assert len(sub) == 40 and np.isin(sub, cache.splits["train"]).all()
     y = np.array([cache[int(i)]["y"]["U0"] for i in sub])
-    assert trainer.meta.mean == pytest.approx(y.mean(), rel=1e-12)
-    assert trainer.meta.mad == pytest.approx(np.abs(y - y.mean()).mean(), rel=1e-12)
+    assert trainer.task.mean == pytest.approx(y.mean(), rel=1e-12)
+    assert trainer.task.mad == pytest.approx(np.abs(y - y.mean()).mean(), rel=1e-12)
     assert len(trainer.train_stream) == 2  # ceil(40 / 32)
     trainer.run()
-    assert RunMeta.from_dict(load_checkpoint(tmp_path / "run" / "best.pt")["meta"]).mean == trainer.meta.mean
+    assert RunMeta.from_dict(load_checkpoint(tmp_path / "run" / "best.pt")["meta"]).task_record["mean"] == trainer.task.mean
 
 
 def test_run_folder_clashes_and_bad_options_are_one_line_errors(finished, qm9_cache: Path, tmp_path: Path) -> None:

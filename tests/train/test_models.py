@@ -10,6 +10,7 @@ import torch
 import synthetic as S
 from helpers import assert_close, orthogonal_maps
 
+from empcn.errors import RegistryError
 from empcn.train.fully_connected import fully_connected_pairs
 from empcn.train.models import (
     MODELS,
@@ -289,7 +290,7 @@ def test_clear_errors(molecules):
     del batch.nbr["2_2_lower"]
     with pytest.raises(ValueError, match="no neighbourhood '2_2_lower'"):
         small_model("empcn")(batch)
-    with pytest.raises(ValueError, match="unknown model 'gcn'"):
+    with pytest.raises(RegistryError, match="unknown model 'gcn'"):
         build_model("gcn", EGNNConfig())
     with pytest.raises(TypeError, match="EMPCNConfig"):
         build_model("empcn", EGNNConfig())

@@ -25,10 +25,11 @@ from empcn.lift.nbody import NBodyLiftConfig, lift_nbody
 from empcn.train import loop
 from empcn.train.checkpoint import RunMeta, load_checkpoint
 from empcn.train.collate import collate
-from empcn.train.config import TaskDefaults, TrainConfig
+from empcn.train.config import TrainConfig
 from empcn.train.dataset import subset_of_split
 from empcn.train.evaluate import evaluate_run, load_trained
-from empcn.train.task import PositionTask
+from empcn.train.tasks.positions import PositionTask
+from empcn.train.tasks.scalar import scalar_defaults
 from empcn.train.loop import TrainError, train
 from empcn.train.metrics import read_records, read_result
 
@@ -86,12 +87,13 @@ def finished(nbody_cache: Path, tmp_path_factory: pytest.TempPathFactory):
 
 def test_positions_defaults_follow_the_papers(nbody_cache: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    for typed, registry in (("empcn", "empcn_dynamics"), ("egnn", "egnn_dynamics"), ("egnn_dynamics", "egnn_dynamics")):
+    for typed, registry in (("empcn", "empcn"), ("egnn", "egnn"), ("egnn_dynamics", "egnn")):
         trainer = loop.Trainer(TrainConfig(cache=str(nbody_cache), model=typed, progress=False))
         cfg = trainer.config
-        assert trainer.model_name == registry and trainer.meta.model == registry
+        assert trainer.model_name == registry and (trainer.meta.model, trainer.meta.task) == (registry, "positions")
+        assert type(trainer.model).__name__ == {"empcn": "EMPCNDynamics", "egnn": "EGNNDynamics"}[registry]
         assert cfg.target is None and isinstance(trainer.task, PositionTask)
-        assert cfg.out == str(Path("runs") / f"nbody-{registry.removesuffix('_dynamics')}")
+        assert cfg.out == str(Path("runs") / f"nbody-{registry}")
         assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.schedule, cfg.amp) == (
             10_000, 100, 5e-4, 1e-12, "constant", False
         )
@@ -103,7 +105,7 @@ def test_positions_defaults_follow_the_papers(nbody_cache: Path, tmp_path: Path,
             assert (cfg.hidden, cfg.layers) == (64, 4)
         assert TrainConfig.load(Path(cfg.out)) == cfg  # config.json written with every default filled in
     assert TrainConfig(cache="x", target="U0").resolved() == TrainConfig(cache="x", target="U0").resolved(
-        TaskDefaults.scalar("U0", "empcn")
+        scalar_defaults("U0", "empcn")
     )
 
 
@@ -113,7 +115,7 @@ def test_train_size_takes_the_first_n_of_a_seeded_permutation(nbody_cache: Path,
     expected = np.sort(train_split[np.random.default_rng(5).permutation(len(train_split))[:60]])
     assert np.array_equal(trainer.train_stream.indices, expected)
     assert np.array_equal(trainer.train_stream.indices, subset_of_split(train_split, 60, 5))
-    assert (trainer.meta.mean, trainer.meta.mad) == (0.0, 1.0)  # positions are not normalised
+    assert set(trainer.meta.task_record) == {"target", "unit", "horizon"}  # positions are not normalised
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,7 +137,8 @@ def test_a_run_leaves_a_complete_folder_with_mse(finished, nbody_cache: Path) ->
     line = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert "valid_mse" in line and "valid_mae" not in line
     meta = RunMeta.from_dict(load_checkpoint(run / "best.pt")["meta"])
-    assert meta.model == "egnn_dynamics" and meta.target == "positions" and (meta.mean, meta.mad) == (0.0, 1.0)
+    assert (meta.model, meta.task) == ("egnn", "positions")
+    assert meta.task_record == {"target": "positions", "unit": "(simulation units)²", "horizon": 200}
 
 
 def test_the_training_loss_is_the_mse_of_positions(nbody_cache: Path, tmp_path: Path) -> None:
@@ -204,6 +207,9 @@ def test_wrong_task_options_are_one_line_errors(finished, nbody_cache: Path, qm9
     r = runner.invoke(app, ["train", "--cache", str(qm9_cache), "--target", "U0", "--model", "empcn_dynamics",
                             "--out", str(tmp_path / "a")])
     assert r.exit_code == 2 and "predicts positions" in error_line(r)
+    r = runner.invoke(app, ["train", "--cache", str(qm9_cache), "--target", "U0", "--model", "gcn",
+                            "--out", str(tmp_path / "a")])
+    assert r.exit_code == 2 and "unknown model 'gcn'; known: egnn, empcn, decoupled, segnn" in error_line(r)
     r = runner.invoke(app, ["train", "--cache", str(nbody_cache), "--target", "U0", "--out", str(tmp_path / "b")])
     assert r.exit_code == 2 and "--target U0 does not apply" in error_line(r) and str(nbody_cache) in error_line(r)
     r = runner.invoke(app, ["train", "--cache", str(qm9_cache), "--out", str(tmp_path / "c")])

@@ -57,13 +57,12 @@ def test_evaluate_and_predict_an_sd_file(cdk2_run: tuple[Path, Path], tmp_path: 
     assert [entry["file"] for entry in listed] == [f"{rdkit_ligands('cdk2')}:{n}" for n in names]
     trained = load_trained(run, device="cpu")
     import torch
-    from dataclasses import replace
 
     from empcn.train.collate import collate
 
     with torch.no_grad():
-        batch = collate([c[i] for i in range(3)], replace(trained.spec, target_index=None))
-        expected = trained.model(batch.to("cpu", trained.dtype)).double() * trained.meta.mad + trained.meta.mean
+        batch = collate([c[i] for i in range(3)], trained.input_spec)
+        expected = trained.model(batch.to("cpu", trained.dtype)).double() * trained.task.mad + trained.task.mean
     assert [entry["value"] for entry in listed[:3]] == pytest.approx(expected.tolist(), rel=1e-5)
     # a one-record SD file and an XYZ file (bonds perceived) are predicted too
     one = tmp_path / "one.sdf"

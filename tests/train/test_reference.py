@@ -22,7 +22,8 @@ from empcn.train.dataset import CacheLayout
 from empcn.train.evaluate import evaluate_run, load_trained
 from empcn.train.loop import Trainer, train
 from empcn.train.reference import baselines, fit_atom_counts, read_counts
-from empcn.train.task import PositionTask, TaskError
+from empcn.train.tasks.base import TaskError, task_from_meta
+from empcn.train.tasks.positions import PositionTask
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "qm9"
 
@@ -117,25 +118,24 @@ def test_the_fit_is_stored_with_the_run(atoms_run, qm9_cache: Path) -> None:
     run, result = atoms_run
     assert TrainConfig.load(run).target_reference == "atoms"
     meta = RunMeta.from_dict(load_checkpoint(run / BEST)["meta"])
-    assert meta.reference_species == meta.species == QM9_SPECIES
+    task = task_from_meta(meta)
+    assert task.reference_species == meta.species == QM9_SPECIES
     cache = open_cache(qm9_cache)
     counts, y = table(qm9_cache, cache.splits["train"])
     coef, _ = lstsq_with_constant(counts, y)
-    np.testing.assert_allclose(meta.reference, coef, rtol=1e-7)
+    np.testing.assert_allclose(task.reference, coef, rtol=1e-7)
     residual = y - counts @ coef
-    assert meta.mean == pytest.approx(residual.mean(), rel=1e-6)
-    assert meta.mad == pytest.approx(np.abs(residual - residual.mean()).mean(), rel=1e-6)
+    assert task.mean == pytest.approx(residual.mean(), rel=1e-6)
+    assert task.mad == pytest.approx(np.abs(residual - residual.mean()).mean(), rel=1e-6)
     # both baselines of the test split are in result.json, fitted on the train split
     test_counts, test_y = table(qm9_cache, cache.splits["test"])
     saved = json.loads((run / "result.json").read_text())["baselines"]
     assert saved["test"]["mean_mae"] == pytest.approx(np.abs(test_y - y.mean()).mean(), rel=1e-12)
-    assert saved["test"]["atoms_mae"] == pytest.approx(np.abs(test_y - test_counts @ coef - meta.mean).mean(), rel=1e-6)
+    assert saved["test"]["atoms_mae"] == pytest.approx(np.abs(test_y - test_counts @ coef - task.mean).mean(), rel=1e-6)
     assert set(saved) == {"valid", "test"} and result.baselines == saved
     # a reference whose elements are not the model's is refused, not silently misapplied
-    from empcn.train.task import task_from_meta
-
     with pytest.raises(TaskError, match="atom reference counts elements"):
-        task_from_meta(replace(meta, reference_species=(1, 6, 7, 8, 17)))
+        task_from_meta(replace(meta, task_record={**meta.task_record, "reference_species": [1, 6, 7, 8, 17]}))
     # the run drew the parity plot of its test split at the best epoch
     from PIL import Image
 
@@ -148,16 +148,16 @@ def test_the_fit_is_stored_with_the_run(atoms_run, qm9_cache: Path) -> None:
 def test_evaluate_and_predict_answer_in_the_target_unit(atoms_run, qm9_cache: Path) -> None:
     run, result = atoms_run
     trained = load_trained(run, device="cpu")
-    meta = trained.meta
-    per_element = dict(zip(meta.reference_species, meta.reference))
+    task = trained.task
+    per_element = dict(zip(task.reference_species, task.reference))
     cache = open_cache(qm9_cache)
 
     def independent(samples) -> np.ndarray:
         """The model's values in meV: output · MAD + mean + Σ over the atoms of their element's reference."""
         with torch.no_grad():
-            batch = collate(samples, replace(trained.spec, target_index=None)).to("cpu", trained.dtype)
+            batch = collate(samples, trained.input_spec).to("cpu", trained.dtype)
             out = trained.model(batch).double().numpy()
-        return out * meta.mad + meta.mean + np.array([sum(per_element[int(z)] for z in s["z"]) for s in samples])
+        return out * task.mad + task.mean + np.array([sum(per_element[int(z)] for z in s["z"]) for s in samples])
 
     samples = [cache[int(i)] for i in cache.splits["test"]]
     y = np.array([s["y"]["U0"] for s in samples])
@@ -184,10 +184,14 @@ def test_evaluate_and_predict_answer_in_the_target_unit(atoms_run, qm9_cache: Pa
 
 
 def _as_saved_before_the_reference(run: Path) -> None:
-    """Remove every trace of the reference from a run folder, as an older empcn wrote it."""
+    """Remove every trace of the reference from a run folder, as an older empcn wrote it (its metadata
+    held the task's fields itself, without the reference)."""
     for name in (LAST, BEST):
         state = load_checkpoint(run / name)
-        del state["meta"]["reference"], state["meta"]["reference_species"], state["config"]["target_reference"]
+        meta = state["meta"]
+        record = meta.pop("task_record")
+        del meta["task"], meta["plugins"], state["config"]["target_reference"]
+        meta.update({k: v for k, v in record.items() if k not in ("reference", "reference_species")})
         save_checkpoint(run / name, state)
     config = json.loads((run / CONFIG_FILE).read_text())
     del config["target_reference"]
@@ -211,7 +215,7 @@ def test_a_run_saved_before_the_reference_evaluates_and_resumes_exactly_as_befor
     a, b = load_checkpoint(tmp_path / "straight" / LAST), load_checkpoint(tmp_path / "old" / LAST)
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    assert RunMeta.from_dict(b["meta"]).reference == ()
+    assert RunMeta.from_dict(b["meta"]).task_record["reference"] == []
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,8 +236,8 @@ def test_the_option_and_its_defaults(qm9_cache: Path, tmp_path: Path, capsys) ->
     # none: the papers' plain mean/MAD of the manifest; the log still states both baselines
     manifest = open_cache(qm9_cache).manifest
     trainer = Trainer(small(qm9_cache, tmp_path / "none", target_reference="none", epochs=1, limit_batches=1))
-    assert trainer.meta.reference == () and trainer.meta.reference_species == ()
-    assert trainer.meta.mean == manifest["targets"]["train_mean"]["U0"]
+    assert trainer.task.reference == () and trainer.meta.task_record["reference_species"] == []
+    assert trainer.task.mean == trainer.meta.task_record["mean"] == manifest["targets"]["train_mean"]["U0"]
     result = trainer.run()
     out = capsys.readouterr().out
     valid = result.baselines["valid"]
@@ -241,7 +245,7 @@ def test_the_option_and_its_defaults(qm9_cache: Path, tmp_path: Path, capsys) ->
     assert f"atom-count fit (least squares on the train molecules' element counts) MAE {valid['atoms_mae']:.5g} meV" in out
     # asked for on an intensive target, it is fitted there too; a resumed run keeps its choice
     gap = Trainer(small(qm9_cache, tmp_path / "gap", target="gap", target_reference="atoms", epochs=1))
-    assert len(gap.meta.reference) == len(QM9_SPECIES) and gap.meta.target == "gap"
+    assert len(gap.task.reference) == len(QM9_SPECIES) and gap.task.target == "gap"
     with pytest.raises(ConfigError, match="--target-reference atoms differs"):
         merge_for_resume(TrainConfig.load(tmp_path / "none"), {"target_reference": "atoms"})
 

@@ -50,7 +50,7 @@ from empcn.train.models.segnn import (
 runner = CliRunner()
 SIM = ChargedConfig(num_steps=500, save_every=100)
 SPLITS = (NBodySplit("train", 100, 21), NBodySplit("valid", 20, 22), NBodySplit("test", 20, 23))
-SPEC = CollateSpec(neighbourhoods={}, target_index=None)
+SPEC = CollateSpec(neighbourhoods={}, fields=("nodes/vel", "nodes/charge", "nodes/target_pos"))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def systems(nbody_cache: Path) -> ComplexBatch:
 def molecules(qm9_cache: Path) -> ComplexBatch:
     """Eight real QM9 molecules of the lifted test cache, float64."""
     cache = open_cache(qm9_cache)
-    return collate([cache[i] for i in range(8)], CollateSpec(neighbourhoods={}, target_index=0)).to("cpu", torch.float64)
+    return collate([cache[i] for i in range(8)], CollateSpec(neighbourhoods={}, fields=("sample/y",))).to("cpu", torch.float64)
 
 
 def dynamics(**changes) -> SEGNNDynamics:
@@ -100,16 +100,23 @@ def qm9_model(batch: ComplexBatch, **changes) -> SEGNN:
 
 
 def moved(batch: ComplexBatch, matrix: torch.Tensor, shift: torch.Tensor) -> ComplexBatch:
-    vel = None if batch.vel is None else batch.vel @ matrix.T
-    return replace(batch, pos=batch.pos @ matrix.T + shift, vel=vel)
+    fields = {**batch.fields, **({"nodes/vel": batch.field("nodes/vel") @ matrix.T} if batch.has("nodes/vel") else {})}
+    return replace(batch, pos=batch.pos @ matrix.T + shift, fields=fields)
+
+
+def without(batch: ComplexBatch, *names: str) -> ComplexBatch:
+    return replace(batch, fields={k: v for k, v in batch.fields.items() if k not in names})
+
+
+def nodes_of(batch: ComplexBatch, nodes: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The per-node fields of ``batch`` at ``nodes``."""
+    return {k: v[nodes] for k, v in batch.fields.items() if k.startswith("nodes/")}
 
 
 def permuted(batch: ComplexBatch, perm: torch.Tensor) -> ComplexBatch:
     """The nodes listed in the order ``perm`` (only the fields SEGNN reads)."""
-    out = replace(batch, pos=batch.pos[perm], node_feat=batch.node_feat[perm], node_graph=batch.node_graph[perm])
-    if batch.vel is not None:
-        out = replace(out, vel=batch.vel[perm], node_scalar=batch.node_scalar[perm])
-    return out
+    return replace(batch, pos=batch.pos[perm], node_feat=batch.node_feat[perm], node_graph=batch.node_graph[perm],
+                   fields={**batch.fields, **nodes_of(batch, perm)})
 
 
 # ---------------------------------------------------------------- irreps, parity, graph
@@ -224,11 +231,11 @@ def test_nbody_batch_equals_each_system_alone(nbody_cache: Path):
 
 
 def test_nbody_needs_velocities_and_charges(systems):
-    with pytest.raises(ValueError, match="batch.vel"):
-        dynamics()(replace(systems, vel=None))
-    with pytest.raises(ValueError, match="node_scalar"):
-        dynamics()(replace(systems, node_scalar=None))
-    assert torch.isfinite(dynamics(use_node_scalar=False)(replace(systems, node_scalar=None))).all()
+    with pytest.raises(ValueError, match="the batch field 'nodes/vel'"):
+        dynamics()(without(systems, "nodes/vel"))
+    with pytest.raises(ValueError, match="one charge \\(or mass\\) per node"):
+        dynamics()(without(systems, "nodes/charge"))
+    assert torch.isfinite(dynamics(use_node_scalar=False)(without(systems, "nodes/charge"))).all()
     with pytest.raises(ValueError, match="aggregation"):
         SEGNNDynamicsConfig(aggregation="max")
     with pytest.raises(ValueError, match="lmax"):
@@ -358,7 +365,7 @@ def test_a_short_nbody_training_reduces_the_loss_and_stays_finite(nbody_cache: P
     model = build_model("segnn_dynamics", SEGNNDynamicsConfig(hidden=16, layers=2, optimize_einsums=False))
     train_batch = split_batch(nbody_cache, "train")
     test_batch = split_batch(nbody_cache, "test")
-    baseline = float((test_batch.pos - test_batch.target_pos).pow(2).mean())  # nothing moves
+    baseline = float((test_batch.pos - test_batch.field("nodes/target_pos")).pow(2).mean())  # nothing moves
     opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-12)
     gen = torch.Generator().manual_seed(0)
     losses = []
@@ -367,11 +374,10 @@ def test_a_short_nbody_training_reduces_the_loss_and_stays_finite(nbody_cache: P
         for chunk in order.split(20):
             nodes = (chunk.unsqueeze(1) * 5 + torch.arange(5)).reshape(-1)
             batch = replace(
-                train_batch, num_graphs=len(chunk), pos=train_batch.pos[nodes], vel=train_batch.vel[nodes],
-                node_scalar=train_batch.node_scalar[nodes], target_pos=train_batch.target_pos[nodes],
+                train_batch, num_graphs=len(chunk), pos=train_batch.pos[nodes], fields=nodes_of(train_batch, nodes),
                 node_graph=torch.arange(len(chunk)).repeat_interleave(5), node_feat=train_batch.node_feat[nodes],
             )
-            loss = (model(batch) - batch.target_pos).pow(2).mean()
+            loss = (model(batch) - batch.field("nodes/target_pos")).pow(2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -381,7 +387,7 @@ def test_a_short_nbody_training_reduces_the_loss_and_stays_finite(nbody_cache: P
     assert last < 0.5 * first, (first, last)
     model.eval()
     with torch.no_grad():
-        test_mse = float((model(test_batch) - test_batch.target_pos).pow(2).mean())
+        test_mse = float((model(test_batch) - test_batch.field("nodes/target_pos")).pow(2).mean())
     assert test_mse < 0.5 * baseline, (test_mse, baseline)
 
 
@@ -397,8 +403,8 @@ def test_cli_trains_and_evaluates_segnn_on_an_nbody_cache(nbody_cache: Path, tmp
                             "--epochs", "1", "--hidden", "8", "--layers", "2", "--batch-size", "20", "--no-progress"])
     assert r.exit_code == 0, r.output
     trained = load_trained(out)
-    assert trained.meta.model == "segnn_dynamics" and isinstance(trained.model, SEGNNDynamics)
-    assert trained.model.config.hidden == 8 and trained.meta.target == "positions"
+    assert (trained.meta.model, trained.meta.task) == ("segnn", "positions") and isinstance(trained.model, SEGNNDynamics)
+    assert trained.model.config.hidden == 8 and trained.task.target == "positions"
     assert trained.model.config.optimize_einsums  # the default path
     saved = json.loads((out / "result.json").read_text())
     js = json.loads(runner.invoke(app, ["evaluate", str(out), "--json"]).stdout)
@@ -469,7 +475,7 @@ def test_cli_trains_segnn_on_qm9(qm9_cache: Path, tmp_path: Path):
     assert r.exit_code == 0, r.output
     assert "test MAE" in r.stdout and "meV" in r.stdout
     trained = load_trained(out)
-    assert trained.meta.model == "segnn" and isinstance(trained.model, SEGNN)
+    assert (trained.meta.model, trained.meta.task) == ("segnn", "scalar") and isinstance(trained.model, SEGNN)
     assert trained.model.config.cutoff == 2.0 and trained.model.config.lmax == 2
     assert trained.model.config.optimize_einsums is False
     js = json.loads(runner.invoke(app, ["evaluate", str(out), "--json"]).stdout)

@@ -7,6 +7,7 @@ reads and hands it the input widths a cache provides.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import fields, replace
 from typing import Any, ClassVar, TypeVar
 
@@ -33,6 +34,15 @@ class ModelConfig:
         """Names of the neighbourhoods (``ComplexBatch.nbr``) the model reads; only those are collated."""
         return ()
 
+    def reads_fields(self) -> tuple[str | tuple[str, ...], ...]:
+        """Stored fields the model reads beside the cell complex (schema names, ``ComplexBatch.field``).
+
+        Each entry is a field the cache must store, or a tuple of alternatives of which it must store
+        one (e.g. a charge or a mass per node). Only these (and the task's targets) are collated; a
+        cache without them is refused before training starts.
+        """
+        return ()
+
     def with_inputs(self: C, node_features: int, edge_features: int, node_scalar: bool = True) -> C:
         """This config with the input widths a cache provides (``edge_features`` 0: no edge input).
 
@@ -44,3 +54,22 @@ class ModelConfig:
         if not node_scalar and self.NODE_SCALAR_FIELD in {f.name for f in fields(self)}:  # type: ignore[arg-type]
             changes[self.NODE_SCALAR_FIELD] = False
         return replace(self, **changes) if changes else self  # type: ignore[type-var]
+
+
+def field_names(wanted: Iterable[str | tuple[str, ...]]) -> tuple[str, ...]:
+    """Every field name of ``wanted`` (:meth:`ModelConfig.reads_fields` entries), alternatives included, in order."""
+    out: dict[str, None] = {}
+    for entry in wanted:
+        out.update(dict.fromkeys((entry,) if isinstance(entry, str) else tuple(entry)))
+    return tuple(out)
+
+
+def missing_fields(wanted: Iterable[str | tuple[str, ...]], stored: Iterable[str]) -> list[str]:
+    """The entries of ``wanted`` that ``stored`` does not satisfy, as text ("nodes/charge or nodes/mass")."""
+    have = set(stored)
+    missing = []
+    for entry in wanted:
+        names = (entry,) if isinstance(entry, str) else tuple(entry)
+        if not any(name in have for name in names):
+            missing.append(" or ".join(names))
+    return missing

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from empcn.schema import RING_TO_NODE
 from empcn.train.batch import ComplexBatch
 from empcn.train.fully_connected import fully_connected_pairs
 from empcn.train.models.base import ModelConfig
@@ -32,9 +33,6 @@ from empcn.train.models.layers import (
     pool_sum,
     scatter_sum,
 )
-
-RING_TO_NODE = "2_0"
-
 
 @dataclass(frozen=True)
 class DecoupledConfig(ModelConfig, InvariantEmbeddingConfig):

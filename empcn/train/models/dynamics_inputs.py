@@ -16,8 +16,9 @@ also translate, velocities do not) and equivariant to relabelling the particles:
 :mod:`empcn.geometry` — from the input positions in the first layer and from the *updated* positions
 in every later one — so the stored ``edge_len``, ``ring_*`` and ``nbr_dist`` of a
 :class:`~empcn.train.batch.ComplexBatch` are ignored (tests replace them with garbage). Inputs read:
-``pos``, ``vel`` (required), ``node_scalar`` (charges; masses for gravity), ``node_graph``, and the
-topology (``edge_index``, ring slots, ``nbr`` index pairs).
+``pos``, the field ``nodes/vel`` (required), a per-node scalar (``nodes/charge``; ``nodes/mass`` for
+gravity, :data:`empcn.schema.NODE_SCALAR_FIELDS`), ``node_graph``, and the topology (``edge_index``,
+ring slots, ``nbr`` index pairs).
 
 Every model drops the parts of its last layers whose output nothing reads (the final node-feature
 update, the ring features of the last layer, …), so every parameter receives a gradient and the
@@ -33,6 +34,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from empcn import schema
 from empcn.train.batch import ComplexBatch
 from empcn.train.models.base import ModelConfig
 from empcn.train.models.layers import check_dropout, check_sizes
@@ -74,24 +76,37 @@ class DynamicsConfig(ModelConfig):
         if not math.isfinite(self.coord_weight):
             raise ValueError(f"{name}: coord_weight must be finite, got {self.coord_weight}")
 
+    def reads_fields(self) -> tuple[str | tuple[str, ...], ...]:
+        return position_model_fields(self.use_node_scalar)
+
+
+def position_model_fields(use_node_scalar: bool) -> tuple[str | tuple[str, ...], ...]:
+    """What a position model reads beside the complex: the input velocities and, when it uses one, a
+    per-node scalar (a charge or a mass)."""
+    return (schema.NODE_VEL, schema.NODE_SCALAR_FIELDS) if use_node_scalar else (schema.NODE_VEL,)
+
 
 def velocity(batch: ComplexBatch, model: str) -> Tensor:
-    """``batch.vel: (N, 3)`` input velocities, or a one-line error."""
-    vel = batch.vel
+    """``(N, 3)`` input velocities (the field ``nodes/vel``), or a one-line error."""
+    vel = batch.fields.get(schema.NODE_VEL)
     if vel is None or vel.shape != batch.pos.shape:
         got = None if vel is None else tuple(vel.shape)
-        raise ValueError(f"{model}: batch.vel must be (N, 3) = {tuple(batch.pos.shape)} input velocities, got {got}")
+        raise ValueError(
+            f"{model}: the batch field {schema.NODE_VEL!r} must be (N, 3) = {tuple(batch.pos.shape)} input "
+            f"velocities, got {got}"
+        )
     return vel
 
 
 def node_scalar(batch: ComplexBatch, model: str) -> Tensor:
-    """``(N,)`` per-particle scalar (charge or mass) from ``batch.node_scalar: (N, 1)``, or a one-line error."""
-    s = batch.node_scalar
+    """``(N,)`` per-particle scalar: the first of :data:`empcn.schema.NODE_SCALAR_FIELDS` the batch
+    carries (a charge, or a mass for gravity), or a one-line error."""
+    s = next((batch.fields[k] for k in schema.NODE_SCALAR_FIELDS if k in batch.fields), None)
     if s is None or s.shape[0] != batch.num_nodes or s.numel() != batch.num_nodes:
         got = None if s is None else tuple(s.shape)
         raise ValueError(
-            f"{model}: batch.node_scalar must hold one charge (or mass) per node, shape ({batch.num_nodes}, 1), "
-            f"got {got}; set use_node_scalar=False to ignore it"
+            f"{model}: the batch must carry one charge (or mass) per node ({' or '.join(schema.NODE_SCALAR_FIELDS)}, "
+            f"{batch.num_nodes} values), got {got}; set use_node_scalar=False to ignore it"
         )
     return s.reshape(-1)
 

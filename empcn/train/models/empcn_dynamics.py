@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from empcn import geometry
+from empcn.schema import EDGE_LOWER, EDGE_UPPER, NODE_NODE
 from empcn.train.batch import ComplexBatch
 from empcn.train.models.cell_layer import CellLayer
 from empcn.train.models.dynamics_inputs import CoordAgg, DynamicsConfig, scalar_products, speed, velocity
@@ -28,7 +29,7 @@ from empcn.train.models.layers import (
     position_weight_mlp,
 )
 
-EDGE_ADJACENCIES = ("1_1_lower", "1_1_upper")
+EDGE_ADJACENCIES = (EDGE_LOWER, EDGE_UPPER)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class EMPCNDynamicsConfig(DynamicsConfig, InvariantEmbeddingConfig):
     dropout: float = 0.2
     velocity_messages: bool = True
     fourier_scale: float = 0.1
-    edge_adjacency: tuple[str, ...] = ("1_1_upper",)
+    edge_adjacency: tuple[str, ...] = (EDGE_UPPER,)
     velocity_invariants: bool = True
 
     # what a saved config (checkpoint) that lacks a field was trained with: before these fields existed
@@ -79,7 +80,7 @@ class EMPCNDynamicsConfig(DynamicsConfig, InvariantEmbeddingConfig):
     @property
     def communications(self) -> tuple[str, ...]:
         """The neighbourhood names messages pass over: 0→0, 0→1, 1→0, 1→1, 1→2, 2→1."""
-        return ("0_0", "0_1", "1_0") + tuple(self.edge_adjacency) + ("1_2", "2_1")
+        return (NODE_NODE, "0_1", "1_0") + tuple(self.edge_adjacency) + ("1_2", "2_1")
 
     def reads(self) -> tuple[str, ...]:
         return self.communications
@@ -94,12 +95,12 @@ def layer_plan(communications: tuple[str, ...], layers: int) -> list[tuple[tuple
     moves positions) plus every communication into a rank it updates. ``communications`` must contain
     ``"0_0"``.
     """
-    if "0_0" not in communications:
+    if NODE_NODE not in communications:
         raise ValueError("layer_plan: the node-node communication '0_0' moves positions and must be present")
     plan: list[tuple[tuple[str, ...], tuple[int, ...]]] = []
     update: set[int] = set()
     for _ in range(layers):
-        comms = tuple(a for a in communications if a == "0_0" or neighbourhood_ranks(a)[1] in update)
+        comms = tuple(a for a in communications if a == NODE_NODE or neighbourhood_ranks(a)[1] in update)
         plan.append((comms, tuple(sorted(update))))
         read = {0} | update | {r for a in comms for r in neighbourhood_ranks(a)}
         update = read
@@ -159,9 +160,9 @@ class EMPCNDynamicsLayer(CellLayer):
         ``h'`` holds only the updated ranks.
         """
         m = self.messages(h, nbr, inv)
-        pairs = nbr["0_0"]
+        pairs = nbr[NODE_NODE]
         step = pair_position_step(
-            pairs, x.shape[0], x.index_select(0, pairs[:, 1]) - x.index_select(0, pairs[:, 0]), m["0_0"], self.coord_mlp, self.coord_agg, rel_vel,
+            pairs, x.shape[0], x.index_select(0, pairs[:, 1]) - x.index_select(0, pairs[:, 0]), m[NODE_NODE], self.coord_mlp, self.coord_agg, rel_vel,
             self.rel_vel_mlp,
         )
         x_new = x + self.coord_weight * step + self.vel_mlp(h[0]) * vel
@@ -193,7 +194,7 @@ class EMPCNDynamics(nn.Module):
         self.emb_ring = emb(3, seed=5)
         scalar = 1 if config.use_node_scalar else 0
         inv_dims = {
-            "0_0": self.emb_node_pair.out_dim + scalar + (2 if config.velocity_invariants else 0),
+            NODE_NODE: self.emb_node_pair.out_dim + scalar + (2 if config.velocity_invariants else 0),
             "0_1": self.emb_edge.out_dim,
             "1_0": self.emb_edge.out_dim,
             "1_2": self.emb_edge_ring.out_dim,
@@ -226,7 +227,7 @@ class EMPCNDynamics(nn.Module):
         for a in comms:
             idx = nbr[a]
             send, recv = idx[:, 0], idx[:, 1]
-            if a == "0_0":
+            if a == NODE_NODE:
                 diff = x.index_select(0, recv) - x.index_select(0, send)
                 d = torch.linalg.vector_norm(diff, dim=-1, keepdim=True)
                 parts = [self.emb_node_pair(d)] + ([pair_scalar] if pair_scalar is not None else [])
@@ -255,12 +256,12 @@ class EMPCNDynamics(nn.Module):
         nbr = {a: neighbourhood_index(batch, a, name) for a in self.config.communications}
         pair_scalar = edge_scalar = None
         if self.config.use_node_scalar:
-            pair_scalar = scalar_products(batch, nbr["0_0"], name)
+            pair_scalar = scalar_products(batch, nbr[NODE_NODE], name)
             edge_scalar = scalar_products(batch, batch.edge_index, name)
         # input velocities are fixed, so their pair differences are computed once per forward
         pair_vel = dv = None
         if self.config.velocity_invariants or self.config.velocity_messages:
-            dv = vel[nbr["0_0"][:, 1]] - vel[nbr["0_0"][:, 0]]  # v⁰_i − v⁰_j per 0→0 pair: (P, 3)
+            dv = vel[nbr[NODE_NODE][:, 1]] - vel[nbr[NODE_NODE][:, 0]]  # v⁰_i − v⁰_j per 0→0 pair: (P, 3)
         if self.config.velocity_invariants:  # [v⁰_i − v⁰_j ‖ ‖v⁰_i − v⁰_j‖]: (P, 4)
             pair_vel = torch.cat([dv, torch.linalg.vector_norm(dv, dim=-1, keepdim=True)], dim=-1)
         x = batch.pos

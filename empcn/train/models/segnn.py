@@ -54,6 +54,7 @@ from torch import Tensor, nn
 from empcn.train.batch import ComplexBatch
 from empcn.train.fully_connected import fully_connected_pairs
 from empcn.train.models.base import ModelConfig
+from empcn.train.models.dynamics_inputs import node_scalar, position_model_fields, velocity
 from empcn.train.models.layers import (
     check_dropout,
     check_node_features,
@@ -213,6 +214,9 @@ class SEGNNDynamicsConfig(ModelConfig):
             )
         if not (math.isfinite(self.output_init_scale) and self.output_init_scale > 0):
             raise ValueError(f"SEGNNDynamicsConfig: output_init_scale must be positive, got {self.output_init_scale}")
+
+    def reads_fields(self) -> tuple[str | tuple[str, ...], ...]:
+        return position_model_fields(self.use_node_scalar)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -450,7 +454,7 @@ class SEGNN(nn.Module):
 class SEGNNDynamics(nn.Module):
     """SEGNN_G+P for N-body: ``forward(batch) -> (N, 3)`` predicted positions ``x + Δ`` (module docstring).
 
-    Reads ``batch.pos``, ``batch.vel`` (required), ``batch.node_scalar`` (charges / masses, when
+    Reads ``batch.pos``, the fields ``nodes/vel`` (required) and ``nodes/charge`` / ``nodes/mass`` (when
     ``use_node_scalar``), ``batch.node_graph`` and, for ``connectivity="complex"``, ``batch.edge_index``.
     """
 
@@ -481,10 +485,7 @@ class SEGNNDynamics(nn.Module):
             return self._forward(batch)
 
     def _forward(self, batch: ComplexBatch) -> Tensor:
-        pos, vel = batch.pos, batch.vel
-        if vel is None or vel.shape != pos.shape:
-            got = None if vel is None else tuple(vel.shape)
-            raise ValueError(f"SEGNNDynamics: batch.vel must be (N, 3) = {tuple(pos.shape)} input velocities, got {got}")
+        pos, vel = batch.pos, velocity(batch, "SEGNNDynamics")
         pairs = self.pairs(batch)
         send, recv = pairs[:, 0], pairs[:, 1]
         rel = pos[send] - pos[recv] if self.config.relative_vector == "x_j-x_i" else pos[recv] - pos[send]
@@ -493,14 +494,7 @@ class SEGNNDynamics(nn.Module):
         node_attr = _node_attributes(edge_attr, recv, batch.num_nodes, vel_attr)
         invariants = [torch.linalg.vector_norm(rel, dim=-1, keepdim=True)]
         if self.config.use_node_scalar:
-            s = batch.node_scalar
-            if s is None or s.numel() != batch.num_nodes:
-                got = None if s is None else tuple(s.shape)
-                raise ValueError(
-                    f"SEGNNDynamics: batch.node_scalar must hold one charge (or mass) per node, shape "
-                    f"({batch.num_nodes}, 1), got {got}; set use_node_scalar=False to ignore it"
-                )
-            s = s.reshape(-1)
+            s = node_scalar(batch, "SEGNNDynamics")
             invariants.append((s[recv] * s[send]).unsqueeze(-1))
         centroid = scatter_mean(pos, batch.node_graph, batch.num_graphs)[batch.node_graph]  # per graph, never per node
         speed = torch.linalg.vector_norm(vel, dim=-1, keepdim=True)

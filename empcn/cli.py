@@ -46,9 +46,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from empcn.cache import CacheError
     from empcn.data.asf import MocapError
     from empcn.data.qm9 import SourceError
+    from empcn.files import WriteError
     from empcn.lift.pipeline import LiftError
 
-    return (CacheError, SourceError, LiftError, MocapError)
+    return (CacheError, SourceError, LiftError, MocapError, WriteError)
 
 
 @app.command()

@@ -6,7 +6,10 @@
   regular file, read-only folder, …), so a bad ``--out`` fails in a second, not after the whole source;
 * takes an exclusive, non-blocking ``flock`` on ``<out>.lock`` beside the entry file: a second lift
   into the same ``--out`` is refused with a message naming the first one's process id, never both
-  reporting success (the kernel drops the lock when the holder dies, ``kill -9`` included);
+  reporting success (the kernel drops the lock when the holder dies, ``kill -9`` included). The lock
+  file is opened without following links (:func:`empcn.files.open_lock_file`: a name taken by a
+  link, FIFO or hard link is refused, never written through) and removed only while it is still
+  the file this lift locked;
 * removes leftovers of killed lifts (``.*.tmp`` files of the entry and of the shards), which only a
   lock holder may do, since a running lift's temporary files look the same;
 * on failure, removes the folders it created if they are still empty.
@@ -22,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from empcn import cache as cache_format
+from empcn import files
 from empcn.lift.pipeline import LiftError
 
 
@@ -75,9 +79,9 @@ def _lock(out: Path) -> int:
     path = lock_path(out)
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, cache_format.file_mode())
-        except OSError as exc:
-            raise LiftError(f"{out}: cannot create the lock file {path} ({exc.strerror or exc})") from None
+            fd = files.open_lock_file(path)
+        except files.WriteError as exc:
+            raise LiftError(f"{out}: cannot lock this cache: {exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -88,13 +92,12 @@ def _lock(out: Path) -> int:
                     f"{out}: another lift (pid {holder}) is writing this cache; wait for it or choose another --out"
                 ) from None
             raise LiftError(f"{out}: cannot lock {path} ({exc.strerror or exc})") from None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        if files.same_file(path, fd):
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError:
+                pass  # the pid only words a second lift's refusal; a full disk is reported by the lift itself
             return fd
         os.close(fd)  # the previous holder removed the file between our open and flock: take the new one
 
@@ -102,7 +105,7 @@ def _lock(out: Path) -> int:
 def wait_for_writer(out: Path) -> None:
     """Block until the lift now holding ``out``'s lock (if any) releases it; a stale lock file returns at once."""
     try:
-        fd = os.open(lock_path(out), os.O_RDONLY)
+        fd = files.open_regular(lock_path(out))
     except OSError:
         return
     try:
@@ -139,7 +142,8 @@ def claim_output(out: Path) -> Iterator[Path]:
             folder = cache_format.shard_dir(out)
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
-        lock_path(out).unlink(missing_ok=True)
+        if files.same_file(lock_path(out), fd):  # never a link or file someone put there meanwhile
+            lock_path(out).unlink(missing_ok=True)
         os.close(fd)
         if not ok:
             _remove_empty(created)

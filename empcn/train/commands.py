@@ -60,9 +60,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from empcn.train.checkpoint import CheckpointError
     from empcn.train.config import ConfigError
     from empcn.train.distributed import DeviceUnavailable
+    from empcn.files import WriteError
     from empcn.train.loop import TrainError
 
-    return (CacheError, CheckpointError, ConfigError, TrainError, DeviceUnavailable)
+    return (CacheError, CheckpointError, ConfigError, TrainError, DeviceUnavailable, WriteError)
 
 
 def train(

@@ -243,15 +243,11 @@ class TrainConfig:
 
     def save(self, run_dir: Path) -> Path:
         """Write ``config.json`` into ``run_dir`` (atomically) and return its path."""
-        import os
+        from empcn.files import write_text_atomic
 
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / CONFIG_FILE
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_json() + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(run_dir / CONFIG_FILE, self.to_json() + "\n")
 
     @staticmethod
     def load(run_dir: Path) -> "TrainConfig":

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from empcn import files
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "learning_curve.png"
@@ -83,12 +84,8 @@ class RunResult:
 
 
 def append_record(run_dir: Path, record: EpochRecord) -> None:
-    """Append ``record`` as one JSON line (flushed and fsynced)."""
-    path = Path(run_dir) / METRICS_FILE
-    with open(path, "a") as f:
-        f.write(json.dumps(_to_json(record), sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append ``record`` as one JSON line (fsynced; never through a link; a failed write leaves no torn line)."""
+    files.append_line(Path(run_dir) / METRICS_FILE, json.dumps(_to_json(record), sort_keys=True) + "\n")
 
 
 def read_records(run_dir: Path) -> list[EpochRecord]:
@@ -109,17 +106,12 @@ def truncate_records(run_dir: Path, last_epoch: int) -> None:
     if not path.exists():
         return
     keep = [r for r in read_records(run_dir) if r.epoch <= last_epoch]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(_to_json(r), sort_keys=True) + "\n" for r in keep))
-    os.replace(tmp, path)
+    files.write_text_atomic(path, "".join(json.dumps(_to_json(r), sort_keys=True) + "\n" for r in keep))
 
 
 def write_result(run_dir: Path, result: RunResult) -> Path:
     path = Path(run_dir) / RESULT_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_to_json(result), indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    return files.write_text_atomic(path, json.dumps(_to_json(result), indent=1, sort_keys=True) + "\n")
 
 
 def read_result(run_dir: Path) -> RunResult | None:
@@ -164,11 +156,7 @@ def plot_learning_curve(run_dir: Path, records: list[EpochRecord] | None = None)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = run_dir / CURVE_FILE
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
-    return path
+    return files.write_atomic(run_dir / CURVE_FILE, lambda f: fig.savefig(f, format="png"))
 
 
 def plot_parity(
@@ -205,8 +193,6 @@ def plot_parity(
     ax.yaxis.set_major_locator(MaxNLocator(5))
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, metadata={"Title": title, "Description": description})
-    os.replace(tmp, path)
-    return path
+    return files.write_atomic(
+        Path(path), lambda f: fig.savefig(f, format="png", metadata={"Title": title, "Description": description})
+    )

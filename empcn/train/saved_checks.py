@@ -1,0 +1,107 @@
+"""Checks of a saved run before anything is built from it (a run folder may come from someone else).
+
+* :func:`check_weights_fit`: the tensor shapes a checkpoint's model config implies, computed on
+  torch's ``meta`` device (no memory), must equal the shapes of its saved weights — so a config
+  saying ``hidden=4000`` beside the weights of a ``hidden=16`` model is refused in one line before a
+  1 GiB model is built.
+* :func:`check_config_agrees`: a run has one configuration. ``config.json`` is what ``--resume``
+  reads, the checkpoint holds the one its weights were trained with; the two must agree on every
+  option that changes what is computed (:data:`~empcn.train.config.RUN_CONTROL` options and a grown
+  ``epochs`` may differ), or the resume is refused naming the first difference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from empcn.train.checkpoint import CheckpointError
+from empcn.train.config import RUN_CONTROL, ConfigError, TrainConfig
+
+
+def _meta_shapes(name: str, values: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    from empcn.train.models.registry import model_from_saved
+
+    with torch.device("meta"):
+        model = model_from_saved(name, values)
+    return {key: tuple(t.shape) for key, t in model.state_dict().items()}
+
+
+def expected_shapes(name: str, values: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
+    """Name → shape of every tensor of the state dict of model ``name`` built from the saved config
+    ``values``, without allocating it; None when the model cannot be built on the meta device.
+
+    A constructor that computes constants with real tensors (e3nn's Clebsch–Gordan coefficients,
+    cached per process) fails on the meta device the first time; a small copy of the config built on
+    the CPU fills those caches, after which the meta build works.
+    """
+    from empcn.train.models.registry import build_model, saved_config
+
+    try:
+        return _meta_shapes(name, values)
+    except (RuntimeError, NotImplementedError, AssertionError):
+        pass
+    try:
+        config = saved_config(name, values)
+        small = {f: min(int(getattr(config, f)), 16) for f in ("hidden", "layers") if hasattr(config, f)}
+        build_model(name, dataclasses.replace(config, **small))
+        return _meta_shapes(name, values)
+    except Exception:  # noqa: BLE001  (no check is possible: the caller builds as before)
+        return None
+
+
+def check_weights_fit(where: Path | str, name: str, values: dict[str, Any], weights: Any) -> None:
+    """CheckpointError naming ``where`` unless ``weights`` (a state dict) fits model ``name`` with config ``values``."""
+    if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
+        raise CheckpointError(f"{where}: its model weights are not a dict of tensors")
+    try:
+        expected = expected_shapes(name, values)
+    except (KeyError, TypeError, ValueError) as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise CheckpointError(f"{where}: does not fit this empcn ({first})") from None
+    if expected is None:
+        return
+    saved = {key: tuple(t.shape) for key, t in weights.items()}
+    missing = sorted(set(expected) - set(saved))
+    extra = sorted(set(saved) - set(expected))
+    wrong = [key for key in sorted(set(expected) & set(saved)) if expected[key] != saved[key]]
+    if not (missing or extra or wrong):
+        return
+    if wrong:
+        what = f"{wrong[0]}: saved {list(saved[wrong[0]])}, its config makes {list(expected[wrong[0]])}"
+    elif missing:
+        what = f"no weights for {missing[0]}"
+    else:
+        what = f"weights {extra[0]} that its config has no place for"
+    raise CheckpointError(
+        f"{where}: its weights do not fit its model config ({what}); the checkpoint is damaged or was edited"
+    )
+
+
+def check_config_agrees(config_file: Path | str, config: TrainConfig, checkpoint: Path | str, saved: Any) -> None:
+    """CheckpointError unless ``config`` (read from ``config_file``) and the config a checkpoint saved agree.
+
+    Compared: every option that changes what a run computes; ``epochs`` may have grown since the
+    checkpoint (``--epochs`` extends a run), the run-control options may differ.
+    """
+    try:
+        theirs = TrainConfig.from_dict(saved, where=str(checkpoint))
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in RUN_CONTROL or f.name == "epochs":
+            continue
+        mine, other = getattr(config, f.name), getattr(theirs, f.name)
+        if mine != other:
+            raise CheckpointError(
+                f"{config_file}: {f.name} {mine!r} differs from {other!r} in {checkpoint}, which the run's weights "
+                f"were trained with; a run has one configuration (restore {Path(config_file).name})"
+            )
+    if theirs.epochs is not None and config.epochs is not None and config.epochs < theirs.epochs:
+        raise CheckpointError(
+            f"{config_file}: epochs {config.epochs} is fewer than the {theirs.epochs} of {checkpoint} "
+            f"(restore {Path(config_file).name}, or extend the run with a larger --epochs)"
+        )

@@ -144,7 +144,12 @@ def _open_existing_or_new(path: Path, flags: int) -> int:
     :class:`NotRegularFile` when the name holds anything else; ``OSError`` as ``os.open`` raises it
     (``ELOOP`` for a symbolic link).
     """
-    fd = os.open(path, flags | os.O_CREAT | _NOFOLLOW | _NONBLOCK | _CLOEXEC, file_mode())
+    try:
+        fd = os.open(path, flags | os.O_CREAT | _NOFOLLOW | _NONBLOCK | _CLOEXEC, file_mode())
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO without a reader (O_NONBLOCK): refused, as any FIFO
+            raise NotRegularFile(path, kind_of(os.lstat(path).st_mode)) from None
+        raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

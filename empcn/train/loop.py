@@ -415,7 +415,10 @@ class Trainer:
         self.task = self.task.restored(saved)
         restore_rng(state["rng"])
         if self.env.is_main:
-            metrics_io.truncate_records(self.run_dir, self.state.epoch)
+            try:
+                metrics_io.truncate_records(self.run_dir, self.state.epoch)
+            except metrics_io.MetricsError as exc:
+                raise TrainError(str(exc)) from None
         self.log(f"resuming {self.run_dir} after epoch {self.state.epoch} (step {self.state.step})"
                  + (f" from {path.name} ({LAST} is missing)" if path.name != LAST else ""))
         # A run stopped while writing best.pt (a full disk, before best.pt was written ahead of last.pt)

@@ -197,6 +197,10 @@ def lift(
                                scheduler)
     except _known_errors() as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        where = cache_dir if cache_dir is not None else out
+        fail(f"interrupted: {where}: nothing complete was written (`empcn lift … --resume` keeps the shards already "
+             "finished)", code=130)
     _print_summary(path, reused)
 
 

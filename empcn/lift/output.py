@@ -138,7 +138,8 @@ def claim_output(out: Path) -> Iterator[Path]:
         yield out
         ok = True
     finally:
-        if not ok:
+        if not ok:  # the workers have ended (a pool is joined when it is left): their temporary files go
+            remove_leftovers(out)
             folder = cache_format.shard_dir(out)
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()

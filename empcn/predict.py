@@ -4,6 +4,11 @@ A use case of both stages: the raw reader (:mod:`empcn.data.xyz`: raw QM9 or pla
 of single molecules (:mod:`empcn.lift.molecule`, with the parameters the run's cache recorded), and
 the trained model (:func:`empcn.train.evaluate.load_trained`). It lives beside the CLI, not in
 :mod:`empcn.train`, so the train stage stays free of RDKit and the lift.
+
+A molecule the lift refuses (a single atom, atoms at one point, …) is refused here too. Every
+prediction says whether the molecule lies outside what the model was trained on
+(:mod:`empcn.train.domain`: atom count, atoms per element, bond lengths); a run saved before its
+training domain was recorded predicts without that check and says so (``checked`` false).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from empcn.errors import EmpcnError
 from empcn.lift.molecule import LiftFailed, lift_like_cache, lift_record
 from empcn.lift.molecules import SDF_SUFFIXES
 from empcn.train.collate import collate
+from empcn.train.domain import TrainingDomain
 from empcn.train.evaluate import TrainedModel, load_trained
 from empcn.train.precision import autocast
 
@@ -32,15 +38,22 @@ class PredictError(EmpcnError):
 
 @dataclass(frozen=True)
 class Prediction:
-    """The model's value for one file, in ``unit`` (the manifest's unit and convention for ``target``)."""
+    """The model's value for one file, in ``unit`` (the manifest's unit and convention for ``target``).
+
+    ``outside``: every way the molecule lies outside the training molecules (empty: within them);
+    ``checked``: False when the run recorded no training domain (saved by an earlier version).
+    """
 
     file: str
     target: str
     value: float
     unit: str
+    outside: tuple[str, ...] = ()
+    checked: bool = True
 
     def line(self) -> str:
-        return f"{self.file}  {self.value:.6g} {self.unit}"
+        flag = f"  [outside the training data: {'; '.join(self.outside)}]" if self.outside else ""
+        return f"{self.file}  {self.value:.6g} {self.unit}{flag}"
 
 
 @dataclass(frozen=True)
@@ -59,8 +72,12 @@ def predict_files(
     A bad file (unreadable, malformed, an element the model never saw, not liftable) fails alone; the
     others are still predicted. A run that cannot predict molecules at all raises PredictError.
     """
-    trained = trained or load_trained(Path(run_dir), device=device)
+    if trained is None:
+        from empcn.train.checkpoint import best_or_last
+
+        trained = load_trained(Path(run_dir), best_or_last(Path(run_dir))[0], device=device)
     meta = trained.meta
+    domain = TrainingDomain.from_dict(meta.domain)
     if trained.task.kind != "scalar":
         raise PredictError(
             f"{run_dir}: a positions run ({meta.dataset or 'N-body'}); `empcn predict` takes runs trained on "
@@ -88,6 +105,8 @@ def predict_files(
             try:
                 if isinstance(item, Exception):
                     raise item
+                if len(item.z) < 2:  # as the lift refuses it (empcn.data.molecules, empcn.lift.sdf)
+                    raise PredictError(f"{label}: a single atom has no 3-D structure to lift")
                 check_elements(label, item.z)
                 if isinstance(item, Molecule) and meta.dataset != "molecules":
                     sample = lift_like_cache([item], meta.lift_params)[0]
@@ -103,8 +122,11 @@ def predict_files(
             cpu_batch = collate([s for _, s in chunk], spec)
             with autocast(trained.device, trained.dtype, trained.config.amp):
                 out = trained.model(cpu_batch.to(trained.device, trained.dtype))
-            for (k, _), v in zip(chunk, trained.task.value(out, cpu_batch).tolist()):  # target unit (+ atom reference)
-                results[k] = Prediction(labels[k], meta.target, v, meta.unit)
+            for (k, sample), v in zip(chunk, trained.task.value(out, cpu_batch).tolist()):  # target unit (+ reference)
+                outside = () if domain is None else tuple(
+                    domain.outside(sample["z"], sample["edges/index"], sample["edges/length"])
+                )
+                results[k] = Prediction(labels[k], meta.target, v, meta.unit, outside, domain is not None)
     return [r for r in results if r is not None]
 
 

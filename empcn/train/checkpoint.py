@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,10 +42,13 @@ class RunMeta:
     reference/reference_species: the atom reference of the target (target unit per atom of each
     element, in the order of ``reference_species``, which is ``species``'s; empty: none, the papers'
     plain normalisation, and what a run saved before the field existed trained with).
+    domain: statistics of the training molecules (:class:`empcn.train.domain.TrainingDomain`'s saved
+    form) that ``predict`` checks inputs against; empty for positions runs and runs saved before it.
     """
 
-    #: Runs saved before the atom reference existed had none.
-    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"reference": (), "reference_species": ()}
+    #: Runs saved before the atom reference existed had none; runs saved before the training domain was
+    #: recorded predict without checking their inputs against it.
+    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"reference": (), "reference_species": (), "domain": {}}
 
     model: str
     model_config: dict[str, Any]
@@ -63,6 +66,7 @@ class RunMeta:
     cache_fingerprint: str
     reference: tuple[float, ...] = ()
     reference_species: tuple[int, ...] = ()
+    domain: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)

@@ -336,6 +336,7 @@ class Trainer:
             lift_params=dict(manifest.get("params", {})),
             cache_path=str(Path(cfg.cache).resolve()),
             cache_fingerprint=self.layout.fingerprint(),
+            domain=self._training_domain(),
         )
         self.state = RunState()
         self._last_plot = -math.inf
@@ -347,6 +348,16 @@ class Trainer:
         elif env.is_main:
             cfg.save(self.run_dir)
         barrier(env)
+
+    def _training_domain(self) -> dict[str, Any]:
+        """What ``predict`` checks molecules against (:mod:`empcn.train.domain`): statistics of the
+        molecules trained on; empty for a positions cache."""
+        from empcn.train.domain import training_domain
+
+        if self.task.kind != "scalar":
+            return {}
+        domain = training_domain(self.layout, self.train_idx)
+        return domain.to_dict() if domain is not None else {}
 
     def _check_run_folder(self) -> None:
         """Rank 0 takes the run folder's writer lock and looks (before anyone writes there), every rank
@@ -411,6 +422,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.state = RunState(**state["state"])
+        if not saved.domain and self.meta.domain:  # a run saved before the domain was recorded gets it now
+            saved = replace(saved, domain=self.meta.domain)
         self.meta = saved  # keeps the normalisation the run started with
         self.task = self.task.restored(saved)
         restore_rng(state["rng"])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import stat
 import tempfile
@@ -209,6 +210,43 @@ def open_lock_file(path: Path) -> int:
         os.close(fd)
         raise WriteError(f"{path}: a lock file with other hard links (not one empcn made); remove it")
     return fd
+
+
+class LockHeld(OSError):
+    """Another process holds the lock file ``path``; ``holder`` is the process id it recorded ("?" if none)."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(f"{path}: held by process {holder}")
+        self.path = Path(path)
+        self.holder = holder
+
+
+def take_lock(path: Path) -> int:
+    """An fd holding an exclusive ``flock`` on the lock file ``path`` (:func:`open_lock_file`), which then
+    records this process's id; :class:`LockHeld` naming the holder when another process has it.
+
+    Non-blocking; the kernel releases the lock when the fd is closed or the process dies. When the
+    file was replaced between the open and the lock (a previous holder removing it), the new one is taken.
+    """
+    path = Path(path)
+    while True:
+        fd = open_lock_file(path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise LockHeld(path, holder) from None
+            raise write_error(path, exc) from None
+        if same_file(path, fd):
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError:
+                pass  # the id only words another process's refusal; a full disk is reported where it matters
+            return fd
+        os.close(fd)
 
 
 def same_file(path: Path, fd: int) -> bool:

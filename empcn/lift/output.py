@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 from collections.abc import Iterator
@@ -75,31 +74,15 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def _lock(out: Path) -> int:
-    """An fd holding the exclusive lock on ``<out>.lock`` (retrying if the file was replaced meanwhile)."""
-    path = lock_path(out)
-    while True:
-        try:
-            fd = files.open_lock_file(path)
-        except files.WriteError as exc:
-            raise LiftError(f"{out}: cannot lock this cache: {exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise OutputBusy(
-                    f"{out}: another lift (pid {holder}) is writing this cache; wait for it or choose another --out"
-                ) from None
-            raise LiftError(f"{out}: cannot lock {path} ({exc.strerror or exc})") from None
-        if files.same_file(path, fd):
-            try:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            except OSError:
-                pass  # the pid only words a second lift's refusal; a full disk is reported by the lift itself
-            return fd
-        os.close(fd)  # the previous holder removed the file between our open and flock: take the new one
+    """An fd holding the exclusive lock on ``<out>.lock`` (:func:`empcn.files.take_lock`)."""
+    try:
+        return files.take_lock(lock_path(out))
+    except files.LockHeld as exc:
+        raise OutputBusy(
+            f"{out}: another lift (pid {exc.holder}) is writing this cache; wait for it or choose another --out"
+        ) from None
+    except files.WriteError as exc:
+        raise LiftError(f"{out}: cannot lock this cache: {exc}") from None
 
 
 def wait_for_writer(out: Path) -> None:

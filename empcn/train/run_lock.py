@@ -17,8 +17,6 @@ Within one process the lock is shared: any number of :class:`RunFolderLock` hand
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 from pathlib import Path
 
@@ -64,22 +62,10 @@ class RunFolderLock:
 
 def _lock(run_dir: Path) -> int:
     """An fd holding the exclusive lock of ``run_dir``; RunFolderBusy when another process holds it."""
-    path = run_dir / LOCK_FILE
-    fd = files.open_lock_file(path)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise RunFolderBusy(
-                f"{run_dir}: another training (pid {holder}) is writing this run folder; wait for it to end "
-                "or choose another --out"
-            ) from None
-        raise files.write_error(path, exc) from None
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    except OSError:
-        pass  # the pid is a courtesy for the message above (a full disk must not stop a resume)
-    return fd
+        return files.take_lock(run_dir / LOCK_FILE)
+    except files.LockHeld as exc:
+        raise RunFolderBusy(
+            f"{run_dir}: another training (pid {exc.holder}) is writing this run folder; wait for it to end "
+            "or choose another --out"
+        ) from None

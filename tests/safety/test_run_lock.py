@@ -11,8 +11,6 @@ from pathlib import Path
 
 from helpers import error_line, invoke
 
-from empcn.train.run_lock import LOCK_FILE, RunFolderLock
-
 
 def test_a_second_training_into_a_running_runs_folder_is_refused(qm9_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -46,6 +44,8 @@ def test_a_second_training_into_a_running_runs_folder_is_refused(qm9_cache: Path
 
 
 def test_the_lock_is_shared_within_one_process_and_released_with_the_last_handle(tmp_path: Path) -> None:
+    from empcn.train.run_lock import LOCK_FILE, RunFolderLock
+
     a, b = RunFolderLock(tmp_path), RunFolderLock(tmp_path)  # e.g. a trainer built twice by one program
     probe = [sys.executable, "-c", "import sys; from empcn.train.run_lock import RunFolderLock as L; L(sys.argv[1])",
              str(tmp_path)]

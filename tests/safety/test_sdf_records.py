@@ -7,7 +7,7 @@ from pathlib import Path
 from helpers import OPLS_ENERGY, invoke, rdkit_ligands
 
 from empcn import open_cache
-from empcn.lift.sdf import ends_inside_a_record, parse_target_tags, read_sdf, read_sdf_for_predict
+from empcn.lift.sdf import parse_target_tags, read_sdf, read_sdf_for_predict
 
 ENERGY_TAG = OPLS_ENERGY.split("=", 1)[1]
 
@@ -30,7 +30,6 @@ def test_a_record_cut_inside_its_last_value_is_skipped(tmp_path: Path) -> None:
     value_at = last.index(f"<{ENERGY_TAG}>") + len(ENERGY_TAG) + 3  # the value's line
     source = tmp_path / "cut.sdf"
     source.write_bytes(three[0] + three[1] + (last[:value_at] + last[value_at:value_at + 4]).encode())  # "-65."
-    assert ends_inside_a_record(source)
     result = lift(source, tmp_path / "c.h5")
     assert result.exit_code == 0, result.output
     cache = open_cache(tmp_path / "c.h5")
@@ -44,7 +43,6 @@ def test_a_complete_molfile_without_terminator_is_read(tmp_path: Path) -> None:
     first = records(1)[0].decode()
     molfile = tmp_path / "one.mol"
     molfile.write_text(first[: first.index("M  END") + len("M  END\n")])  # a molfile: no data items, no $$$$
-    assert not ends_inside_a_record(molfile)
     ((_, record),) = read_sdf_for_predict(molfile)
     assert not isinstance(record, str) and len(record.z) > 10
 

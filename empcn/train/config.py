@@ -255,9 +255,11 @@ class TrainConfig:
         path = Path(run_dir) / CONFIG_FILE
         if not path.exists():
             raise ConfigError(f"{path}: no such file (is {run_dir} a run folder of `empcn train`?)")
+        from empcn.files import read_regular
+
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            data = json.loads(read_regular(path, follow=True))  # a FIFO or device is refused, never read
+        except (OSError, ValueError) as exc:
             raise ConfigError(f"{path}: unreadable run config ({exc})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: not a JSON object")

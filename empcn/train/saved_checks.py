@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,20 @@ def _meta_shapes(name: str, values: dict[str, Any]) -> dict[str, tuple[int, ...]
 
 
 def expected_shapes(name: str, values: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
+    """:func:`_expected_shapes`, remembered per process for each (model, saved config)."""
+    try:
+        key = json.dumps(values, sort_keys=True)
+    except TypeError:
+        return _expected_shapes(name, values)
+    return _remembered_shapes(name, key)
+
+
+@functools.lru_cache(maxsize=32)
+def _remembered_shapes(name: str, key: str) -> dict[str, tuple[int, ...]] | None:
+    return _expected_shapes(name, json.loads(key))
+
+
+def _expected_shapes(name: str, values: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
     """Name → shape of every tensor of the state dict of model ``name`` built from the saved config
     ``values``, without allocating it; None when the model cannot be built on the meta device.
 

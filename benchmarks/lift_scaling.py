@@ -44,19 +44,18 @@ def stages(limit: int, shard_size: int, folder: Path) -> dict[str, float]:
 
     torch.set_num_threads(1)
     from empcn import cache as cache_format
-    from empcn.data import qm9 as qm9_source
     from empcn.lift import pipeline
-    from empcn.lift.qm9 import QM9LiftConfig, _build_shard, _QM9Inputs
+    from empcn.lift.qm9 import SPEC, QM9LiftConfig
 
+    config = QM9LiftConfig(limit=limit, shard_size=shard_size)
     t0 = time.perf_counter()
-    raw, _ = qm9_source.read_qm9(None, limit=limit)
-    inputs = _QM9Inputs(raw, qm9_source.standard_targets(raw), QM9LiftConfig(limit=limit, shard_size=shard_size))
+    lifted = SPEC.read(config)
     t_read = time.perf_counter() - t0
     t_build = t_write = 0.0
     folder.mkdir(parents=True, exist_ok=True)
-    for task in pipeline.plan_shards(len(raw.ids), shard_size):
+    for task in pipeline.plan_shards(lifted.num_items, shard_size):
         t0 = time.perf_counter()
-        content = _build_shard(inputs, task)
+        content = SPEC.build_shard(lifted.items, config, task.start, task.stop)
         t1 = time.perf_counter()
         path = folder / cache_format.shard_name(task.index)
         cache_format.write_digest(path, cache_format.write_shard(path, content))

@@ -1,5 +1,6 @@
 """The closed sets of option values, defined once: the configs type their fields with these
-``Literal`` types and the CLI builds its choice enums from them (:func:`choice_enum`).
+``Literal`` types and the CLI builds its choice enums from them (:func:`choice_enum`). A data set's
+lift choices live in its own module (its spec's options, :mod:`empcn.lift.spec`).
 
 Standard library only: the CLI imports it before deciding which stage to load.
 """
@@ -9,13 +10,6 @@ from __future__ import annotations
 from enum import Enum
 from typing import Literal, get_args
 
-Dataset = Literal["qm9", "nbody", "mocap", "molecules"]
-RingKind = Literal["chordless", "sssr"]
-SplitScheme = Literal["cormorant", "empsn"]
-SystemKind = Literal["charged", "gravity"]
-CellKind = Literal["full", "knn"]
-InitialStates = Literal["egnn", "seeded"]
-VelocityKind = Literal["causal", "forward"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 DtypeChoice = Literal["float32", "float64"]
 ScheduleChoice = Literal["cosine", "constant"]

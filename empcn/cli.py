@@ -1,4 +1,4 @@
-"""Command-line interface: ``empcn lift | train | evaluate | predict | cache info | cache verify | cache ls``.
+"""Command-line interface: ``empcn lift | datasets | train | evaluate | predict | cache info | cache verify | cache ls``.
 
 Heavy imports (RDKit, torch models) happen inside the commands that need them, so ``empcn train``
 never imports the lift stage and ``empcn cache info`` starts quickly.
@@ -12,28 +12,9 @@ from typing import NoReturn, Optional
 
 import typer
 
-from empcn import choices
-
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="E(n)-equivariant message passing on cell complexes.")
 cache_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect and check lifted caches.")
 app.add_typer(cache_app, name="cache")
-
-Dataset = choices.choice_enum("Dataset", choices.Dataset)
-RingChoice = choices.choice_enum("RingChoice", choices.RingKind)
-SystemChoice = choices.choice_enum("SystemChoice", choices.SystemKind)
-InitialChoice = choices.choice_enum("InitialChoice", choices.InitialStates)
-SplitChoice = choices.choice_enum("SplitChoice", choices.SplitScheme)
-VelocityChoice = choices.choice_enum("VelocityChoice", choices.VelocityKind)
-
-
-
-
-
-
-
-
-
-
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -42,214 +23,29 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    from empcn.cache import CacheError
-    from empcn.data.asf import MocapError
-    from empcn.data.qm9 import SourceError
-    from empcn.files import WriteError
-    from empcn.lift.pipeline import LiftError
-
-    return (CacheError, SourceError, LiftError, MocapError, WriteError)
+#: ``lift`` reads its own command line: ``--dataset`` decides which options the rest may hold.
+_RAW_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
 
-@app.command()
-def lift(
-    dataset: Dataset = typer.Option(Dataset.qm9, help="Which data set to lift."),
-    source: Optional[Path] = typer.Option(
-        None,
-        help="Raw data: QM9 dsgdb9nsd.xyz.tar.bz2 or a folder of .xyz files (default: the qm9pack CSVs); MoCap: a "
-        "folder of one .asf and its .amc trials (default: ../shared/data/cmu-mocap-35/amc30 at 30 Hz, or $EMPCN_MOCAP_DIR/amc30).",
-    ),
-    out: Optional[Path] = typer.Option(None, help="Entry file to write (default: data/<dataset>.h5)."),
-    limit: Optional[int] = typer.Option(None, min=1, help="Lift only the first N samples."),
-    workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: all cores); with --scheduler local, "
-                                         "the Dask cluster's worker processes."),
-    scheduler: Optional[str] = typer.Option(
-        None, help="Lift the shards on Dask: 'local' (a local cluster of --workers processes) or a scheduler's address, "
-        "tcp://host:8786 (the workers must see --out's folder on a shared file system)."),
-    rings: RingChoice = typer.Option(RingChoice.chordless, help="2-cells: chordless cycles, or RDKit's symmetrised SSSR."),
-    max_ring: int = typer.Option(8, min=3, help="Largest ring (number of atoms) that becomes a 2-cell."),
-    split: SplitChoice = typer.Option(SplitChoice.cormorant, help="QM9 split: cormorant (EGNN) or empsn."),
-    shard_size: Optional[int] = typer.Option(None, min=1, help="Samples per shard file (QM9 4096, N-body and MoCap 1000)."),
-    system: SystemChoice = typer.Option(SystemChoice.charged, help="N-body: charged 5-body or 100-body gravity."),
-    sims: Optional[str] = typer.Option(
-        None, help="N-body: simulations per split as TRAIN,VALID,TEST (default 3000,2000,2000)."
-    ),
-    initial_states: Optional[InitialChoice] = typer.Option(
-        None,
-        help="N-body initial states: egnn = the systems of EGNN's data set (charged default; at most "
-        "10000,2000,2000 simulations), seeded = one random stream per split (gravity default).",
-    ),
-    fps: Optional[float] = typer.Option(
-        None, min=1e-6, help="MoCap: frame rate of the .amc files in Hz (default 120, CMU's; 30 for the shared amc30 default)."
-    ),
-    trials: Optional[str] = typer.Option(
-        None, help="MoCap: comma-separated .amc names, stems or globs to use (default: all; too-short trials are skipped)."
-    ),
-    trial_split: str = typer.Option("11,6,6", help="MoCap: trials per split TRAIN,VALID,TEST (seeded permutation)."),
-    velocity: VelocityChoice = typer.Option(
-        VelocityChoice.causal, help="MoCap input velocity (ASF units per 1/120 s): causal from x[s]-x[s-1], or forward from x[s+1]-x[s] as the papers."
-    ),
-    strict: bool = typer.Option(False, help="Stop at the first bad sample instead of skipping it."),
-    resume: bool = typer.Option(False, help="Keep verified shards of an interrupted run with the same parameters."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
-    # --dataset molecules (users' own molecules) and --cache-dir (shared caches)
-    targets: Optional[str] = typer.Option(
-        None, help="molecules: targets as NAME[=SD_TAG],… (SD file) or CSV columns (XYZ folder; default all)."
-    ),
-    targets_csv: Optional[Path] = typer.Option(None, help="molecules: CSV of targets for a folder of XYZ files."),
-    id_column: Optional[str] = typer.Option(
-        None, help="molecules: CSV column matching the XYZ file names (default id), or the SD tag holding ids "
-        "(default: the title line)."
-    ),
-    units: Optional[str] = typer.Option(None, help="molecules: units of the targets, NAME=UNIT,…"),
-    fractions: str = typer.Option("0.8,0.1,0.1", help="molecules: random split fractions TRAIN,VALID,TEST."),
-    seed: int = typer.Option(0, min=0, help="molecules: seed of the random split."),
-    elements: Optional[str] = typer.Option(
-        None, help="molecules: the element vocabulary, e.g. H,C,N,O,F,S,Cl,Br (default: the elements present); "
-        "molecules with others are skipped."
-    ),
-    cache_dir: Optional[Path] = typer.Option(
-        None, help="A shared folder of caches: reuse a verified cache with this lift's fingerprint, or lift into it."
-    ),
+@app.command(context_settings=_RAW_ARGS, add_help_option=False)
+def lift(ctx: typer.Context) -> None:
+    """Lift raw data to cell complexes and write the HDF5 cache: `empcn lift --dataset NAME [OPTIONS]`.
+
+    Each data set takes its own options (`empcn lift --dataset NAME --help`, `empcn datasets`); any other is refused.
+    """
+    from empcn.cli_lift import run_lift
+
+    run_lift(ctx.args)
+
+
+@app.command("datasets")
+def datasets(
+    names: Optional[list[str]] = typer.Argument(None, help="Data sets to describe (default: all)."),
 ) -> None:
-    """Lift raw data to cell complexes and write the HDF5 cache."""
-    from empcn.lift.pipeline import LiftError, check_scheduler, default_workers
+    """The data sets `empcn lift --dataset NAME` can lift (built-in and plug-ins), where each comes from, its options."""
+    from empcn.cli_lift import run_datasets
 
-    if cache_dir is not None and out is not None:
-        fail("--out and --cache-dir exclude each other: --cache-dir names the cache by its fingerprint")
-    if dataset is not Dataset.molecules:
-        given = {"--targets": targets, "--targets-csv": targets_csv, "--id-column": id_column, "--units": units,
-                 "--elements": elements, "--fractions": None if fractions == "0.8,0.1,0.1" else fractions,
-                 "--seed": seed or None}
-        named = [k for k, v in given.items() if v is not None]
-        if named:
-            fail(f"{', '.join(named)}: for --dataset molecules (your own molecules), not {dataset.value}")
-    out = out or Path("data") / f"{dataset.value}.h5"
-    n_workers = workers or default_workers()
-    try:
-        check_scheduler(scheduler)
-    except LiftError as exc:
-        fail(str(exc))
-    reused = False
-    try:
-        if dataset is Dataset.molecules:
-            from empcn.cli_molecules import lift_molecules_command
-
-            path, reused = lift_molecules_command(
-                source=source, out=out, targets=targets, targets_csv=targets_csv, id_column=id_column, units=units,
-                fractions=fractions, seed=seed, elements=elements, rings=rings.value, max_ring=max_ring,
-                shard_size=shard_size, workers=n_workers, strict=strict, resume=resume, progress=progress,
-                cache_dir=cache_dir, scheduler=scheduler,
-            )
-            _print_summary(path, reused)
-            return
-        if dataset is Dataset.qm9:
-            from empcn.lift.qm9 import QM9LiftConfig, lift_qm9
-
-            if source is not None and not source.exists():
-                fail(f"{source}: no such file or folder")
-            cfg = QM9LiftConfig(
-                source=source,
-                out=out,
-                limit=limit,
-                rings=rings.value,
-                max_ring=max_ring,
-                split=split.value,
-                shard_size=shard_size or 4096,
-                workers=n_workers,
-                scheduler=scheduler,
-                strict=strict,
-                resume=resume,
-                progress=progress,
-            )
-            from empcn.cli_molecules import lift_here_or_shared
-            from empcn.data.qm9 import source_fingerprint
-            from empcn.lift.qm9 import lift_unclaimed
-
-            path, reused = lift_here_or_shared(cache_dir, "qm9", cfg, lift_qm9, lift_unclaimed,
-                                               lambda: source_fingerprint(source))
-        elif dataset is Dataset.nbody:
-            if source is not None:
-                fail("--source is for QM9; N-body systems are simulated (choose them with --system, --sims, "
-                     "--initial-states)")
-            from empcn.lift.nbody import NBodyLiftConfig, lift_nbody, standard_splits
-
-            n_cfg = NBodyLiftConfig(
-                system=system.value,
-                out=out,
-                splits=standard_splits(_parse_sims(sims)),
-                initial_states=initial_states.value if initial_states is not None else None,
-                shard_size=shard_size or 1000,
-                workers=n_workers,
-                scheduler=scheduler,
-                resume=resume,
-                progress=progress,
-            )
-            from empcn.cli_molecules import lift_here_or_shared
-            from empcn.lift.nbody import lift_unclaimed as lift_nbody_unclaimed
-            from empcn.lift.nbody import source_fingerprint as nbody_fingerprint
-
-            path, reused = lift_here_or_shared(cache_dir, "nbody", n_cfg, lift_nbody, lift_nbody_unclaimed,
-                                               lambda: nbody_fingerprint(n_cfg))
-        else:
-            path = _lift_mocap(source, out, fps, trials, trial_split, velocity.value, shard_size, n_workers, resume, progress,
-                               scheduler)
-    except _known_errors() as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        where = cache_dir if cache_dir is not None else out
-        fail(f"interrupted: {where}: nothing complete was written (`empcn lift … --resume` keeps the shards already "
-             "finished)", code=130)
-    _print_summary(path, reused)
-
-
-def _lift_mocap(
-    source: Optional[Path], out: Path, fps: Optional[float], trials: Optional[str], trial_split: str, velocity: str,
-    shard_size: Optional[int], workers: int, resume: bool, progress: bool, scheduler: Optional[str] = None,
-) -> Path:
-    from empcn.data.mocap import MocapProtocol
-    from empcn.lift.mocap import MocapLiftConfig, lift_mocap
-
-    split = _parse_sims(trial_split, "--trial-split")
-    try:
-        protocol = MocapProtocol(
-            fps=fps if fps is not None else (120.0 if source is not None else 30.0),
-            trial_split=split,  # type: ignore[arg-type]
-            velocity=velocity,
-        )
-    except ValueError as exc:
-        fail(str(exc))
-    names = tuple(t.strip() for t in trials.split(",") if t.strip()) if trials is not None else None
-    cfg = MocapLiftConfig(
-        source=source, out=out, trials=names or None, protocol=protocol, shard_size=shard_size or 1000,
-        workers=workers, resume=resume, progress=progress, scheduler=scheduler,
-    )
-    return lift_mocap(cfg)
-
-
-def _parse_sims(text: Optional[str], option: str = "--sims") -> tuple[int, int, int] | None:
-    if text is None:
-        return None
-    try:
-        parts = tuple(int(p) for p in text.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or min(parts) < 1:
-        fail(f"{option} takes three positive integers TRAIN,VALID,TEST, got {text!r}")
-    return parts  # type: ignore[return-value]
-
-
-def _print_summary(path: Path, reused: bool = False) -> None:
-    from empcn.cache import cache_size_bytes, open_cache
-
-    cache = open_cache(path)
-    m = cache.manifest
-    skipped = m.get("skipped", [])
-    typer.echo(f"{'cache' if reused else 'wrote'} {path}: {len(cache)} samples in {cache.num_shards} shards, {cache_size_bytes(path) / 2**20:.1f} MiB")
-    if skipped:
-        first = skipped[0]
-        typer.echo(f"skipped {len(skipped)} samples (first: id {first.get('id')}: {first.get('reason')}); see `empcn cache info`")
+    run_datasets(names or [])
 
 
 @cache_app.command("info")
@@ -385,7 +181,9 @@ commands.register(app)
 @app.command("predict")
 def predict(
     run: Path = typer.Argument(..., help="Run folder written by `empcn train`."),
-    files: list[Path] = typer.Argument(..., help="Molecules as .xyz files (raw QM9 or plain XYZ) or SD files (.sdf)."),
+    files: list[Path] = typer.Argument(
+        ..., help="Inputs as the run's data set reads them: molecules as .xyz files (raw QM9 or plain XYZ) or SD "
+        "files (.sdf) for QM9 and molecules runs; a plug-in data set's own files (`empcn datasets` says which)."),
     device: commands.DeviceChoice = typer.Option(commands.DeviceChoice.auto, help="auto: CUDA when available."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list: per file its value, or its error."),
 ) -> None:

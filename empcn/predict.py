@@ -1,8 +1,8 @@
-"""``empcn predict RUN FILE…``: a trained model's prediction for molecules given as .xyz or .sdf files.
+"""``empcn predict RUN FILE…``: a trained model's prediction for new inputs, e.g. molecules as .xyz or .sdf files.
 
-A use case of both stages: the raw reader (:mod:`empcn.data.xyz`: raw QM9 or plain XYZ), the lift
-of single molecules (:mod:`empcn.lift.molecule`, with the parameters the run's cache recorded), and
-the trained model (:func:`empcn.train.evaluate.load_trained`). It lives beside the CLI, not in
+A use case of both stages: the run's data set reads the files and lifts them as its cache was lifted
+(its spec's :class:`~empcn.lift.spec.PredictHook`, with the parameters the cache recorded), and the
+trained model predicts (:func:`empcn.train.evaluate.load_trained`). It lives beside the CLI, not in
 :mod:`empcn.train`, so the train stage stays free of RDKit and the lift.
 
 A molecule the lift refuses (a single atom, atoms at one point, …) is refused here too. Every
@@ -17,15 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from empcn.cache import Sample
-from empcn.data.molecules import MoleculeRecord, SourceError
-from empcn.data.xyz import BadMoleculeFile, Molecule, element_name, read_molecule
+from empcn.elements import element_name
 from empcn.errors import EmpcnError
-from empcn.lift.molecule import LiftFailed, lift_like_cache, lift_record
-from empcn.lift.molecules import SDF_SUFFIXES
+from empcn.lift.datasets import dataset
 from empcn.train.collate import collate
 from empcn.train.domain import TrainingDomain
 from empcn.train.evaluate import TrainedModel, load_trained
@@ -70,7 +67,8 @@ def predict_files(
     """One result per file, in order: a :class:`Prediction` in the run's target unit, or a :class:`Failure`.
 
     A bad file (unreadable, malformed, an element the model never saw, not liftable) fails alone; the
-    others are still predicted. A run that cannot predict molecules at all raises PredictError.
+    others are still predicted. A run that cannot predict from files at all raises PredictError. The
+    run's data set reads and lifts the files (its spec's ``predict`` hook).
     """
     if trained is None:
         from empcn.train.checkpoint import best_or_last
@@ -81,10 +79,14 @@ def predict_files(
     if trained.task.kind != "scalar":
         raise PredictError(
             f"{run_dir}: a positions run ({meta.dataset or 'N-body'}); `empcn predict` takes runs trained on "
-            f"QM9 targets (score it with `empcn evaluate {run_dir}`)"
+            f"graph-level targets (score it with `empcn evaluate {run_dir}`)"
         )
-    if meta.dataset not in ("qm9", "molecules", ""):
-        raise PredictError(f"{run_dir}: predict reads molecules, but this run was trained on {meta.dataset!r}")
+    try:
+        hook = dataset(meta.dataset or "qm9").predict
+    except EmpcnError as exc:  # a plug-in data set that is not installed here, or broken
+        raise PredictError(f"{run_dir}: {exc}") from None
+    if hook is None:
+        raise PredictError(f"{run_dir}: data set {meta.dataset!r} does not say how to read new inputs for predict")
     species = set(meta.species)
     labels: list[str] = []
     results: list[Prediction | Failure | None] = []
@@ -99,21 +101,20 @@ def predict_files(
             )
 
     for f in files:
-        for label, item in _molecules_of(Path(f)):
+        for label, item in hook.read(Path(f)):
             labels.append(label)
             results.append(None)
             try:
                 if isinstance(item, Exception):
                     raise item
-                if len(item.z) < 2:  # as the lift refuses it (empcn.data.molecules, empcn.lift.sdf)
+                z = getattr(item, "z", None)
+                if z is not None and len(z) < 2:  # as the lift refuses it (empcn.data.molecules, empcn.lift.sdf)
                     raise PredictError(f"{label}: a single atom has no 3-D structure to lift")
-                check_elements(label, item.z)
-                if isinstance(item, Molecule) and meta.dataset != "molecules":
-                    sample = lift_like_cache([item], meta.lift_params)[0]
-                else:
-                    sample = lift_record(_as_record(item), meta.lift_params, label)
+                sample = hook.lift(item, meta.lift_params, label)
+                if "nodes/z" in sample:  # atoms: only elements the model has an embedding for
+                    check_elements(label, sample["nodes/z"])
                 good.append((len(results) - 1, sample))
-            except (BadMoleculeFile, LiftFailed, PredictError, SourceError) as exc:
+            except EmpcnError as exc:
                 results[-1] = Failure(label, str(exc))
     spec = replace(trained.spec, target_index=None)
     with torch.no_grad():
@@ -124,39 +125,7 @@ def predict_files(
                 out = trained.model(cpu_batch.to(trained.device, trained.dtype))
             for (k, sample), v in zip(chunk, trained.task.value(out, cpu_batch).tolist()):  # target unit (+ reference)
                 outside = () if domain is None else tuple(
-                    domain.outside(sample["z"], sample["edges/index"], sample["edges/length"])
+                    domain.outside(sample["nodes/z"], sample["edges/index"], sample["edges/length"])
                 )
                 results[k] = Prediction(labels[k], meta.target, v, meta.unit, outside, domain is not None)
     return [r for r in results if r is not None]
-
-
-def _molecules_of(path: Path) -> list[tuple[str, object]]:
-    """``(label, Molecule | MoleculeRecord | the exception why not)`` for each molecule of a file.
-
-    An SD file may hold several records: each is labelled ``file:id`` (``file`` alone for one record).
-    """
-    if path.suffix.lower() in SDF_SUFFIXES:
-        from empcn.lift.sdf import read_sdf_for_predict
-
-        try:
-            records = read_sdf_for_predict(path)
-        except SourceError as exc:
-            return [(str(path), exc)]
-        many = len(records) > 1
-        return [
-            (f"{path}:{mol_id}" if many else str(path),
-             item if not isinstance(item, str) else BadMoleculeFile(f"{path}:{mol_id}: {item}"))
-            for mol_id, item in records
-        ]
-    try:
-        return [(str(path), read_molecule(path))]
-    except BadMoleculeFile as exc:
-        return [(str(path), exc)]
-
-
-def _as_record(item: object) -> MoleculeRecord:
-    """A molecule file as a record without bonds (perceived from coordinates, as an XYZ folder is lifted)."""
-    if isinstance(item, MoleculeRecord):
-        return item
-    assert isinstance(item, Molecule)
-    return MoleculeRecord(item.path, item.z, item.pos, None, None, np.zeros(0))

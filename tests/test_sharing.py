@@ -15,7 +15,8 @@ from pathlib import Path
 from helpers import OPLS_ENERGY, invoke, rdkit_ligands
 
 from empcn.cache import cache_fingerprint, lift_fingerprint, open_cache, verify_cache
-from empcn.lift.molecules import MoleculesLiftConfig, lift_unclaimed
+from empcn.lift.datasets import lift_unclaimed
+from empcn.lift.molecules import MoleculesLiftConfig
 from empcn.lift.output import claim_output, lock_path
 from empcn.lift.shared import entry_in
 

@@ -20,7 +20,7 @@ frame rate ``fps``:
   blow up at initialisation; per CMU frame they are ~0.1–0.4, the scale the papers trained on.)
 
 A trial shorter than ``W + h`` frames cannot give these samples and is skipped with its reason (in
-the shared folder these are exactly the nine jogging trials, 1.2–1.5 s long).
+the built-in 30 Hz folder these are exactly the ten jogging trials, 1.2–1.5 s long).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from empcn.data.amc import joint_positions, read_amc
 from empcn.data.asf import MocapError, Skeleton, read_asf
 
 __all__ = [
+    "BUILTIN_ARCHIVE",
     "ENV_VAR",
     "MocapProtocol",
     "MocapSource",
@@ -52,27 +53,26 @@ __all__ = [
 ]
 
 ENV_VAR = "EMPCN_MOCAP_DIR"
-SHARED_FOLDER = Path("..") / "shared" / "data" / "cmu-mocap-35"  # relative to a clone's root (or the cwd)
+#: CMU subject 35 inside the package (0.69 MB): ``35.asf``, ``35_01.amc`` (120 Hz), ``amc30/`` (33 trials at
+#: 30 Hz + the skeleton) and a README with CMU's attribution and terms (also beside it, ``cmu_mocap_35.README.md``).
+BUILTIN_ARCHIVE = Path(__file__).with_name("cmu_mocap_35.tar.xz")
 SPLIT_NAMES = ("train", "valid", "test")
 
 
 def default_source() -> Path:
-    """The shared CMU subject-35 folder: ``$EMPCN_MOCAP_DIR``, else ``../shared/data/cmu-mocap-35``
-    beside the repository (or the working directory). MocapError when none exists."""
+    """The CMU subject-35 folder (``35.asf``, ``35_01.amc`` at 120 Hz, ``amc30/`` at 30 Hz) used when no
+    source is given: ``$EMPCN_MOCAP_DIR`` if set (a folder of that layout), else the built-in copy,
+    unpacked once into the user cache folder (:func:`empcn.data.packaged.unpacked`; never into the
+    installed package). MocapError for a ``$EMPCN_MOCAP_DIR`` that is not a folder."""
     env = os.environ.get(ENV_VAR)
     if env:
         path = Path(env).expanduser()
         if not path.is_dir():
             raise MocapError(f"{path}: no such folder (from ${ENV_VAR})")
         return path
-    repo = Path(__file__).resolve().parents[2]
-    for base in (repo, Path.cwd()):
-        path = (base / SHARED_FOLDER).resolve()
-        if path.is_dir():
-            return path
-    raise MocapError(
-        f"{repo / SHARED_FOLDER}: the shared CMU motion-capture folder is missing; set ${ENV_VAR} or pass --source"
-    )
+    from empcn.data.packaged import unpacked
+
+    return unpacked(BUILTIN_ARCHIVE)
 
 
 @dataclass(frozen=True)

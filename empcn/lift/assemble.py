@@ -14,13 +14,18 @@ import numpy as np
 import torch
 
 from empcn import geometry
-from empcn.cache import RaggedGroup, ShardContent
+from empcn.cache import RaggedGroup, Sample, ShardContent, sample_from_shard
 from empcn.lift.complex import ShardTopology, build_neighbourhoods
-from empcn.schema import NEIGHBOURHOODS, SAMPLE_GROUP
+from empcn.schema import FIELD_DOCS, NBR_PREFIX, NEIGHBOURHOODS, SAMPLE_GROUP
 
 RANK_GROUPS = {0: "nodes", 1: "edges", 2: "rings"}
 
-
+#: The fields :func:`complex_shard` writes for every data set (``nbr/<name>/…``: every neighbourhood);
+#: a data set's spec declares the others it writes (its ``sample/…`` rows, node and edge arrays).
+COMPLEX_FIELDS: tuple[str, ...] = (
+    "nodes/pos", "edges/index", "edges/length", "rings/size", "rings/area", "rings/perimeter", "rings/radius",
+    "ring_slots/node", "ring_slots/edge", f"{NBR_PREFIX}/<name>/index", f"{NBR_PREFIX}/<name>/dist",
+)
 
 @dataclass
 class SampleCells:
@@ -141,3 +146,34 @@ def complex_shard(cells: Sequence[SampleCells], per_sample: Mapping[str, np.ndar
             {"index": (RANK_GROUPS[spec.sender_rank], RANK_GROUPS[spec.receiver_rank])},
         )
     return ShardContent(groups)
+
+
+def single_sample(cells: SampleCells, per_sample: Mapping[str, np.ndarray] | None = None) -> Sample:
+    """One sample lifted exactly as a shard's samples are (``empcn predict``'s input files)."""
+    content = complex_shard([cells], per_sample if per_sample is not None else {"id": np.zeros(1, dtype=np.int64)})
+    return sample_from_shard(content, 0)
+
+
+def undeclared_fields(content: ShardContent, declared: Sequence[str]) -> list[str]:
+    """The ``group/array`` fields of ``content`` that are neither the complex's own nor in ``declared``."""
+    written = {f"{g}/{a}" for g, grp in content.groups.items() if not g.startswith(NBR_PREFIX + "/") for a in grp.arrays}
+    return sorted(written - set(COMPLEX_FIELDS) - set(declared))
+
+
+def field_docs(declared: Sequence[str], overrides: Mapping[str, str | None]) -> dict[str, str | None]:
+    """``manifest["fields"]`` of a data set, as :class:`~empcn.lift.pipeline.LiftedSplits` takes it.
+
+    The complex's fields and ``declared`` with :data:`empcn.schema.FIELD_DOCS`' text, replaced by
+    ``overrides`` (a data set's units; ``None``: a declared field this lift does not write); every other
+    name of ``FIELD_DOCS`` maps to ``None`` (not stored). ValueError for a declared field without a text,
+    or a text for a field that is not declared.
+    """
+    written = (*COMPLEX_FIELDS, *declared)
+    stray = sorted(k for k, v in overrides.items() if v is not None and k not in written)
+    if stray:
+        raise ValueError(f"its finish documents {', '.join(stray)}, which its spec's fields do not declare")
+    docs = {name: overrides.get(name, FIELD_DOCS.get(name)) for name in written}
+    missing = sorted(k for k, v in docs.items() if v is None and k not in overrides)
+    if missing:
+        raise ValueError(f"no documentation for {', '.join(missing)} (its finish's fields give each field's text)")
+    return {**dict.fromkeys(FIELD_DOCS), **{k: v for k, v in docs.items() if v is not None}}

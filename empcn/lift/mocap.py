@@ -22,15 +22,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
-from empcn import cache as cache_format
 from empcn.data.asf import Skeleton
 from empcn.data.mocap import (
     SPLIT_NAMES,
     MocapProtocol,
+    MocapSource,
     ProtocolSamples,
     default_source,
     draw_samples,
@@ -39,10 +39,14 @@ from empcn.data.mocap import (
     split_trials,
 )
 from empcn.lift import pipeline
-from empcn.lift.assemble import SampleCells, complex_shard
+from empcn.lift.spec import DatasetSpec, LiftConfig, LiftInput, Option
+
+if TYPE_CHECKING:
+    from empcn.cache import ShardContent
 
 __all__ = [
     "PAPER_CELLS",
+    "SPEC",
     "MocapLiftConfig",
     "SkeletonComplex",
     "build_shard",
@@ -52,6 +56,7 @@ __all__ = [
 
 EdgeKind = Literal["gmn", "bones"]
 CellChoice = Literal["paper", "none"]
+VelocityKind = Literal["causal", "forward"]
 
 UNITS = "ASF length units"
 EDGE_BONE, EDGE_TWO_HOP, EDGE_BOUNDARY = 0, 1, 2
@@ -76,44 +81,49 @@ CMU_JOINTS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class MocapLiftConfig:
-    """Every parameter of a MoCap lift (all but source/out/workers/progress/resume recorded).
+class MocapLiftConfig(LiftConfig):
+    """Every parameter of a MoCap lift (all but the source path and the run options recorded).
 
-    ``source``: a folder of one ``.asf`` and its ``.amc`` trials (None: the shared subject-35
-    folder's ``amc30/``, :func:`empcn.data.mocap.default_source`); ``trials``: file names, stems or
-    globs (None: all ``.amc``); ``protocol``: frame rate and the task in seconds.
+    ``source``: a folder of one ``.asf`` and its ``.amc`` trials (None: the built-in CMU subject-35
+    walks at 30 Hz, :func:`empcn.data.mocap.default_source`'s ``amc30/``); ``trials``: file names,
+    stems or globs (None: all ``.amc``); ``protocol``: frame rate, the task in seconds, the trial
+    split and its seed.
     """
 
+    DATASET = "mocap"
+    SHARD_SIZE = 1000
+    TAKES_STRICT = False  # a trial too short for the protocol is skipped with its reason, always
+
     source: Path | None = None
-    out: Path = Path("data/mocap.h5")
     trials: tuple[str, ...] | None = None
     protocol: MocapProtocol = field(default_factory=MocapProtocol)
     edges: EdgeKind = "gmn"
     cells: CellChoice = "paper"
-    shard_size: int = 1000
-    workers: int = 1
-    scheduler: str | None = None  # Dask: "local" or a scheduler address (not recorded)
-    progress: bool = True
-    resume: bool = False
 
     def __post_init__(self) -> None:
-        def bad(reason: str) -> pipeline.LiftError:
-            return pipeline.LiftError(f"mocap lift: {reason}")
+        super().__post_init__()
+        if not isinstance(self.protocol, MocapProtocol):
+            raise self.bad(f"protocol must be a MocapProtocol, got {type(self.protocol).__name__}")
+        if self.edges not in get_args(EdgeKind):
+            raise self.bad(f"edges must be 'gmn' or 'bones', got {self.edges!r}")
+        if self.cells not in get_args(CellChoice):
+            raise self.bad(f"cells must be 'paper' or 'none', got {self.cells!r}")
 
-        if self.edges not in ("gmn", "bones"):
-            raise bad(f"edges must be 'gmn' or 'bones', got {self.edges!r}")
-        if self.cells not in ("paper", "none"):
-            raise bad(f"cells must be 'paper' or 'none', got {self.cells!r}")
-        if self.shard_size < 1 or self.workers < 1:
-            raise bad(f"shard_size and workers must be positive, got {self.shard_size} and {self.workers}")
-        pipeline.check_scheduler(self.scheduler)
+    @property
+    def folder(self) -> Path:
+        """The source folder: ``source``, or the built-in subject-35 walks at 30 Hz."""
+        return Path(self.source) if self.source is not None else default_source() / "amc30"
 
-    def recorded_params(self, trial_names: Sequence[str]) -> dict[str, Any]:
-        """The parameters that change the bytes of the cache (``trial_names``: the files read)."""
+    def mocap_source(self) -> MocapSource:
+        """The skeleton and the trials selected (MocapError for a missing folder or a pattern matching nothing)."""
+        return find_source(self.folder, self.trials)
+
+    def recorded_params(self) -> dict[str, Any]:
+        """The parameters that change the bytes of the cache (``trials``: the files read, by name)."""
         p = self.protocol
         return {
             "fps": p.fps,
-            "trials": list(trial_names),
+            "trials": [path.name for path in self.mocap_source().trials],
             "trial_split": list(p.trial_split),
             "seed": p.seed,
             "window_s": p.window,
@@ -125,6 +135,25 @@ class MocapLiftConfig:
             "cells": self.cells,
             "shard_size": self.shard_size,
         }
+
+    def source_info(self) -> dict[str, Any]:
+        """The folder and the fingerprint of the skeleton and every trial read."""
+        # the folder's own name, not its path: the same files give the same bytes wherever they lie
+        return {"kind": "asf-amc-folder", "name": Path(self.folder).resolve().name,
+                "fingerprint": self.mocap_source().fingerprint()}
+
+    @classmethod
+    def from_options(cls, values: Any, **run: Any) -> "MocapLiftConfig":
+        """The config of ``empcn lift --dataset mocap``'s options: ``fps`` (default 120 Hz, CMU's; 30 Hz for
+        the built-in source), ``trial_split``, ``velocity`` and ``seed`` make the protocol."""
+        values = dict(values)
+        protocol = {k: values.pop(k) for k in ("fps", "trial_split", "velocity", "seed") if values.get(k) is not None}
+        protocol.setdefault("fps", 120.0 if values.get("source") is not None else 30.0)
+        try:
+            values["protocol"] = MocapProtocol(**protocol)
+        except ValueError as exc:
+            raise pipeline.LiftError(str(exc)) from None
+        return cls(**values, **run)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,8 +208,19 @@ def skeleton_complex(skeleton: Skeleton, edges: EdgeKind = "gmn", cells: CellCho
 # worker side: one shard
 
 
-def build_shard(samples: ProtocolSamples, cx: SkeletonComplex, start: int, stop: int) -> cache_format.ShardContent:
+@dataclass(frozen=True)
+class MocapItems:
+    """The protocol's samples and the skeleton's complex (the same for every sample)."""
+
+    samples: ProtocolSamples
+    complex: SkeletonComplex
+
+
+def build_shard(items: MocapItems, config: MocapLiftConfig, start: int, stop: int) -> "ShardContent":
     """Samples [start, stop) as one shard (the same complex for every sample)."""
+    from empcn.lift.assemble import SampleCells, complex_shard
+
+    samples, cx = items.samples, items.complex
     per = [
         SampleCells(
             pos=samples.pos[g],
@@ -209,23 +249,22 @@ def build_shard(samples: ProtocolSamples, cx: SkeletonComplex, start: int, stop:
 
 
 # ----------------------------------------------------------------------------------------------
-# driver
+# reader and finish
 
 
-def lift_mocap(config: MocapLiftConfig) -> Path:
-    """Read the trials, draw the protocol's samples, lift them, write shards + entry; return the entry.
+@dataclass(frozen=True)
+class _Read:
+    """What finish needs of the reading: the skeleton, its file's name and the trials of each split."""
 
-    ``--out`` is checked and locked first (:func:`empcn.lift.output.claim_output`).
-    """
-    from empcn.lift.output import claim_output
-
-    with claim_output(Path(config.out)):
-        return _lift(config)
+    skeleton: Skeleton
+    asf_name: str
+    trial_splits: dict[str, list[str]]
 
 
-def _lift(config: MocapLiftConfig) -> Path:
-    folder = Path(config.source) if config.source is not None else default_source() / "amc30"
-    source = find_source(folder, config.trials)
+def read(config: MocapLiftConfig) -> LiftInput:
+    """Read the trials, skip those too short for the protocol, split them, draw the protocol's samples."""
+    folder = config.folder
+    source = config.mocap_source()
     skeleton, trials = read_trials(source)
     protocol = config.protocol
     usable = [t for t in trials if len(t.positions) >= protocol.min_frames]
@@ -243,24 +282,21 @@ def _lift(config: MocapLiftConfig) -> Path:
     splits = split_trials([t.name for t in usable], protocol)
     samples = draw_samples(usable, splits, protocol)
     cx = skeleton_complex(skeleton, config.edges, config.cells)
-    names = [p.name for p in source.trials]
-    job = pipeline.LiftJob(
-        dataset="mocap",
-        num_items=len(samples.pos),
-        build=lambda task: build_shard(samples, cx, task.start, task.stop),
-        params=config.recorded_params(names),
-        source={"kind": "asf-amc-folder", "name": str(folder), "fingerprint": source.fingerprint()},
-        **pipeline.run_options(config),
-        desc="lift mocap",
-    )
-    finish = lambda results: _finish(config, skeleton, source.asf.name, samples, splits, cx, skipped)  # noqa: E731
-    return pipeline.run_lift(job, finish)
+    return LiftInput(MocapItems(samples, cx), len(samples.pos), skipped=skipped,
+                     context=_Read(skeleton, source.asf.name, splits))
 
 
-def _finish(
-    config: MocapLiftConfig, skeleton: Skeleton, asf_name: str, samples: ProtocolSamples,
-    trial_splits: dict[str, list[str]], cx: SkeletonComplex, skipped: list[dict[str, Any]],
-) -> pipeline.LiftedSplits:
+def lift_mocap(config: MocapLiftConfig) -> Path:
+    """Read the trials, draw the protocol's samples, lift them, write shards + entry (:func:`empcn.lift.datasets.lift`)."""
+    from empcn.lift.datasets import lift
+
+    return lift(config, SPEC)[0]
+
+
+def finish(config: MocapLiftConfig, lifted: LiftInput, results: Sequence[pipeline.ShardResult]) -> pipeline.LiftedSplits:
+    """The trial split, the target, the motion and the skeleton's cells."""
+    samples, cx = lifted.items.samples, lifted.items.complex
+    skeleton, asf_name, trial_splits = lifted.context.skeleton, lifted.context.asf_name, lifted.context.trial_splits
     p = config.protocol
     splits = {name: np.flatnonzero(samples.split == code).astype(np.int64) for code, name in enumerate(SPLIT_NAMES)}
     h = p.horizon_frames
@@ -270,7 +306,6 @@ def _finish(
         else "forward difference (x[s+1] - x[s]) * fps * velocity_unit_s, as GMN/CSMPN/EMPCN"
     )
     manifest = {
-        "task": "positions",
         "units": UNITS,
         "target": {
             "field": "nodes/target_pos",
@@ -328,7 +363,7 @@ def _finish(
             "rings_per_sample": {str(len(cx.rings)): int(len(samples.pos))},
         },
     }
-    return pipeline.LiftedSplits(splits, manifest, fields=_field_docs(p), skipped=skipped)
+    return pipeline.LiftedSplits(splits, manifest, fields=_field_docs(p))
 
 
 def _vel_units(p: MocapProtocol) -> str:
@@ -337,12 +372,8 @@ def _vel_units(p: MocapProtocol) -> str:
 
 
 def _field_docs(p: MocapProtocol) -> dict[str, str | None]:
-    """The fields a MoCap cache documents differently from QM9's (``None``: not stored)."""
+    """The fields of a MoCap cache, in its units."""
     return {
-        "sample/y": None,
-        "sample/bonds_from_smiles": None,
-        "nodes/z": None,
-        "edges/order": None,
         "sample/id": "(S,) int64 index of the sample in the cache",
         "sample/split": "(S,) uint8 split of the sample, codes in splits.codes",
         "sample/trial": "(S,) int64 trial of the sample, index into splits.trial_names",
@@ -353,3 +384,47 @@ def _field_docs(p: MocapProtocol) -> dict[str, str | None]:
         "nodes/target_pos": f"(N, 3) float32 joint positions target.horizon seconds later, {UNITS}",
         "edges/kind": "(E,) uint8 0 bone, 1 two-hop pair, 2 boundary pair of a 2-cell that is neither",
     }
+
+
+def parse_triple(text: str) -> tuple[int, int, int]:
+    """``"11,6,6"`` → (11, 6, 6); ValueError with the reason."""
+    try:
+        parts = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 1:
+        raise ValueError(f"takes three positive integers TRAIN,VALID,TEST, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def parse_trials(text: str) -> tuple[str, ...] | None:
+    """``"train_01, train_0[2-4]"`` → the names and patterns (None: none named, i.e. all)."""
+    return tuple(t.strip() for t in text.split(",") if t.strip()) or None
+
+
+_PROTOCOL = MocapProtocol()  # the defaults --help shows
+
+SPEC = DatasetSpec(
+    config=MocapLiftConfig,
+    summary="CMU motion capture: a skeleton's joint positions 0.25 s ahead",
+    options=(
+        Option("source", "A folder of one .asf skeleton and its .amc trials.", Path,
+               default="the built-in CMU subject 35 walks at 30 Hz", metavar="FOLDER"),
+        Option("fps", "Frame rate of the .amc files.", float, default="120 Hz (CMU's); 30 Hz for the built-in source",
+               unit="Hz"),
+        Option("trials", "Comma-separated .amc names, stems or globs to use (too-short trials are skipped).",
+               parse_trials, default="all", metavar="NAMES"),
+        Option("trial-split", "Trials per split TRAIN,VALID,TEST (a seeded permutation of the sorted names).",
+               parse_triple, default=",".join(map(str, _PROTOCOL.trial_split)), metavar="TRAIN,VALID,TEST"),
+        Option("split-seed", "Seed of the trial split and of the choice of training samples.", int,
+               default=str(_PROTOCOL.seed), minimum=0, field="seed"),
+        Option("velocity", "Input velocity (ASF units per 1/120 s): causal from x[s]-x[s-1], or forward from "
+               "x[s+1]-x[s] as the papers.", get_args(VelocityKind), default=_PROTOCOL.velocity),
+    ),
+    read=read,
+    build_shard=build_shard,
+    finish=finish,
+    fields=("sample/id", "sample/split", "sample/trial", "sample/start", "sample/frame", "nodes/vel",
+            "nodes/target_pos", "edges/kind"),
+    task="positions",
+)

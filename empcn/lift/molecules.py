@@ -1,6 +1,6 @@
 """Lift users' own molecules (an SD file, or a folder of XYZ files with a targets CSV) like QM9.
 
-Same cells and invariants as QM9 (:mod:`empcn.lift.qm9`): 0-cells every atom, 1-cells the bonds
+Same cells and invariants as QM9 (:mod:`empcn.lift.molecule`): 0-cells every atom, 1-cells the bonds
 (from the SD file, aromaticity perceived by RDKit; perceived from covalent radii for XYZ files, as
 QM9's fallback does, and flagged ``sample/bonds_from_file = 0``), 2-cells chordless cycles of at
 most ``max_ring`` atoms (or RDKit's symmetrised SSSR of the bond graph), the ten neighbourhoods.
@@ -27,19 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from empcn import cache as cache_format
-from empcn.choices import RingKind
 from empcn.data import molecules as source
-from empcn.data.xyz import element_name
 from empcn.lift import pipeline
-from empcn.lift.assemble import SampleCells, complex_shard
-from empcn.lift.bonds import BadMolecule, geometric_bonds
-from empcn.lift.checks import check_positions
-from empcn.lift.rings import chordless_cycles, ring_edge_slots, sssr_cycles_from_edges
-from empcn.lift.splits import target_statistics
-
-DATASET = "molecules"
-SDF_SUFFIXES = (".sdf", ".sd", ".mol")
+from empcn.lift import molecule
+from empcn.lift.molecule import BondSource, CellOptions, MoleculeInput, RingKind
+from empcn.lift.spec import DatasetSpec, LiftConfig, LiftInput, Option
 
 
 def _is_int(value: Any) -> bool:
@@ -47,7 +39,7 @@ def _is_int(value: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class MoleculesLiftConfig:
+class MoleculesLiftConfig(LiftConfig):
     """Every parameter of a lift of one's own molecules (those that change the bytes are recorded).
 
     ``targets``: SDF: ``NAME[=TAG],…`` (SD tags); XYZ folder: CSV column names (None: all but the id
@@ -56,8 +48,10 @@ class MoleculesLiftConfig:
     test (sum 1). ``elements``: the vocabulary (None: the elements present).
     """
 
+    DATASET = "molecules"
+    SHARD_SIZE = 1024
+
     source: Path
-    out: Path = Path("data/molecules.h5")
     targets: str | None = None
     targets_csv: Path | None = None
     id_column: str | None = None
@@ -67,19 +61,12 @@ class MoleculesLiftConfig:
     elements: tuple[int, ...] | None = None
     rings: RingKind = "chordless"
     max_ring: int = 8
-    shard_size: int = 1024
-    workers: int = 1
-    scheduler: str | None = None  # Dask: "local" or a scheduler address (not recorded)
-    strict: bool = False
-    resume: bool = False
-    progress: bool = True
     target_tags: tuple[tuple[str, str], ...] = field(init=False, default=())
     unit_of: tuple[tuple[str, str], ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
-        def bad(reason: str) -> pipeline.LiftError:
-            return pipeline.LiftError(f"molecules lift: {reason}")
-
+        super().__post_init__()
+        bad = self.bad
         src = Path(self.source)
         if not src.exists():
             raise bad(f"{src}: no such file or folder")
@@ -119,13 +106,10 @@ class MoleculesLiftConfig:
             if not els or els[0] < 1 or els[-1] > 118:
                 raise bad(f"elements must be atomic numbers 1..118, got {self.elements!r}")
             object.__setattr__(self, "elements", els)
-        if self.rings not in ("chordless", "sssr"):
-            raise bad(f"rings must be 'chordless' or 'sssr', got {self.rings!r}")
-        if not _is_int(self.max_ring) or self.max_ring < 3:
-            raise bad(f"max_ring must be an integer >= 3, got {self.max_ring!r}")
-        if not _is_int(self.shard_size) or self.shard_size < 1 or not _is_int(self.workers) or self.workers < 1:
-            raise bad(f"shard_size and workers must be positive integers, got {self.shard_size!r} and {self.workers!r}")
-        pipeline.check_scheduler(self.scheduler)
+        try:
+            CellOptions(self.rings, self.max_ring)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
 
     @property
     def kind(self) -> str:
@@ -162,82 +146,62 @@ class MoleculesLiftConfig:
         return {"kind": self.kind, "name": name, "fingerprint": source.files_fingerprint(self.source_files())}
 
 
+def parse_fractions(text: str) -> tuple[float, float, float]:
+    """``"0.8,0.1,0.1"`` → (0.8, 0.1, 0.1); ValueError with the reason."""
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3:
+        raise ValueError(f"takes three numbers TRAIN,VALID,TEST, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def parse_elements(text: str) -> tuple[int, ...]:
+    """``"H,C,N,O,Br"`` (symbols or atomic numbers) → atomic numbers; ValueError naming a bad one."""
+    from empcn.data.xyz import atomic_number
+
+    out = [atomic_number(token) for token in (t.strip() for t in text.split(",")) if token]
+    if not out:
+        raise ValueError("names no element")
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# the molecules of a lift, for the molecule shard builder
+
+
 @dataclass(frozen=True)
-class CellOptions:
-    """The lift parameters that shape one molecule's cells (what predict needs from a manifest)."""
+class MoleculeRecords(molecule.MoleculeTable):
+    """The records read, and how many targets each has."""
 
-    rings: str = "chordless"
-    max_ring: int = 8
+    records: list[source.MoleculeRecord]
+    n_targets: int
 
-    @staticmethod
-    def from_params(params: dict[str, Any]) -> "CellOptions":
-        return CellOptions(str(params.get("rings", "chordless")), int(params.get("max_ring", 8)))
+    def molecule(self, m: int) -> MoleculeInput:
+        rec = self.records[m]
+        return MoleculeInput(rec.id, rec.z, rec.pos, bonds=rec.bonds, orders=rec.orders)
 
+    def sample_arrays(self, keep: np.ndarray, sources: list[BondSource]) -> dict[str, np.ndarray]:
+        return {
+            "id": keep,
+            "y": np.array([self.records[m].y for m in keep], dtype=np.float64).reshape(len(keep), self.n_targets),
+            "bonds_from_file": np.array([s == "file" for s in sources], dtype=np.uint8),
+        }
 
-# ----------------------------------------------------------------------------------------------
-# one molecule, one shard
+    def shard_summary(self, content: Any, keep: np.ndarray, sources: list[BondSource]) -> dict[str, Any]:
+        z = content.groups["nodes"].arrays["z"]
+        return {
+            "elements": {str(e): int(n) for e, n in zip(*np.unique(z, return_counts=True))},
+            "bonds_perceived": sum(s != "file" for s in sources),
+        }
 
-
-def molecule_cells(record: source.MoleculeRecord, options: CellOptions) -> SampleCells:
-    """The cells of one molecule (bonds from its file, or perceived from coordinates). Raises BadMolecule."""
-    check_positions(record.pos)
-    if record.bonds is None:
-        bonds = geometric_bonds(record.z, record.pos)
-        index, order = bonds.index, bonds.order
-    else:
-        index, order = record.bonds, record.orders
-    n = len(record.z)
-    if options.rings == "sssr":
-        rings = [r for r in sssr_cycles_from_edges(n, index) if len(r) <= options.max_ring]
-    else:
-        rings = chordless_cycles(n, index, options.max_ring)
-    return SampleCells(
-        pos=record.pos,
-        edge_index=index,
-        rings=rings,
-        ring_edge=ring_edge_slots(rings, index, n),
-        node_arrays={"z": np.asarray(record.z, dtype=np.uint8)},
-        edge_arrays={"order": np.asarray(order, dtype=np.float32)},
-    )
-
-
-def _build_shard(
-    records: list[source.MoleculeRecord], n_targets: int, config: MoleculesLiftConfig, task: pipeline.ShardTask
-) -> cache_format.ShardContent:
-    options = CellOptions(config.rings, config.max_ring)
-    cells: list[SampleCells] = []
-    keep: list[int] = []
-    skipped: list[dict[str, Any]] = []
-    for m in range(task.start, task.stop):
-        rec = records[m]
-        try:
-            cells.append(molecule_cells(rec, options))
-        except BadMolecule as exc:
-            if config.strict:
-                raise pipeline.LiftError(f"molecule {rec.id}: {exc}") from None
-            skipped.append({"id": rec.id, "reason": str(exc)})
-            continue
-        keep.append(m)
-    per_sample = {
-        "id": np.asarray(keep, dtype=np.int64),
-        "y": np.array([records[m].y for m in keep], dtype=np.float64).reshape(len(keep), n_targets),
-        "bonds_from_file": np.array([records[m].bonds is not None for m in keep], dtype=np.uint8),
-    }
-    content = complex_shard(cells, per_sample)
-    z = content.groups["nodes"].arrays["z"]
-    ring_sizes = content.groups["rings"].arrays["size"]
-    content.attrs["names"] = [records[m].id for m in keep]
-    content.attrs["skipped"] = skipped
-    content.attrs["summary"] = {
-        "ring_sizes": {str(s): int(n) for s, n in zip(*np.unique(ring_sizes, return_counts=True))},
-        "elements": {str(e): int(n) for e, n in zip(*np.unique(z, return_counts=True))},
-        "bonds_perceived": int(len(keep) - per_sample["bonds_from_file"].sum()),
-    }
-    return content
+    def shard_attrs(self, keep: np.ndarray) -> dict[str, Any]:
+        return {"names": [self.records[m].id for m in keep]}
 
 
 # ----------------------------------------------------------------------------------------------
-# driver
+# reader and finish
 
 
 def read_source(config: MoleculesLiftConfig) -> source.MoleculeSet:
@@ -253,17 +217,10 @@ def read_source(config: MoleculesLiftConfig) -> source.MoleculeSet:
     )
 
 
-def lift_molecules(config: MoleculesLiftConfig) -> Path:
-    """The whole lift (``--out`` checked and locked first); returns the entry file."""
-    from empcn.lift.output import claim_output
+def read(config: MoleculesLiftConfig) -> LiftInput:
+    """The molecules to lift: those read, less those with an element outside ``--elements``."""
+    from empcn.data.xyz import element_name
 
-    with claim_output(Path(config.out)):
-        return lift_unclaimed(config)
-
-
-def lift_unclaimed(config: MoleculesLiftConfig) -> Path:
-    """The lift into ``config.out``, whose lock the caller holds (:func:`empcn.lift.output.claim_output`)."""
-    src_info = config.source_info()
     mols = read_source(config)
     skipped = [{"id": s.id, "reason": s.reason} for s in mols.skipped]
     records = mols.records
@@ -283,32 +240,14 @@ def lift_unclaimed(config: MoleculesLiftConfig) -> Path:
     if not records:
         first = f" (first: {skipped[0]['id']}: {skipped[0]['reason']})" if skipped else ""
         raise pipeline.LiftError(f"{config.source}: no molecule can be lifted{first}")
-    n_targets = len(mols.targets)
-    job = pipeline.LiftJob(
-        dataset=DATASET,
-        num_items=len(records),
-        build=lambda task: _build_shard(records, n_targets, config, task),
-        params=config.recorded_params(),
-        source=src_info,
-        **pipeline.run_options(config),
-        desc="lift molecules",
-        versions=("rdkit",),
-    )
-    return pipeline.run_lift(job, lambda results: _finish(config, mols.targets, results, skipped))
+    return LiftInput(MoleculeRecords(records, len(mols.targets)), len(records), skipped=skipped, context=mols.targets)
 
 
-def random_splits(n: int, fractions: tuple[float, float, float], seed: int) -> dict[str, np.ndarray]:
-    """Sample indices (ascending) of train/valid/test: a ``RandomState(seed)`` permutation cut by ``fractions``."""
-    perm = np.random.RandomState(seed).permutation(n)
-    n_train = int(round(fractions[0] * n))
-    n_valid = min(n - n_train, int(round(fractions[1] * n)))
-    cuts = {"train": perm[:n_train], "valid": perm[n_train : n_train + n_valid], "test": perm[n_train + n_valid :]}
-    return {k: np.sort(v).astype(np.int64) for k, v in cuts.items()}
+def finish(config: MoleculesLiftConfig, lifted: LiftInput, results: list[pipeline.ShardResult]) -> pipeline.LiftedSplits:
+    """The seeded random split, train statistics of the targets, the element vocabulary, the cell summary."""
+    from empcn.lift.splits import random_splits, target_statistics
 
-
-def _finish(
-    config: MoleculesLiftConfig, targets: tuple[str, ...], results: list[pipeline.ShardResult], skipped: list[dict[str, Any]]
-) -> pipeline.LiftedSplits:
+    targets: tuple[str, ...] = lifted.context
     ys = pipeline.concat_sample_arrays(results, "y", np.zeros((0, len(targets))))
     splits = random_splits(len(ys), config.fractions, config.seed)
     stats = target_statistics(ys[splits["train"]], targets)
@@ -342,9 +281,45 @@ def _finish(
     }
     fields = {
         "sample/id": "(S,) int64 index of the molecule among the lifted ones, source order (names: shard attribute 'names')",
-        "sample/bonds_from_smiles": None,
         "sample/bonds_from_file": "(S,) uint8 1 if bonds came from the SD file, 0 if perceived from coordinates",
         "nodes/pos": "(N, 3) float32 positions (Å)",
         "nodes/z": "(N,) uint8 atomic numbers (manifest.elements.vocabulary: the node-feature species)",
     }
-    return pipeline.LiftedSplits(splits, manifest, fields=fields, skipped=skipped)
+    return pipeline.LiftedSplits(splits, manifest, fields=fields)
+
+
+def lift_molecules(config: MoleculesLiftConfig) -> Path:
+    """The whole lift (:func:`empcn.lift.datasets.lift`); returns the entry file."""
+    from empcn.lift.datasets import lift
+
+    return lift(config, SPEC)[0]
+
+
+SPEC = DatasetSpec(
+    config=MoleculesLiftConfig,
+    summary="Your own molecules: an SD file, or a folder of XYZ files with a CSV of targets",
+    options=(
+        Option("source", "An SD file (.sdf, .sd, .mol; bonds and targets from it), or a folder of XYZ files with "
+               "--targets-csv.", Path, metavar="PATH", required=True),
+        Option("targets", "Targets as NAME[=SD_TAG],… (SD file) or CSV columns (XYZ folder).", str,
+               default="every CSV column but the id (XYZ folder)", metavar="NAME[=TAG],…"),
+        Option("targets-csv", "CSV of targets for a folder of XYZ files, a row per molecule.", Path, metavar="FILE"),
+        Option("id-column", "CSV column matching the XYZ file names, or the SD tag holding ids.", str,
+               default="id (CSV); the title line (SD file)", metavar="NAME"),
+        Option("units", "Units of the targets, NAME=UNIT,… (recorded; the values are stored as read).", str,
+               metavar="NAME=UNIT,…"),
+        Option("fractions", "Random split fractions TRAIN,VALID,TEST.", parse_fractions, metavar="TRAIN,VALID,TEST"),
+        Option("seed", "Seed of the random split.", int, minimum=0),
+        Option("elements", "The element vocabulary, e.g. H,C,N,O,F,S,Cl,Br; molecules with others are skipped.",
+               parse_elements, default="the elements present", metavar="SYMBOLS"),
+        Option("rings", "2-cells: chordless cycles, or RDKit's symmetrised SSSR of the bond graph.", molecule.RING_KINDS),
+        Option("max-ring", "Largest ring that becomes a 2-cell.", int, unit="atoms", minimum=3),
+    ),
+    read=read,
+    build_shard=molecule.build_molecule_shard,
+    finish=finish,
+    fields=("sample/id", "sample/y", "sample/bonds_from_file", "nodes/z", "edges/order"),
+    task="scalar",
+    versions=("rdkit",),
+    predict=molecule.predict_hook(CellOptions.from_params, smiles_bonds=False),
+)

@@ -28,11 +28,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
-from empcn import cache as cache_format
 from empcn.data import nbody as sim
 from empcn.data.nbody import (
     INPUT_FRAME,
@@ -43,14 +42,17 @@ from empcn.data.nbody import (
     NBodySplit,
     SplitArrays,
 )
-from empcn.choices import CellKind, InitialStates, SystemKind
 from empcn.lift import pipeline
-from empcn.lift.assemble import SampleCells, complex_shard
+from empcn.lift.spec import DatasetSpec, LiftConfig, LiftInput, Option
+
+if TYPE_CHECKING:
+    from empcn.cache import ShardContent
 
 __all__ = [
     "NBodyCells",
     "NBodyLiftConfig",
     "NBodySamples",
+    "SPEC",
     "build_shard",
     "full_adjacency",
     "gather_samples",
@@ -62,6 +64,10 @@ __all__ = [
     "system_cells",
 ]
 
+
+SystemKind = Literal["charged", "gravity"]
+CellKind = Literal["full", "knn"]
+InitialStates = Literal["egnn", "seeded"]
 
 UNITS = "simulation units"
 _KNN_CHUNK = 64  # samples per knn_graph call: its (S, N, N, 3) float64 scratch stays ~15 MB at N = 100
@@ -80,8 +86,8 @@ def standard_splits(sizes: tuple[int, int, int] | None = None) -> tuple[NBodySpl
 
 
 @dataclass(frozen=True)
-class NBodyLiftConfig:
-    """Every parameter of an N-body lift (all but out/workers/progress/resume recorded in the manifest).
+class NBodyLiftConfig(LiftConfig):
+    """Every parameter of an N-body lift (all but the run options recorded in the manifest).
 
     ``splits``: simulated in this order; their samples are stored in this order too.
     ``simulator``: ``None`` = the system's default :class:`ChargedConfig` / :class:`GravityConfig`
@@ -90,8 +96,11 @@ class NBodyLiftConfig:
     anything below 3 = no 2-cells (longer chordless cycles are not supported).
     """
 
+    DATASET = "nbody"
+    SHARD_SIZE = 1000
+    TAKES_STRICT = False  # simulated: every sample is lifted
+
     system: SystemKind = "charged"
-    out: Path = Path("data/nbody.h5")
     splits: tuple[NBodySplit, ...] = STANDARD_CHARGED_SPLITS
     simulator: ChargedConfig | GravityConfig | None = None
     frame_in: int = INPUT_FRAME
@@ -100,22 +109,16 @@ class NBodyLiftConfig:
     k: int = 6
     max_ring: int = 3
     initial_states: InitialStates | None = None
-    shard_size: int = 1000
-    workers: int = 1
-    scheduler: str | None = None  # Dask: "local" or a scheduler address (not recorded)
-    progress: bool = True
-    resume: bool = False
 
     def __post_init__(self) -> None:
-        def bad(reason: str) -> pipeline.LiftError:
-            return pipeline.LiftError(f"nbody lift: {reason}")
-
-        if self.system not in ("charged", "gravity"):
+        super().__post_init__()
+        bad = self.bad
+        if self.system not in get_args(SystemKind):
             raise bad(f"system must be 'charged' or 'gravity', got {self.system!r}")
         want = ChargedConfig if self.system == "charged" else GravityConfig
         if self.simulator is not None and not isinstance(self.simulator, want):
             raise bad(f"system {self.system!r} needs a {want.__name__}, got {type(self.simulator).__name__}")
-        if self.cells not in (None, "full", "knn"):
+        if self.cells not in (None, *get_args(CellKind)):
             raise bad(f"cells must be 'full' or 'knn', got {self.cells!r}")
         if not self.splits:
             raise bad("splits must name at least one split")
@@ -125,7 +128,7 @@ class NBodyLiftConfig:
         for s in self.splits:
             if not isinstance(s.num_sims, (int, np.integer)) or isinstance(s.num_sims, bool) or s.num_sims < 1:
                 raise bad(f"split {s.name!r}: num_sims must be a positive integer, got {s.num_sims!r}")
-        if self.initial_states not in (None, "egnn", "seeded"):
+        if self.initial_states not in (None, *get_args(InitialStates)):
             raise bad(f"initial_states must be 'egnn' or 'seeded', got {self.initial_states!r}")
         if self.initial_source == "egnn":
             if self.system != "charged":
@@ -145,9 +148,6 @@ class NBodyLiftConfig:
             raise bad(f"k must be an integer in [1, {n - 1}] for {n} particles, got {self.k!r}")
         if not isinstance(self.max_ring, (int, np.integer)) or self.max_ring > 3:
             raise bad(f"max_ring must be an integer <= 3 (3 = triangles, < 3 = no 2-cells), got {self.max_ring!r}")
-        if self.shard_size < 1 or self.workers < 1:
-            raise bad(f"shard_size and workers must be positive, got {self.shard_size} and {self.workers}")
-        pipeline.check_scheduler(self.scheduler)
 
     @property
     def simulator_config(self) -> ChargedConfig | GravityConfig:
@@ -184,6 +184,14 @@ class NBodyLiftConfig:
             "max_ring": self.max_ring,
             "shard_size": self.shard_size,
         }
+
+    def source_info(self) -> dict[str, Any]:
+        """The simulator the data comes from and its fingerprint (:func:`source_fingerprint`)."""
+        return {"kind": "simulation", "name": f"empcn.data.nbody.{_simulate_name(self)}",
+                "fingerprint": source_fingerprint(self)}
+
+    def progress_label(self) -> str:
+        return f"lift nbody ({self.system})"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -310,8 +318,9 @@ def simulate_splits(config: NBodyLiftConfig) -> list[SplitArrays]:
     out: list[SplitArrays] = []
     try:
         if config.workers > 1 and len(config.splits) > 1:
-            with mp.get_context("fork").Pool(min(config.workers, len(config.splits))) as pool:
-                for arrays in pool.imap(run, jobs):
+            with mp.get_context("fork").Pool(min(config.workers, len(config.splits)),
+                                             initializer=pipeline.quiet_signals) as pool:  # Ctrl-C: one line
+                for arrays in pipeline.as_they_come(pool.imap(run, jobs)):
                     out.append(arrays)
                     if bar is not None:
                         bar.update(1)
@@ -357,10 +366,10 @@ def gather_samples(arrays: Sequence[SplitArrays]) -> NBodySamples:
 # worker side: one shard
 
 
-def build_shard(
-    samples: NBodySamples, config: NBodyLiftConfig, start: int, stop: int
-) -> cache_format.ShardContent:
+def build_shard(samples: NBodySamples, config: NBodyLiftConfig, start: int, stop: int) -> "ShardContent":
     """Samples [start, stop) as one shard (cells, neighbourhoods, invariants, per-node arrays)."""
+    from empcn.lift.assemble import SampleCells, complex_shard
+
     scalar_name = "charge" if config.system == "charged" else "mass"
     cells = system_cells(samples.pos[start:stop], config.cell_kind, config.k, config.max_ring)
     per: list[SampleCells] = []
@@ -421,35 +430,17 @@ def source_fingerprint(config: NBodyLiftConfig) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+def read(config: NBodyLiftConfig) -> LiftInput:
+    """Simulate the splits (a failed simulation leaves an old cache intact: nothing is written yet)."""
+    samples = gather_samples(simulate_splits(config))
+    return LiftInput(samples, len(samples.pos))
+
+
 def lift_nbody(config: NBodyLiftConfig) -> Path:
-    """Simulate the splits, lift every simulation to a complex, write shards + entry; return the entry path.
+    """Simulate the splits, lift every simulation to a complex, write shards + entry (:func:`empcn.lift.datasets.lift`)."""
+    from empcn.lift.datasets import lift
 
-    ``--out`` is checked and locked first (:func:`empcn.lift.output.claim_output`).
-    """
-    from empcn.lift.output import claim_output
-
-    with claim_output(Path(config.out)):
-        return _lift_nbody(config)
-
-
-def lift_unclaimed(config: NBodyLiftConfig) -> Path:
-    """The lift into ``config.out``, whose lock the caller holds (``empcn lift --cache-dir``)."""
-    return _lift_nbody(config)
-
-
-def _lift_nbody(config: NBodyLiftConfig) -> Path:
-    samples = gather_samples(simulate_splits(config))  # a failed simulation leaves an old cache intact
-    job = pipeline.LiftJob(
-        dataset="nbody",
-        num_items=len(samples.pos),
-        build=lambda task: build_shard(samples, config, task.start, task.stop),
-        params=config.recorded_params(),
-        source={"kind": "simulation", "name": f"empcn.data.nbody.{_simulate_name(config)}",
-                "fingerprint": source_fingerprint(config)},
-        **pipeline.run_options(config),
-        desc=f"lift nbody ({config.system})",
-    )
-    return pipeline.run_lift(job, lambda results: _finish(config, samples, results))
+    return lift(config, SPEC)[0]
 
 
 def _simulate_name(config: NBodyLiftConfig) -> str:
@@ -500,10 +491,9 @@ def _stream_info(config: NBodyLiftConfig) -> dict[str, Any]:
     return {"initial_states": "seeded", "seeds": {s.name: s.seed for s in config.splits}}
 
 
-def _finish(
-    config: NBodyLiftConfig, samples: NBodySamples, results: Sequence[pipeline.ShardResult]
-) -> pipeline.LiftedSplits:
-    """Contiguous split ranges, the simulator's description, the task and the cell summary."""
+def finish(config: NBodyLiftConfig, lifted: LiftInput, results: Sequence[pipeline.ShardResult]) -> pipeline.LiftedSplits:
+    """Contiguous split ranges, the simulator's description, the target and the cell summary."""
+    samples: NBodySamples = lifted.items
     splits, split_info = _splits(config, samples)
     simulator = config.simulator_config
     scalar = "charge" if config.system == "charged" else "mass"
@@ -528,7 +518,6 @@ def _finish(
             "horizon": samples.horizon,
         },
         "units": UNITS,
-        "task": "positions",
         "target": {
             "field": "nodes/target_pos",
             "inputs": ["nodes/pos", "nodes/vel", f"nodes/{scalar}"],
@@ -551,12 +540,10 @@ def _finish(
 
 
 def _field_docs(scalar: str) -> dict[str, str | None]:
-    """The fields an N-body cache documents differently from QM9's (``None``: not stored)."""
+    """The fields of an N-body cache (``None``: the other system's per-node scalar, not stored)."""
+    other = "mass" if scalar == "charge" else "charge"
     return {
-        "sample/y": None,
-        "sample/bonds_from_smiles": None,
-        "nodes/z": None,
-        "edges/order": None,
+        f"nodes/{other}": None,
         "sample/id": "(S,) int64 index of the sample in the cache",
         "sample/split": "(S,) uint8 split of the sample, codes in splits.codes",
         "sample/sim": "(S,) int64 index of the simulation within its split's stream",
@@ -565,3 +552,33 @@ def _field_docs(scalar: str) -> dict[str, str | None]:
         f"nodes/{scalar}": f"(N,) float32 particle {scalar}, {UNITS}",
         "nodes/target_pos": f"(N, 3) float32 positions at the target frame, {UNITS}",
     }
+
+
+def parse_sims(text: str) -> tuple[NBodySplit, ...]:
+    """``"3000,2000,2000"`` → the standard splits with these sizes; ValueError with the reason."""
+    try:
+        parts = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 1:
+        raise ValueError(f"takes three positive integers TRAIN,VALID,TEST, got {text!r}")
+    return standard_splits(parts)  # type: ignore[arg-type]
+
+
+SPEC = DatasetSpec(
+    config=NBodyLiftConfig,
+    summary="N-body: simulated charged 5-body or 100-body gravity systems, positions 1,000 steps ahead",
+    options=(
+        Option("system", "charged 5-body (EGNN's) or 100-body gravity.", get_args(SystemKind)),
+        Option("sims", "Simulations per split TRAIN,VALID,TEST.", parse_sims, default="3000,2000,2000",
+               metavar="TRAIN,VALID,TEST", field="splits"),
+        Option("initial-states", "egnn = the systems of EGNN's data set (charged only; at most 10000,2000,2000 "
+               "simulations), seeded = one random stream per split.", get_args(InitialStates),
+               default="egnn for charged, seeded for gravity"),
+    ),
+    read=read,
+    build_shard=build_shard,
+    finish=finish,
+    fields=("sample/id", "sample/split", "sample/sim", "nodes/vel", "nodes/charge", "nodes/mass", "nodes/target_pos"),
+    task="positions",
+)

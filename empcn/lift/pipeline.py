@@ -138,11 +138,11 @@ def _init_worker(parent: int | None = None) -> None:
 
     torch.set_num_threads(1)
     if parent is not None:
-        _quiet_signals()
+        quiet_signals()
         _die_with_parent(parent)
 
 
-def _quiet_signals() -> None:
+def quiet_signals() -> None:
     """A forked worker ignores Ctrl-C: the terminal sends SIGINT to the whole process group, and the
     parent alone answers it, in one line, by ending the pool (SIGTERM to the workers, which raise
     nothing into a lock they may hold) and removing the temporary files they leave
@@ -168,7 +168,7 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _as_they_come(results: Any) -> Any:
+def as_they_come(results: Any) -> Any:
     """The items of a pool's ``imap`` iterator, waited for in short slices: a Ctrl-C that the kernel
     delivers to one of the pool's helper threads still interrupts this (main) thread, which a wait
     without a timeout would sleep through for ever."""
@@ -235,7 +235,7 @@ def run_shards(
             ctx = mp.get_context("fork")
             pool_args = {"initializer": _init_worker, "initargs": (os.getpid(),)}
             with ctx.Pool(processes=min(workers, len(jobs)), **pool_args) as pool:
-                for res in _as_they_come(pool.imap(_build_and_write, jobs, chunksize=1)):
+                for res in as_they_come(pool.imap(_build_and_write, jobs, chunksize=1)):
                     results.append(res)
                     if bar is not None:
                         task = tasks[res.index]

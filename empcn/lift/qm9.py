@@ -1,57 +1,53 @@
-"""Lift QM9: molecules → CW-complexes (atoms, bonds, rings) → invariants → HDF5 shards + manifest."""
+"""QM9: molecules → CW-complexes (atoms, bonds, rings) → invariants → HDF5 shards + manifest.
+
+The data set's one module: its config and options, its reader (:func:`empcn.data.qm9.read_qm9`), its
+molecules for the shared molecule shard builder (:func:`empcn.lift.molecule.build_molecule_shard`),
+its finish (the Cormorant/EMPSN splits, train statistics, cell summary) and :data:`SPEC`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-from empcn import cache as cache_format
-from empcn.choices import RingKind, SplitScheme
 from empcn.data import qm9 as qm9_source
 from empcn.lift import pipeline
-from empcn.lift.assemble import SampleCells, complex_shard
-from empcn.lift.bonds import BadMolecule, geometric_bonds, molecule_bonds
-from empcn.lift.checks import check_positions
-from empcn.lift.rings import chordless_cycles, ring_edge_slots, sssr_cycles, sssr_cycles_from_edges
-from empcn.lift.splits import qm9_splits, target_statistics
+from empcn.lift import molecule
+from empcn.lift.molecule import BondSource, CellOptions, MoleculeInput, RingKind
+from empcn.lift.spec import DatasetSpec, LiftConfig, LiftInput, Option
 
+SplitScheme = Literal["cormorant", "empsn"]
 
 
 @dataclass(frozen=True)
-class QM9LiftConfig:
-    """Every parameter of a QM9 lift (all recorded in the manifest)."""
+class QM9LiftConfig(LiftConfig):
+    """Every parameter of a QM9 lift (those that change the bytes recorded in the manifest)."""
+
+    DATASET = "qm9"
+    SHARD_SIZE = 4096
 
     source: Path | None = None  # None: the CSVs of the qm9pack package
-    out: Path = Path("data/qm9.h5")
     limit: int | None = None  # the first `limit` molecules (by id)
     rings: RingKind = "chordless"
     max_ring: int = 8
     split: SplitScheme = "cormorant"
-    shard_size: int = 4096
-    workers: int = 1
-    scheduler: str | None = None  # Dask: "local" or a scheduler address (not recorded)
-    strict: bool = False
-    resume: bool = False
-    progress: bool = True
 
     def __post_init__(self) -> None:
-        def bad(reason: str) -> pipeline.LiftError:
-            return pipeline.LiftError(f"qm9 lift: {reason}")
-
-        if self.rings not in ("chordless", "sssr"):
-            raise bad(f"rings must be 'chordless' or 'sssr', got {self.rings!r}")
-        if self.split not in ("cormorant", "empsn"):
-            raise bad(f"split must be 'cormorant' or 'empsn', got {self.split!r}")
-        if not _is_int(self.max_ring) or self.max_ring < 3:
-            raise bad(f"max_ring must be an integer >= 3, got {self.max_ring!r}")
-        if self.limit is not None and (not _is_int(self.limit) or self.limit < 1):
-            raise bad(f"limit must be a positive integer, got {self.limit!r}")
-        if not _is_int(self.shard_size) or self.shard_size < 1 or not _is_int(self.workers) or self.workers < 1:
-            raise bad(f"shard_size and workers must be positive integers, got {self.shard_size!r} and {self.workers!r}")
-        pipeline.check_scheduler(self.scheduler)
+        super().__post_init__()
+        if self.source is not None and not Path(self.source).expanduser().exists():
+            raise self.bad(f"{self.source}: no such file or folder")
+        try:
+            CellOptions(self.rings, self.max_ring)
+        except ValueError as exc:
+            raise self.bad(str(exc)) from None
+        if self.split not in get_args(SplitScheme):
+            raise self.bad(f"split must be 'cormorant' or 'empsn', got {self.split!r}")
+        if self.limit is not None and (not isinstance(self.limit, (int, np.integer)) or isinstance(self.limit, bool)
+                                       or self.limit < 1):
+            raise self.bad(f"limit must be a positive integer, got {self.limit!r}")
 
     def recorded_params(self) -> dict[str, Any]:
         """The parameters that change the bytes of the cache (not workers/progress/resume/out)."""
@@ -62,6 +58,13 @@ class QM9LiftConfig:
             "split": self.split,
             "shard_size": self.shard_size,
             "strict": self.strict,
+        }
+
+    def source_info(self) -> dict[str, Any]:
+        return {
+            "kind": qm9_source.source_kind(self.source),
+            "name": "qm9pack==1.0.3" if self.source is None else Path(self.source).name,
+            "fingerprint": qm9_source.source_fingerprint(self.source),
         }
 
     @classmethod
@@ -77,127 +80,39 @@ class QM9LiftConfig:
         return cls(**params, **run)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-# ----------------------------------------------------------------------------------------------
-# worker side: one shard
-
-
 @dataclass(frozen=True)
-class _QM9Inputs:
+class QM9Molecules(molecule.MoleculeTable):
+    """QM9's molecules (:class:`~empcn.data.qm9.QM9Raw`) and their 12 targets in standard units, (M, 12)."""
+
     raw: qm9_source.QM9Raw
-    targets: np.ndarray  # (M, 12) standard units
-    config: QM9LiftConfig
+    targets: np.ndarray
+
+    def molecule(self, m: int) -> MoleculeInput:
+        a, b = int(self.raw.offsets[m]), int(self.raw.offsets[m + 1])
+        return MoleculeInput(int(self.raw.ids[m]), self.raw.z[a:b], self.raw.pos[a:b], smiles=self.raw.smiles[m])
+
+    def sample_arrays(self, keep: np.ndarray, sources: list[BondSource]) -> dict[str, np.ndarray]:
+        return {
+            "id": self.raw.ids[keep].astype(np.int64),
+            "y": self.targets[keep].astype(np.float64),
+            "bonds_from_smiles": np.asarray([s == "smiles" for s in sources], dtype=np.uint8),
+        }
+
+    def shard_summary(self, content: Any, keep: np.ndarray, sources: list[BondSource]) -> dict[str, Any]:
+        return {"bond_fallback": sum(s != "smiles" for s in sources)}
 
 
-def molecule_cells(
-    z: np.ndarray, pos: np.ndarray, smiles: str | None, config: QM9LiftConfig
-) -> tuple[SampleCells, bool]:
-    """One molecule's cells and whether its bonds came from the SMILES. Raises BadMolecule.
-
-    ``smiles=None`` (a plain XYZ file): bonds are perceived from coordinates.
-    """
-    check_positions(pos)  # values must fit float32, no two atoms at one point (zero-length bonds)
-    bonds = geometric_bonds(z, pos) if smiles is None else molecule_bonds(z, pos, smiles)
-    if config.rings == "sssr":
-        if bonds.from_smiles:
-            rings = sssr_cycles(smiles, np.flatnonzero(z != 1))
-        else:
-            rings = sssr_cycles_from_edges(len(z), bonds.index)
-        rings = [r for r in rings if len(r) <= config.max_ring]
-    else:
-        rings = chordless_cycles(len(z), bonds.index, config.max_ring)
-    slots = ring_edge_slots(rings, bonds.index, len(z))
-    cells = SampleCells(
-        pos=pos,
-        edge_index=bonds.index,
-        rings=rings,
-        ring_edge=slots,
-        node_arrays={"z": np.asarray(z, dtype=np.uint8)},
-        edge_arrays={"order": np.asarray(bonds.order, dtype=np.float32)},
-    )
-    return cells, bonds.from_smiles
-
-
-def _build_shard(inputs: _QM9Inputs, task: pipeline.ShardTask) -> cache_format.ShardContent:
-    raw, config = inputs.raw, inputs.config
-    cells: list[SampleCells] = []
-    from_smiles: list[bool] = []
-    keep: list[int] = []
-    skipped: list[dict[str, Any]] = []
-    for m in range(task.start, task.stop):
-        a, b = int(raw.offsets[m]), int(raw.offsets[m + 1])
-        try:
-            sample, smiles_ok = molecule_cells(raw.z[a:b], raw.pos[a:b], raw.smiles[m], config)
-        except BadMolecule as exc:
-            message = f"molecule {int(raw.ids[m])}: {exc}"
-            if config.strict:
-                raise pipeline.LiftError(message) from None
-            skipped.append({"id": int(raw.ids[m]), "reason": str(exc)})
-            continue
-        cells.append(sample)
-        from_smiles.append(smiles_ok)
-        keep.append(m)
-    keep_idx = np.asarray(keep, dtype=np.int64)
-    per_sample = {
-        "id": raw.ids[keep_idx].astype(np.int64),
-        "y": inputs.targets[keep_idx].astype(np.float64),
-        "bonds_from_smiles": np.asarray(from_smiles, dtype=np.uint8),
-    }
-    content = complex_shard(cells, per_sample)
-    ring_sizes = content.groups["rings"].arrays["size"]
-    content.attrs["skipped"] = skipped
-    content.attrs["summary"] = {
-        "ring_sizes": {str(s): int(n) for s, n in zip(*np.unique(ring_sizes, return_counts=True))},
-        "bond_fallback": int(len(cells) - per_sample["bonds_from_smiles"].sum()),
-    }
-    return content
-
-
-# ----------------------------------------------------------------------------------------------
-# driver
-
-
-def lift_qm9(config: QM9LiftConfig) -> Path:
-    """Run the whole QM9 lift; returns the entry file path. Raises LiftError / SourceError on bad input.
-
-    ``--out`` is checked and locked before the source is read (:func:`empcn.lift.output.claim_output`).
-    """
-    from empcn.lift.output import claim_output
-
-    with claim_output(Path(config.out)):
-        return _lift_qm9(config)
-
-
-def lift_unclaimed(config: QM9LiftConfig) -> Path:
-    """The lift into ``config.out``, whose lock the caller holds (``empcn lift --cache-dir``)."""
-    return _lift_qm9(config)
-
-
-def _lift_qm9(config: QM9LiftConfig) -> Path:
+def read(config: QM9LiftConfig) -> LiftInput:
+    """QM9's molecules (SourceError on a bad source, or a bad molecule with strict)."""
     raw, skipped = qm9_source.read_qm9(config.source, limit=config.limit, strict=config.strict)
-    inputs = _QM9Inputs(raw, qm9_source.standard_targets(raw), config)
-    job = pipeline.LiftJob(
-        dataset="qm9",
-        num_items=len(raw.ids),
-        build=lambda task: _build_shard(inputs, task),
-        params=config.recorded_params(),
-        source={
-            "kind": qm9_source.source_kind(config.source),
-            "name": "qm9pack==1.0.3" if config.source is None else Path(config.source).name,
-            "fingerprint": qm9_source.source_fingerprint(config.source),
-        },
-        **pipeline.run_options(config),
-        desc="lift qm9",
-        versions=("rdkit",),
-    )
-    return pipeline.run_lift(job, lambda results: _finish(config, results, [asdict(s) for s in skipped]))
+    table = QM9Molecules(raw, qm9_source.standard_targets(raw))
+    return LiftInput(table, len(raw.ids), skipped=[asdict(s) for s in skipped])
 
 
-def _finish(config: QM9LiftConfig, results: list[pipeline.ShardResult], skipped: list[dict[str, Any]]) -> pipeline.LiftedSplits:
+def finish(config: QM9LiftConfig, lifted: LiftInput, results: list[pipeline.ShardResult]) -> pipeline.LiftedSplits:
     """Cormorant (or EMPSN) splits, train-split target statistics and the cell summary."""
+    from empcn.lift.splits import qm9_splits, target_statistics
+
     ids = pipeline.concat_sample_arrays(results, "id", np.zeros(0, np.int64))
     ys = pipeline.concat_sample_arrays(results, "y", np.zeros((0, len(qm9_source.TARGETS))))
     splits, split_info = qm9_splits(ids, config.split)
@@ -219,4 +134,38 @@ def _finish(config: QM9LiftConfig, results: list[pipeline.ShardResult], skipped:
             "bond_fallback_samples": sum(int(r.summary.get("bond_fallback", 0)) for r in results),
         },
     }
-    return pipeline.LiftedSplits(splits, manifest, skipped=skipped)
+    return pipeline.LiftedSplits(splits, manifest)
+
+
+def lift_qm9(config: QM9LiftConfig) -> Path:
+    """Run the whole QM9 lift (:func:`empcn.lift.datasets.lift`); returns the entry file."""
+    from empcn.lift.datasets import lift
+
+    return lift(config, SPEC)[0]
+
+
+def _predict_options(params: dict[str, Any]) -> CellOptions:
+    config = QM9LiftConfig.from_params(params, progress=False)
+    return CellOptions(config.rings, config.max_ring)
+
+
+SPEC = DatasetSpec(
+    config=QM9LiftConfig,
+    summary="QM9: 130,831 small organic molecules with 12 quantum-chemical targets",
+    options=(
+        Option("source", "Raw data: QM9's dsgdb9nsd.xyz.tar.bz2, a folder of its .xyz files, or a folder of "
+               "qm9pack-style CSVs.", Path, default="the CSVs of qm9pack==1.0.3", metavar="PATH"),
+        Option("limit", "Lift only the first N molecules (by id); the splits stay those of the full set.", int,
+               minimum=1, metavar="N"),
+        Option("rings", "2-cells: chordless cycles, or RDKit's symmetrised SSSR.", molecule.RING_KINDS),
+        Option("max-ring", "Largest ring that becomes a 2-cell.", int, unit="atoms", minimum=3),
+        Option("split", "Split: cormorant (EGNN's) or empsn (EMPSN/EMPCN's).", get_args(SplitScheme)),
+    ),
+    read=read,
+    build_shard=molecule.build_molecule_shard,
+    finish=finish,
+    fields=("sample/id", "sample/y", "sample/bonds_from_smiles", "nodes/z", "edges/order"),
+    task="scalar",
+    versions=("rdkit",),
+    predict=molecule.predict_hook(_predict_options, smiles_bonds=True),
+)

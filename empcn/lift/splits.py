@@ -73,3 +73,12 @@ def target_statistics(y_train: np.ndarray, names: Sequence[str]) -> dict[str, di
         "mean": {n: float(m) for n, m in zip(names, mean)},
         "mad": {n: float(d) for n, d in zip(names, mad)},
     }
+
+
+def random_splits(n: int, fractions: tuple[float, float, float], seed: int) -> dict[str, np.ndarray]:
+    """Sample indices (ascending) of train/valid/test: a ``RandomState(seed)`` permutation cut by ``fractions``."""
+    perm = np.random.RandomState(seed).permutation(n)
+    n_train = int(round(fractions[0] * n))
+    n_valid = min(n - n_train, int(round(fractions[1] * n)))
+    cuts = {"train": perm[:n_train], "valid": perm[n_train : n_train + n_valid], "test": perm[n_train + n_valid :]}
+    return {k: np.sort(v).astype(np.int64) for k, v in cuts.items()}

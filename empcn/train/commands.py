@@ -87,7 +87,7 @@ def train(
         None, help="Learning-rate schedule over all steps (default: QM9 cosine, N-body constant as in the papers)."
     ),
     weight_decay: Optional[float] = typer.Option(None, help="Adam weight decay (default: 1e-12)."),
-    clip: Optional[float] = typer.Option(None, help="Max gradient norm, 0 = off (default: 10)."),
+    clip: Optional[float] = typer.Option(None, help="Max gradient norm, 0 = off (default: the model's: 10; SEGNN on positions: off)."),
     dropout: Optional[float] = typer.Option(None, help="Dropout probability (default: the model's; EMPCN N-body 0.2)."),
     seed: Optional[int] = typer.Option(None, help="Seed of initialisation, shuffling and --train-size (default: 0)."),
     train_size: Optional[int] = typer.Option(

@@ -124,6 +124,10 @@ class TrainConfig:
     against the eager path), so a run-control option. The first batches pay the compilation
     (≈20–60 s on CPU); gains are in BENCHMARKS.md ("Training throughput").
 
+    ``clip``: the maximum global gradient norm, 0 = none; ``None``: the model's ``DEFAULT_CLIP`` (10 for
+    every model but SEGNN on positions, which clips nothing, as its reference code). Runs saved before
+    the per-model default recorded 10.
+
     ``amp``: bf16 autocast on CUDA for message passing; every model pools and reads out in float32
     (bf16's 8 significant bits would otherwise resolve a normalised output only to ~0.008·MAD, ≈ 60
     meV for U0). ``--no-amp`` runs everything in float32.
@@ -140,7 +144,7 @@ class TrainConfig:
     lr: float | None = None
     schedule: ScheduleChoice | None = None
     weight_decay: float = 1e-12
-    clip: float = 10.0  # max global gradient norm; 0 = no clipping
+    clip: float | None = None  # max global gradient norm, 0 = no clipping; None: the model's DEFAULT_CLIP
     dropout: float | None = None
     seed: int = 0
     train_size: int | None = None  # first N of a seeded permutation of the train split
@@ -177,7 +181,7 @@ class TrainConfig:
             need(value is None or value >= 1, name, "≥ 1", value)
         need(self.lr is None or (math.isfinite(self.lr) and self.lr > 0), "lr", "positive", self.lr)
         need(self.weight_decay >= 0, "weight_decay", "≥ 0", self.weight_decay)
-        need(self.clip >= 0, "clip", "≥ 0", self.clip)
+        need(self.clip is None or self.clip >= 0, "clip", "≥ 0", self.clip)
         need(self.dropout is None or 0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
         need(self.schedule in (None, "cosine", "constant"), "schedule", "cosine or constant", self.schedule)
         need(self.time_limit is None or self.time_limit > 0, "time_limit", "positive (minutes)", self.time_limit)
@@ -207,7 +211,7 @@ class TrainConfig:
                 changes[name] = getattr(task, name)
         if self.target_reference is None:
             changes["target_reference"] = task.reference
-        if self.hidden is None or self.layers is None or self.dropout is None:
+        if self.hidden is None or self.layers is None or self.dropout is None or self.clip is None:
             from empcn.train.models.registry import config_class
 
             try:
@@ -217,6 +221,8 @@ class TrainConfig:
             for name, cast in (("hidden", int), ("layers", int), ("dropout", float)):
                 if getattr(self, name) is None:
                     changes[name] = cast(getattr(defaults, name))
+            if self.clip is None:
+                changes["clip"] = float(defaults.DEFAULT_CLIP)
         return replace(self, **changes) if changes else self
 
     @property

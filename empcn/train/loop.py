@@ -489,7 +489,7 @@ class Trainer:
             loss = self.task.loss(pred, batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip if cfg.clip > 0 else math.inf, foreach=True)
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip if cfg.clip else math.inf, foreach=True)
             loss_value = float(loss.detach())
             if not (math.isfinite(loss_value) and math.isfinite(float(norm))):
                 bar.close()

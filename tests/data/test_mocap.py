@@ -1,7 +1,7 @@
 """CMU motion capture reader: ASF skeleton, AMC frames, forward kinematics, the protocol, bad files.
 
-Real data throughout: the shared subject-35 folder (found as the package finds it; missing data
-fails the tests, it does not skip them).
+Real data throughout: CMU subject 35 as the package finds it (the built-in copy, or $EMPCN_MOCAP_DIR;
+missing data fails the tests, it does not skip them).
 """
 
 from __future__ import annotations
@@ -134,14 +134,14 @@ def test_rotation_order_is_first_letter_first():
 # ---------------------------------------------------------------- the protocol
 
 
-def test_the_shared_folder_keeps_its_23_walks_by_length(folder, skeleton):
+def test_the_30hz_folder_keeps_its_23_walks_by_length(folder, skeleton):
     source = find_source(folder / "amc30")
     protocol = MocapProtocol(fps=30)
     assert (protocol.window_frames, protocol.horizon_frames, protocol.min_frames) == (75, 8, 83)
     assert (MocapProtocol().window_frames, MocapProtocol().horizon_frames) == (300, 30)
     lengths = {p.stem: read_amc(p, skeleton).num_frames for p in source.trials}
     long_enough = {n for n, t in lengths.items() if t >= protocol.min_frames}
-    walks = {f"train_{k:02d}" for k in (*range(1, 17), *range(26, 32))} | {"test_02"}  # the README's list
+    walks = {f"train_{k:02d}" for k in (*range(1, 17), *range(26, 32))} | {"test_02"}  # its README's list
     assert long_enough == walks
 
 

@@ -1,10 +1,12 @@
 """MoCap lift: skeleton complexes, the protocol's samples and splits, manifest, reproducible bytes, CLI,
-and a tiny train + evaluate run through the CLI. Real CMU subject-35 trials (the shared amc30 folder).
+and a tiny train + evaluate run through the CLI. Real CMU subject-35 trials (the built-in amc30 folder,
+found as the package finds it).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -116,13 +118,18 @@ def test_samples_are_the_poses_of_their_trial(mocap, skeleton):
         np.testing.assert_allclose(sample["vel"], (x[s] - x[s - 1]) * 30 / 120, rtol=1e-5, atol=1e-5)
 
 
-def test_same_input_twice_gives_identical_bytes(mocap, tmp_path):
-    again = lift_mocap(config(tmp_path / "again" / "mocap.h5"))
-    assert again.read_bytes() == mocap.read_bytes()
+def test_the_same_files_give_identical_bytes_wherever_they_lie(mocap, tmp_path):
+    """No source (the built-in folder, unpacked in the user cache) and a copy of it elsewhere."""
+    elsewhere = tmp_path / "elsewhere" / "amc30"
+    shutil.copytree(default_source() / "amc30", elsewhere)
     names = sorted(p.name for p in cf.shard_dir(mocap).glob("shard-*.h5"))
     assert len(names) == 3
-    for name in names:
-        assert (cf.shard_dir(again) / name).read_bytes() == (cf.shard_dir(mocap) / name).read_bytes()
+    for source in (None, elsewhere):
+        again = lift_mocap(config(tmp_path / f"again-{source is None}" / "mocap.h5", source=source))
+        assert again.read_bytes() == mocap.read_bytes(), source
+        for name in names:
+            assert (cf.shard_dir(again) / name).read_bytes() == (cf.shard_dir(mocap) / name).read_bytes()
+    assert open_cache(mocap).manifest["source"]["name"] == "amc30"  # the folder's name, not its path
 
 
 def test_cli_lift_errors_are_one_line(tmp_path):
@@ -140,9 +147,10 @@ def test_cli_lift_errors_are_one_line(tmp_path):
 
 def test_a_tiny_run_trains_and_evaluates_through_the_cli(tmp_path):
     cache = tmp_path / "tiny.h5"
-    r = runner.invoke(app, ["lift", "--dataset", "mocap", "--source", str(default_source() / "amc30"), "--fps", "30",
-                            "--trials", "train_0[1-4]", "--trial-split", "2,1,1", "--out", str(cache), "--no-progress"])
+    r = runner.invoke(app, ["lift", "--dataset", "mocap", "--trials", "train_0[1-4]", "--trial-split", "2,1,1",
+                            "--out", str(cache), "--no-progress"])  # no --source: the built-in 30 Hz trials
     assert r.exit_code == 0, r.output
+    assert open_cache(cache).manifest["motion"]["fps"] == 30.0
     for model in ("decoupled", "empcn", "egnn"):
         run = tmp_path / f"mocap-{model}"
         args = ["train", "--cache", str(cache), "--model", model, "--epochs", "1", "--batch-size", "100",

@@ -15,7 +15,8 @@ from helpers import OPLS_ENERGY, rdkit_ligands
 from empcn import geometry
 from empcn.cache import open_cache, verify_cache
 from empcn.data.molecules import SourceError
-from empcn.lift.molecules import MoleculesLiftConfig, lift_molecules, random_splits
+from empcn.lift.molecules import MoleculesLiftConfig, lift_molecules
+from empcn.lift.splits import random_splits
 from empcn.lift.pipeline import LiftError
 from empcn.lift.rings import chordless_cycles
 from empcn.statistics import mean_mad

@@ -200,9 +200,9 @@ def test_lift_stage_is_separate_from_training_imports():
 
 def _cells_of(z, pos, smiles):
     from empcn.lift.assemble import complex_shard
-    from empcn.lift.qm9 import molecule_cells
+    from empcn.lift.molecule import CellOptions, MoleculeInput, molecule_cells
 
-    cells, _ = molecule_cells(z, pos, smiles, QM9LiftConfig())
+    cells, _ = molecule_cells(MoleculeInput(0, z, pos, smiles=smiles), CellOptions())
     return cf.sample_from_shard(complex_shard([cells], {"id": np.zeros(1, np.int64)}), 0)
 
 

@@ -1,6 +1,7 @@
 """SEGNN (arXiv 2110.02905): irreps and parity, the radius graph, symmetries in float64 on real QM9
-molecules and real charged N-body systems, a short real N-body training, and the CLI (train, evaluate,
-resume) on both kinds of cache.
+molecules and real charged N-body systems, the N-body model against a restatement of the reference
+code's equations, a short real N-body training, runs saved before today's defaults, and the CLI
+(train, evaluate, resume) on both kinds of cache.
 
 The registry-wide suites (``test_models.py``, ``test_dynamics_models.py``) run SEGNN through the
 checks every model passes (E(3) and permutation symmetry, batching, float32/float64, bf16 autocast,
@@ -31,11 +32,11 @@ from empcn.train.collate import CollateSpec, collate
 from empcn.train.config import TrainConfig
 from empcn.train.evaluate import evaluate_run, load_trained
 from empcn.train.fully_connected import fully_connected_pairs
-from empcn.train.loop import train
+from empcn.train.loop import Trainer, train
 from empcn.train.metrics import read_records
 from empcn.train.models.registry import build_model
+from empcn.train.checkpoint import load_checkpoint
 from empcn.train.models.segnn import (
-    OUTPUT_INIT_SCALE,
     SEGNN,
     SEGNNConfig,
     SEGNNDynamics,
@@ -82,13 +83,14 @@ def molecules(qm9_cache: Path) -> ComplexBatch:
 
 
 def dynamics(**changes) -> SEGNNDynamics:
-    """A small N-body SEGNN whose output product is enlarged back to e3nn's scale: displacements of O(1),
-    so the symmetry checks see them (untrained, the model starts near x' = x)."""
+    """A small N-body SEGNN, float64 (at the default output scale its displacements are of O(1), so the
+    symmetry checks see them)."""
     torch.manual_seed(0)
-    model = SEGNNDynamics(SEGNNDynamicsConfig(hidden=12, layers=2, optimize_einsums=False, **changes)).double().eval()
-    with torch.no_grad():
-        model.core.pre_2.tp.weight.div_(OUTPUT_INIT_SCALE)
-    return model
+    return SEGNNDynamics(SEGNNDynamicsConfig(hidden=12, layers=2, optimize_einsums=False, **changes)).double().eval()
+
+
+#: The conventions of runs saved before the reference's became the defaults.
+OLD_CONVENTIONS = {"aggregation": "mean", "attr_normalization": "component", "relative_vector": "x_i-x_j"}
 
 
 def qm9_model(batch: ComplexBatch, **changes) -> SEGNN:
@@ -184,7 +186,7 @@ def test_qm9_cutoff_and_pooling_options(molecules):
 # ---------------------------------------------------------------- N-body: equivariance of the 1o displacement
 
 
-@pytest.mark.parametrize("changes", [{}, {"velocity_attr": False, "use_node_scalar": False}, {"aggregation": "sum"}])
+@pytest.mark.parametrize("changes", [{}, {"velocity_attr": False, "use_node_scalar": False}, OLD_CONVENTIONS])
 def test_nbody_positions_are_e3_equivariant(systems, changes):
     model = dynamics(**changes)
     base = model(systems)
@@ -233,12 +235,125 @@ def test_nbody_needs_velocities_and_charges(systems):
         SEGNNConfig(lmax_attr=0)
 
 
+# ---------------------------------------------------------------- the reference code's equations
+
+
+def second_moment_constant(f) -> float:
+    """``1/√E[f(z)²]`` for ``z ~ N(0, 1)``, by the trapezoid rule on [−20, 20] (e3nn's gates normalise so)."""
+    z = torch.linspace(-20.0, 20.0, 400_001, dtype=torch.float64)
+    density = torch.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    return float(torch.trapezoid(f(z) ** 2 * density, z)) ** -0.5
+
+
+def reference_block(layer: SteerableLinear, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
+    """The reference's ``O3TensorProduct(SwishGate)`` with ``layer``'s weights: e3nn's fully connected
+    product, divided per output slice by ``1/√fan_in`` (fan_in = Σ mul₁·mul₂ over the paths into it),
+    a bias on the 0e outputs, then (with a gate) SiLU on the scalars and sigmoid(gate) × each gated irrep."""
+    tp = layer.tp
+    fan_in = [0] * len(tp.irreps_out)
+    for ins in tp.instructions:
+        fan_in[ins.i_out] += tp.irreps_in1[ins.i_in1].mul * tp.irreps_in2[ins.i_in2].mul
+    assert all(fan_in)  # every output slice is reached (the reference would divide by zero)
+    sqrt_k = torch.cat([torch.full((mul * ir.dim,), 1.0 / math.sqrt(k), dtype=x.dtype)
+                        for (mul, ir), k in zip(tp.irreps_out, fan_in)])
+    out = tp(x, attr) / sqrt_k
+    if layer.bias is not None:  # the 0e slices, in order
+        bias_at = torch.cat([torch.arange(sl.start, sl.stop)
+                             for (_, ir), sl in zip(tp.irreps_out, tp.irreps_out.slices()) if ir.l == 0])
+        out = out.index_add(1, bias_at, layer.bias.expand(len(out), -1))
+    if layer.gate is None:
+        return out
+    scalars = sum(mul for mul, ir in layer.irreps_out if ir.l == 0)
+    gated = o3.Irreps([(mul, ir) for mul, ir in layer.irreps_out if ir.l > 0])
+    c_silu = second_moment_constant(torch.nn.functional.silu)
+    c_sigmoid = second_moment_constant(torch.sigmoid)
+    gates = c_sigmoid * torch.sigmoid(out[:, scalars : scalars + gated.num_irreps])
+    parts, start, g = [c_silu * torch.nn.functional.silu(out[:, :scalars])], scalars + gated.num_irreps, 0
+    for mul, ir in gated:
+        for _ in range(mul):  # irrep by irrep, as e3nn's Gate
+            parts.append(gates[:, g : g + 1] * out[:, start : start + ir.dim])
+            start, g = start + ir.dim, g + 1
+    return torch.cat(parts, dim=1)
+
+
+def reference_segnn(model: SEGNNDynamics, batch: ComplexBatch) -> torch.Tensor:
+    """SEGNN_G+P as Steerable-E3-GNN's ``nbody/train_nbody.py`` (``O3Transform``) and
+    ``models/segnn/segnn.py`` compute it, on ``model``'s weights: PyG's ``edge_index`` (row 0 the
+    sender j, row 1 the receiver i) over all ordered pairs of a system, ``r = x_j − x_i``, integral-normalised
+    harmonics, node attribute = mean of the edge harmonics + Y(v) with its 0e entry set to 1, messages
+    summed (``aggr="add"``), residual updates, ``x + Δ``. One deliberate difference: positions are
+    centred on their system's centroid, not on the mean of each particle's three coordinates."""
+    core = model.core
+    pos, vel, graph = batch.pos, batch.vel, batch.node_graph
+    n = len(pos)
+    src, dst = torch.nonzero((graph[:, None] == graph[None, :]) & ~torch.eye(n, dtype=torch.bool), as_tuple=True)
+    rel = pos[src] - pos[dst]
+
+    def harmonics(v: torch.Tensor) -> torch.Tensor:
+        return o3.spherical_harmonics(core.irreps_attr, v, normalize=True, normalization="integral")
+
+    def mean_at(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
+        total = values.new_zeros(size, values.shape[1]).index_add(0, index, values)
+        return total / torch.bincount(index, minlength=size).clamp(min=1).unsqueeze(1).to(values.dtype)
+
+    edge_attr = harmonics(rel)
+    node_attr = mean_at(edge_attr, dst, n) + harmonics(vel)
+    node_attr[:, 0] = 1.0
+    charges = batch.node_scalar.reshape(-1)
+    messages_extra = torch.cat([rel.norm(dim=1, keepdim=True), (charges[src] * charges[dst]).unsqueeze(1)], dim=1)
+    centred = pos - mean_at(pos, graph, batch.num_graphs)[graph]
+    h = reference_block(core.embed, torch.cat([centred, vel, vel.norm(dim=1, keepdim=True)], dim=1), node_attr)
+    for layer in core.layers:
+        m = reference_block(layer.message_1, torch.cat([h[dst], h[src], messages_extra], dim=1), edge_attr)
+        m = reference_block(layer.message_2, m, edge_attr)
+        aggregated = h.new_zeros(h.shape).index_add(0, dst, m)
+        update = reference_block(layer.update_1, torch.cat([h, aggregated], dim=1), node_attr)
+        h = h + reference_block(layer.update_2, update, node_attr)
+    return pos + reference_block(core.pre_2, reference_block(core.pre_1, h, node_attr), node_attr)
+
+
+def test_nbody_model_equals_the_reference_equations_on_real_systems(systems):
+    """The default N-body SEGNN (the paper's 4 × 64, lmax 1) computes the reference code's function on six
+    real charged systems, float64; each of the old conventions alone changes it. (Built in float64: a
+    float32-built model keeps its per-block factors √k rounded to float32, ~1e-9 of the output.)"""
+    torch.manual_seed(0)
+    cfg = SEGNNDynamicsConfig(optimize_einsums=False)
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = SEGNNDynamics(cfg).eval()
+    finally:
+        torch.set_default_dtype(default_dtype)
+    with torch.no_grad():
+        expected = reference_segnn(model, systems)
+        assert float((expected - systems.pos).abs().mean()) > 0.05  # displacements at the reference's scale
+        assert_close(model(systems), expected, rtol=1e-10)
+        for field, old in OLD_CONVENTIONS.items():
+            other = SEGNNDynamics(replace(cfg, **{field: old})).double().eval()  # the same weights
+            other.load_state_dict(model.state_dict())
+            assert float((other(systems) - expected).abs().max()) > 1e-3, field
+
+
+def test_the_gate_is_e3nns_gate_as_the_reference_uses_it():
+    """The reference's gates are e3nn's ``Gate`` (scalars, gates, gated irreps in that order), whose SiLU and
+    sigmoid are scaled by a second-moment constant e3nn estimates from 10⁶ samples; the model uses the
+    exact constant, so the two agree to e3nn's sampling error."""
+    from e3nn.nn import Gate
+
+    reference = Gate("4x0e", [torch.nn.functional.silu], "2x0e", [torch.sigmoid], "2x1o")
+    ours = SteerableLinear(o3.Irreps("4x0e + 2x1o"), sh_irreps(1), o3.Irreps("4x0e + 2x1o"), gate=True).gate
+    x = torch.randn(50, 4 + 2 + 6, generator=torch.Generator().manual_seed(0))
+    assert_close(ours(x), reference(x), rtol=2e-3)
+    assert ours.c_silu == pytest.approx(second_moment_constant(torch.nn.functional.silu), rel=1e-9)
+    assert ours.c_sigmoid == pytest.approx(second_moment_constant(torch.sigmoid), rel=1e-9)
+
+
 # ---------------------------------------------------------------- training
 
 
 def test_a_short_nbody_training_reduces_the_loss_and_stays_finite(nbody_cache: Path):
     """150 Adam steps (lr 2e-3, batch 20) on 100 real systems, float32: the loss falls, the test MSE
-    ends below half of "nothing moves" (the model starts near x' = x, see OUTPUT_INIT_SCALE)."""
+    ends below half of "nothing moves"."""
     torch.manual_seed(0)
     model = build_model("segnn_dynamics", SEGNNDynamicsConfig(hidden=16, layers=2, optimize_einsums=False))
     train_batch = split_batch(nbody_cache, "train")
@@ -303,6 +418,47 @@ def test_an_interrupted_segnn_run_resumes_exactly(nbody_cache: Path, tmp_path: P
     assert [(r.epoch, r.train_loss, r.valid_error) for r in ra] == [(r.epoch, r.train_loss, r.valid_error) for r in rb]
     assert resumed.test_error == whole.test_error
     assert evaluate_run(tmp_path / "b", "test", device="cpu").value == pytest.approx(whole.test_error, rel=1e-12)
+
+
+def test_segnn_position_runs_clip_no_gradient_by_default(nbody_cache: Path, tmp_path: Path, qm9_cache: Path):
+    """The reference clips nothing: SEGNN on a positions cache resolves --clip to 0 and records it;
+    other models, and SEGNN on QM9, keep 10; an explicit --clip wins."""
+    opts = ("optimize_einsums=false",)
+    segnn = Trainer(TrainConfig(cache=str(nbody_cache), model="segnn", out=str(tmp_path / "s"), progress=False,
+                                model_options=opts))
+    assert segnn.config.clip == 0.0 and TrainConfig.load(tmp_path / "s").clip == 0.0
+    egnn = TrainConfig(cache=str(nbody_cache), model="egnn", out=str(tmp_path / "e"), progress=False)
+    assert Trainer(egnn).config.clip == 10.0
+    clipped = TrainConfig(cache=str(nbody_cache), model="segnn", out=str(tmp_path / "c"), clip=5.0, progress=False,
+                          model_options=opts)
+    assert Trainer(clipped).config.clip == 5.0
+    assert TrainConfig(cache=str(qm9_cache), target="U0", model="segnn").resolved().clip == 10.0
+
+
+def test_a_segnn_run_saved_before_the_reference_conventions_keeps_its_model(nbody_cache: Path, tmp_path: Path):
+    """A run saved before attr_normalization, relative_vector and output_init_scale existed (mean
+    aggregation recorded, gradients clipped at 10): evaluate gives the same numbers and --resume
+    continues it with its own model and clipping, not today's defaults."""
+    out = tmp_path / "old"
+    old = [f"{k}={v}" for k, v in OLD_CONVENTIONS.items()] + ["output_init_scale=0.001"]
+    config = tiny(nbody_cache, out, clip=10.0, model_options=("optimize_einsums=false", *old))
+    train(config, stop_after_epoch=1)
+    before = evaluate_run(out, "test", device="cpu").value
+    saved = json.loads((out / "config.json").read_text())  # rewrite the run as the empcn before the fields saved it
+    saved["model_options"] = ["optimize_einsums=false", "aggregation=mean"]
+    (out / "config.json").write_text(json.dumps(saved))
+    for name in ("best.pt", "last.pt"):
+        state = load_checkpoint(out / name)
+        for field in ("attr_normalization", "relative_vector", "output_init_scale"):
+            del state["meta"]["model_config"][field]
+        torch.save(state, out / name)
+    assert evaluate_run(out, "test", device="cpu").value == before
+    r = runner.invoke(app, ["train", "--resume", str(out), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert [rec.epoch for rec in read_records(out)] == [1, 2] and TrainConfig.load(out).clip == 10.0
+    resumed = load_trained(out, "last.pt").model.config
+    assert (resumed.aggregation, resumed.attr_normalization, resumed.relative_vector, resumed.output_init_scale) == (
+        "mean", "component", "x_i-x_j", 1e-3)
 
 
 def test_cli_trains_segnn_on_qm9(qm9_cache: Path, tmp_path: Path):
@@ -383,8 +539,6 @@ def test_float32_weights_loaded_into_a_float64_model_stay_exactly_equivariant(sy
     assert any("_w3j_" in k and v.dtype == torch.float32 for k, v in saved.items())
     model = SEGNNDynamics(cfg).double().eval()
     model.load_state_dict(saved)
-    with torch.no_grad():
-        model.core.pre_2.tp.weight.div_(OUTPUT_INIT_SCALE)
     base = model(systems)
     matrix, shift = orthogonal_maps(seed=10)[3][1:]
     assert_close(model(moved(systems, matrix, shift)), base @ matrix.T + shift, rtol=1e-12)

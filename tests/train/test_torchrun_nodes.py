@@ -1,4 +1,4 @@
-"""The README's multi-node command: two torchrun agents ("nodes") meeting by c10d rendezvous.
+"""The multi-node command of docs/scaling.md: two torchrun agents ("nodes") meeting by c10d rendezvous.
 
 Each agent runs ``-m empcn train`` with one rank, as two machines would (here both on 127.0.0.1):
 the ranks must form one world of 2, train on their halves of the data, and only rank 0 writes the

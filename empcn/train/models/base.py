@@ -19,10 +19,13 @@ class ModelConfig:
     ``SAVED_WITHOUT``: values of fields added after runs were saved without them (see
     :mod:`empcn.train.saved`). ``INPUT_FIELDS``: ``{"node" | "edge": field}`` — the config fields
     that take the width of the cache's node / edge features (none: the model builds its own inputs).
+    ``DEFAULT_CLIP``: the trainer's maximum gradient norm for this model when ``--clip`` is not given
+    (0 = none); a run records the value it used in its ``config.json``.
     """
 
     SAVED_WITHOUT: ClassVar[dict[str, Any]] = {}
     INPUT_FIELDS: ClassVar[dict[str, str]] = {}
+    DEFAULT_CLIP: ClassVar[float] = 10.0
     #: The bool field that switches a model's per-node scalar input (charges, masses) on, if it has one.
     NODE_SCALAR_FIELD: ClassVar[str] = "use_node_scalar"
 

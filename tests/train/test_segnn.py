@@ -449,6 +449,7 @@ def test_a_segnn_run_saved_before_the_reference_conventions_keeps_its_model(nbod
     (out / "config.json").write_text(json.dumps(saved))
     for name in ("best.pt", "last.pt"):
         state = load_checkpoint(out / name)
+        state["config"]["model_options"] = saved["model_options"]  # the run's one configuration, as config.json
         for field in ("attr_normalization", "relative_vector", "output_init_scale"):
             del state["meta"]["model_config"][field]
         torch.save(state, out / name)

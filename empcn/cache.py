@@ -9,28 +9,36 @@ Layout (``docs/cache-format.md`` is the full description):
   ``offsets[-1]``; the rows ``offsets[s]:offsets[s+1]`` belong to sample ``s`` of the shard. Index
   arrays carry an ``indexes`` attribute naming the group(s) they index, so a reader can check them.
 
-Everything is little-endian fixed-width (no pickles, no variable-length strings in data), written
-to a temporary name and renamed into place, and bytes are reproducible: same content, same file.
-Files are immutable once renamed, so any number of readers can open them at once (no HDF5 locks).
+Everything is little-endian fixed-width (no pickles, no variable-length strings in data), built in
+memory and written as a new temporary file renamed into place (:mod:`empcn.files`), and bytes are
+reproducible: same content, same file. Files are immutable once renamed, so any number of readers
+can open them at once (no HDF5 locks).
+
+A cache is exactly its entry file and the regular files inside its shards folder: every read checks
+that the manifest's shard paths stay in that folder, that each file is a regular file (never a link,
+FIFO or device), and that no HDF5 object keeps its data outside its file (external storage, external
+or soft links, virtual datasets) — the only exception being the entry file's own links to its shards.
 """
 
 from __future__ import annotations
 
 import bisect
+import errno
 import hashlib
 import io
 import json
 import os
-import tempfile
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import h5py
 import numpy as np
 
+from empcn import files
 from empcn.errors import EmpcnError
 from empcn.schema import EDGE_INDEX, NODE_GROUP, RING_SIZE, SLOT_NODE
 from empcn.schema import SAMPLE_GROUP  # re-exported: the group with one row per sample
@@ -110,42 +118,107 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.h5"
 
 
+def _shard_file_problem(file: str) -> str | None:
+    """Why a manifest's shard path is not ``<shards folder>/<file name>``, or None."""
+    parts = file.split("/")
+    if file.startswith("/") or PurePosixPath(file).is_absolute():
+        return "is an absolute path"
+    if ".." in parts:
+        return "leaves the shards folder"
+    if len(parts) != 2 or any(part in ("", ".") for part in parts) or "\\" in file or "\x00" in file:
+        return "is not a file inside the shards folder"
+    return None
+
+
+def shards_folder(entry: Path, recorded: str | None = None) -> Path:
+    """The folder holding the shards of the entry file ``entry``.
+
+    ``<stem>.shards`` beside the entry file, looked for first beside the file a symbolic link
+    ``entry`` leads to (``data/qm9.h5 → /shared/caches/qm9.h5`` reads ``/shared/caches/qm9.shards``),
+    then under the folder name the manifest recorded (``recorded``): a cache renamed as a pair
+    (``qm9.h5`` + ``qm9.shards`` → ``u0.h5`` + ``u0.shards``) and an entry file copied alone beside
+    its original's shards both read. The shards' sha256 in the manifest decide whether they are its own.
+    """
+    entry = Path(entry)
+    real = Path(os.path.realpath(entry))
+    candidates = [shard_dir(real)]
+    if recorded:
+        candidates.append(real.parent / recorded)
+    candidates.append(shard_dir(entry))
+    if recorded:
+        candidates.append(entry.parent / recorded)
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+def shard_paths(entry: Path, manifest: Mapping[str, Any]) -> list[Path]:
+    """The shard files of a checked manifest (``_check_manifest``), in order, inside :func:`shards_folder`."""
+    shards = manifest.get("shards", [])
+    if not shards:
+        return []
+    folder = shards_folder(entry, PurePosixPath(shards[0]["file"]).parts[0])
+    return [folder / PurePosixPath(meta["file"]).name for meta in shards]
+
+
+def check_self_contained(f: h5py.File, path: Path, entry: bool = False) -> None:
+    """CacheError unless every object of the open HDF5 file ``f`` keeps its data inside the file.
+
+    Refused before any data is read: datasets stored in external files or virtual (data mapped from
+    other files), external links (an entry file's ``shards/<k>`` links excepted: for ``h5ls`` only,
+    readers never follow them), soft and user-defined links (empcn writes none). A checksum covers
+    only the file's own bytes, so data living elsewhere could change under an intact digest.
+    """
+    problems: list[str] = []
+
+    def visit(name: str, link: Any) -> None:
+        if isinstance(link, h5py.HardLink):
+            obj = f[name]
+            if isinstance(obj, h5py.Dataset):
+                if obj.is_virtual:
+                    problems.append(f"dataset '{name}' is virtual (its data lives in other files)")
+                elif obj.id.get_create_plist().get_external_count():
+                    problems.append(f"dataset '{name}' keeps its data in an external file")
+        elif isinstance(link, h5py.ExternalLink):
+            if not (entry and PurePosixPath(name).parent == PurePosixPath("shards")):
+                problems.append(f"'{name}' is an external link to {link.filename}")
+        else:
+            problems.append(f"'{name}' is a {type(link).__name__.lower()} (empcn writes none)")
+        return None
+
+    f.visititems_links(visit)
+    if problems:
+        raise CacheError(f"{path}: {problems[0]}; a cache file must hold all its data itself")
+
+
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    """sha256 of the regular file ``path`` (a link, FIFO or device is refused, never read)."""
+    return hashlib.sha256(files.read_regular(Path(path))).hexdigest()
 
 
 def file_mode() -> int:
     """The mode a new regular file gets under the process umask (0o644 under the usual 022)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
+    return files.file_mode()
 
 
 def temporary_beside(path: Path) -> Path:
-    """A new empty file ``.<name>.<random>.tmp`` in ``path``'s folder, mode as :func:`file_mode`.
+    """A new empty file ``.<name>.<random>.tmp`` in ``path``'s folder, mode as :func:`file_mode`
+    (created new, never through a link: :func:`empcn.files.new_temporary`)."""
+    fd, tmp = files.new_temporary(Path(path))
+    os.close(fd)
+    return tmp
 
-    ``mkstemp`` creates 0600 files whatever the umask; the chmod makes caches and checkpoints written
-    into a shared folder readable to the team, as any other file there.
+
+def _hdf5_image(write: Any) -> bytes:
+    """The bytes of an HDF5 file built in memory by ``write(h5py.File)`` (nothing touches the disk).
+
+    The image is taken after a flush, before the file is closed: the same bytes HDF5 writes to a
+    file on disk (tested against the files earlier versions wrote), so a full disk can only fail the
+    plain write of these bytes afterwards, never HDF5 half-way through a file.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, file_mode())
-    finally:
-        os.close(fd)
-    return Path(tmp)
-
-
-_temporary_beside = temporary_beside
-
-
-def _replace_atomically(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    name = f"empcn-{uuid.uuid4().hex}.h5"  # an in-memory file's name only has to be unique in this process
+    with h5py.File(name, "w", driver="core", backing_store=False, libver=("earliest", "v110")) as f:
+        write(f)
+        f.flush()
+        return bytes(f.id.get_file_image())
 
 
 def _le(array: np.ndarray) -> np.ndarray:
@@ -177,38 +250,35 @@ def write_shard(path: Path, content: ShardContent) -> str:
     """Write ``content`` to ``path`` atomically (temporary file + rename); return its sha256."""
     path = Path(path)
     check_shard_content(content, where=str(path))
-    tmp = _temporary_beside(path)
-    try:
-        with h5py.File(tmp, "w", libver=("earliest", "v110")) as f:
-            f.attrs["format"] = FORMAT_NAME
-            f.attrs["format_version"] = FORMAT_VERSION
-            for key in sorted(content.attrs):
-                f.attrs[key] = _json_attr(content.attrs[key])
-            # Where HDF5 puts a dataset's chunks depends on when they leave its chunk cache, i.e. when
-            # the dataset is closed, which is when Python frees it, unless something else still holds
-            # it (a sampling profiler such as Dask's, a debugger). The flushes below fix that moment
-            # where CPython's reference counting put it (one array is flushed once the next exists),
-            # so the bytes depend on nothing else.
-            previous = None
-            for gname in sorted(content.groups):
-                group = content.groups[gname]
-                g = f.create_group(gname)
-                _write_array(g, "offsets", np.asarray(group.offsets, dtype=np.int64)).flush()
-                for aname in sorted(group.arrays):
-                    ds = _write_array(g, aname, group.arrays[aname])
-                    if previous is not None:
-                        previous.flush()
-                    previous = ds
-                    if aname in group.indexes:
-                        ds.attrs["indexes"] = ",".join(group.indexes[aname])
-            if previous is not None:
-                previous.flush()
-        digest = sha256_file(tmp)
-        _replace_atomically(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return digest
+
+    def write(f: h5py.File) -> None:
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        for key in sorted(content.attrs):
+            f.attrs[key] = _json_attr(content.attrs[key])
+        # Where HDF5 puts a dataset's chunks depends on when they leave its chunk cache, i.e. when
+        # the dataset is closed, which is when Python frees it, unless something else still holds
+        # it (a sampling profiler such as Dask's, a debugger). The flushes below fix that moment
+        # where CPython's reference counting put it (one array is flushed once the next exists),
+        # so the bytes depend on nothing else.
+        previous = None
+        for gname in sorted(content.groups):
+            group = content.groups[gname]
+            g = f.create_group(gname)
+            _write_array(g, "offsets", np.asarray(group.offsets, dtype=np.int64)).flush()
+            for aname in sorted(group.arrays):
+                ds = _write_array(g, aname, group.arrays[aname])
+                if previous is not None:
+                    previous.flush()
+                previous = ds
+                if aname in group.indexes:
+                    ds.attrs["indexes"] = ",".join(group.indexes[aname])
+        if previous is not None:
+            previous.flush()
+
+    image = _hdf5_image(write)
+    files.write_atomic(path, image)
+    return hashlib.sha256(image).hexdigest()
 
 
 def digest_path(shard: Path) -> Path:
@@ -223,20 +293,13 @@ def digest_path(shard: Path) -> Path:
 
 def write_digest(shard: Path, digest: str) -> None:
     """Record ``digest`` for ``shard`` (atomically, like every file of the cache)."""
-    target = digest_path(shard)
-    tmp = temporary_beside(target)
-    try:
-        tmp.write_text(digest + "\n")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    files.write_text_atomic(digest_path(shard), digest + "\n")
 
 
 def recorded_digest(shard: Path) -> str | None:
     """The digest :func:`write_digest` recorded for ``shard``, or None when absent or unreadable."""
     try:
-        text = digest_path(shard).read_text().strip()
+        text = files.read_regular(digest_path(shard)).decode("ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
     return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
@@ -252,14 +315,11 @@ def read_shard(path: Path, sha256: str | None = None, version: int | None = None
     """
     path = Path(path)
     try:
-        if sha256 is not None:
-            data = path.read_bytes()
-            if hashlib.sha256(data).hexdigest() != sha256:
-                raise CacheError(f"{path}: sha256 mismatch (shard changed or damaged since the lift); lift it again")
-            source: Any = io.BytesIO(data)
-        else:
-            source = path
-        with h5py.File(source, "r", **({"locking": False} if sha256 is None else {})) as f:
+        data = files.read_regular(path)  # never a link, FIFO or device; never blocks
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+            raise CacheError(f"{path}: sha256 mismatch (shard changed or damaged since the lift); lift it again")
+        with h5py.File(io.BytesIO(data), "r") as f:
+            check_self_contained(f, path)
             if f.attrs.get("format") != FORMAT_NAME:
                 raise CacheError(f"{path}: not an {FORMAT_NAME} shard")
             found = int(f.attrs.get("format_version", -1))
@@ -287,6 +347,12 @@ def read_shard(path: Path, sha256: str | None = None, version: int | None = None
         raise
     except FileNotFoundError:
         raise CacheError(f"{path}: missing shard (deleted or moved?); lift it again") from None
+    except files.NotRegularFile as exc:
+        raise CacheError(f"{path}: {exc.what}, not a shard file (a cache holds only regular files)") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CacheError(f"{path}: a symbolic link, not a shard file (a cache holds only regular files)") from None
+        raise CacheError(f"{path}: unreadable shard ({_reason(exc)})") from None
     except _DECODE_ERRORS as exc:
         raise CacheError(f"{path}: unreadable shard ({_reason(exc)})") from None
     if SAMPLE_GROUP not in groups:
@@ -341,25 +407,22 @@ def write_entry(
 ) -> None:
     """Write the entry file atomically: manifest JSON, split index arrays, external links to shards."""
     entry = Path(entry)
-    tmp = _temporary_beside(entry)
-    try:
-        with h5py.File(tmp, "w", libver=("earliest", "v110")) as f:
-            f.attrs["format"] = FORMAT_NAME
-            f.attrs["format_version"] = FORMAT_VERSION
-            text = json.dumps(manifest, sort_keys=True, indent=1).encode("utf-8")
-            f.attrs["manifest_sha256"] = hashlib.sha256(text).hexdigest()
-            # flushed at once, whoever holds the datasets (see write_shard)
-            f.create_dataset("manifest", data=np.frombuffer(text, dtype=np.uint8)).flush()
-            sg = f.create_group("splits")
-            for name in sorted(splits):
-                _write_array(sg, name, np.asarray(splits[name], dtype=np.int64)).flush()
-            links = f.create_group("shards")
-            for k, rel in enumerate(shard_files):
-                links[f"{k:05d}"] = h5py.ExternalLink(rel, "/")
-        _replace_atomically(tmp, entry)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    def write(f: h5py.File) -> None:
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        text = json.dumps(manifest, sort_keys=True, indent=1).encode("utf-8")
+        f.attrs["manifest_sha256"] = hashlib.sha256(text).hexdigest()
+        # flushed at once, whoever holds the datasets (see write_shard)
+        f.create_dataset("manifest", data=np.frombuffer(text, dtype=np.uint8)).flush()
+        sg = f.create_group("splits")
+        for name in sorted(splits):
+            _write_array(sg, name, np.asarray(splits[name], dtype=np.int64)).flush()
+        links = f.create_group("shards")
+        for k, rel in enumerate(shard_files):
+            links[f"{k:05d}"] = h5py.ExternalLink(rel, "/")
+
+    files.write_atomic(entry, _hdf5_image(write))
 
 
 def _read_entry(entry: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -374,7 +437,9 @@ def _read_entry(entry: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if not entry.exists():
         raise CacheError(f"{entry}: no such cache (run `empcn lift` first)")
     try:
-        with h5py.File(entry, "r", locking=False) as f:
+        data = files.read_regular(entry, follow=True)  # a link to the entry file is fine; a FIFO is not
+        with h5py.File(io.BytesIO(data), "r") as f:
+            check_self_contained(f, entry, entry=True)
             if f.attrs.get("format") != FORMAT_NAME:
                 raise CacheError(f"{entry}: not an {FORMAT_NAME} file")
             if "manifest" not in f and "offsets" in f.get(SAMPLE_GROUP, {}):
@@ -396,6 +461,8 @@ def _read_entry(entry: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             splits = {name: np.asarray(ds[()], dtype=np.int64) for name, ds in f["splits"].items()}
     except CacheError:
         raise
+    except files.NotRegularFile as exc:
+        raise CacheError(f"{entry}: {exc.what}, not a cache entry file") from None
     except _DECODE_ERRORS as exc:
         raise CacheError(f"{entry}: unreadable cache entry file ({_reason(exc)})") from None
     _check_manifest(entry, manifest, version)
@@ -437,7 +504,13 @@ def _check_manifest(entry: Path, manifest: Any, version: int) -> None:
             raise bad(f"shards[{k}]")
         if rng[0] != expected or rng[1] < rng[0]:
             raise bad(f"shards[{k}] covers samples {rng}, expected to start at {expected}")
+        problem = _shard_file_problem(meta["file"])
+        if problem:
+            raise CacheError(f"{entry}: manifest's shards[{k}] file {meta['file']!r} {problem}; a cache is its "
+                             "entry file and the files inside its shards folder")
         expected = rng[1]
+    if len({PurePosixPath(m["file"]).parts[0] for m in shards}) > 1:
+        raise bad("shard files in more than one folder")
     if expected != counts["samples"]:
         raise bad(f"shards hold {expected} samples, counts say {counts['samples']}")
     targets = manifest.get("targets")
@@ -469,7 +542,7 @@ class Cache:
         self.path = Path(path)
         self.manifest, self.splits = _read_entry(self.path)
         self.format_version = int(self.manifest["format_version"])
-        self._root = self.path.parent
+        self._shard_paths = shard_paths(self.path, self.manifest)
         shards = self.manifest["shards"]
         self._starts = [int(s["samples"][0]) for s in shards]
         self._stops = [int(s["samples"][1]) for s in shards]
@@ -490,7 +563,8 @@ class Cache:
         return self._starts[k], self._stops[k]
 
     def shard_path(self, k: int) -> Path:
-        return self._root / self.manifest["shards"][k]["file"]
+        """Shard ``k``'s file, inside the cache's shards folder (:func:`shard_paths`)."""
+        return self._shard_paths[k]
 
     # -- access -----------------------------------------------------------------------------
     def shard(self, k: int) -> ShardContent:
@@ -667,14 +741,19 @@ def verify_cache(path: Path | str, progress: bool = False) -> VerifyReport:
 
         iterator = tqdm(shards, desc="verify", unit="shard")
     checked = 0
+    paths = shard_paths(path, manifest)
     for k, meta in enumerate(iterator):
-        spath = path.parent / meta["file"]
+        spath = paths[k]
         start, stop = meta["samples"]
         if start != expected_start:
             problems.append(f"{spath}: sample range starts at {start}, expected {expected_start}")
         expected_start = stop
-        if not spath.exists():
+        what = files.describe_path(spath)
+        if what == "missing":
             problems.append(f"{spath}: missing shard")
+            continue
+        if what is not None:  # never opened: a FIFO would block, /dev/zero never end
+            problems.append(f"{spath}: {what}, not a shard file (a cache holds only regular files)")
             continue
         try:
             content = read_shard(spath, sha256=meta["sha256"], version=version)
@@ -698,7 +777,7 @@ def missing_shards(path: Path | str) -> list[Path]:
     """Shard files the manifest lists that are not on disk (a cheap check: no file is read)."""
     path = Path(path)
     manifest, _ = _read_entry(path)
-    return [path.parent / s["file"] for s in manifest["shards"] if not (path.parent / s["file"]).is_file()]
+    return [p for p in shard_paths(path, manifest) if files.describe_path(p) is not None]
 
 
 def cache_size_bytes(path: Path | str) -> int:
@@ -706,5 +785,5 @@ def cache_size_bytes(path: Path | str) -> int:
     path = Path(path)
     manifest, _ = _read_entry(path)
     return path.stat().st_size + sum(
-        (path.parent / s["file"]).stat().st_size for s in manifest["shards"] if (path.parent / s["file"]).exists()
+        p.lstat().st_size for p in shard_paths(path, manifest) if files.describe_path(p) is None
     )

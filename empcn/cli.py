@@ -198,6 +198,10 @@ def predict(
     except (PredictError, *commands._user_errors()) as exc:
         commands._fail(commands.one_line(exc))
     failures = [r for r in results if isinstance(r, Failure)]
+    if any(not getattr(r, "checked", True) for r in results):
+        typer.echo(f"note: {run} was saved without statistics of its training data: the molecules are not checked "
+                   "against what the model was trained on (runs trained with this version record them)",
+                   err=True)
     if json_out:
         import dataclasses
         import json

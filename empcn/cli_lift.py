@@ -191,6 +191,7 @@ def run_lift(args: Sequence[str]) -> None:
             fail(f"--dataset {spec.name} needs {option.flag}: {option.help}")
     values = {o.field: ctx.params[o.param] for o in spec.options if o.param in given}
     run = {o.field: ctx.params[o.param] for o in spec.run_options if o.param in given}
+    config = None
     try:
         if "workers" not in run:
             from empcn.lift.pipeline import default_workers
@@ -200,6 +201,10 @@ def run_lift(args: Sequence[str]) -> None:
         path, reused = lift(config, spec, say=typer.echo)
     except EmpcnError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:  # Ctrl-C: one line (the workers are quiet, their temporary files removed)
+        where = getattr(config, "cache_dir", None) or getattr(config, "out", None) or "the cache"
+        fail(f"interrupted: {where}: nothing complete was written (`empcn lift … --resume` keeps the shards already "
+             "finished)", code=130)
     print_summary(path, reused)
 
 

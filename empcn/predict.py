@@ -4,6 +4,11 @@ A use case of both stages: the run's data set reads the files and lifts them as 
 (its spec's :class:`~empcn.lift.spec.PredictHook`, with the parameters the cache recorded), and the
 trained model predicts (:func:`empcn.train.evaluate.load_trained`). It lives beside the CLI, not in
 :mod:`empcn.train`, so the train stage stays free of RDKit and the lift.
+
+A molecule the lift refuses (a single atom, atoms at one point, …) is refused here too. Every
+prediction says whether the molecule lies outside what the model was trained on
+(:mod:`empcn.train.domain`: atom count, atoms per element, bond lengths); a run saved before its
+training domain was recorded predicts without that check and says so (``checked`` false).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from empcn.elements import element_name
 from empcn.errors import EmpcnError
 from empcn.lift.datasets import dataset
 from empcn.train.collate import collate
+from empcn.train.domain import TrainingDomain
 from empcn.train.evaluate import TrainedModel, load_trained
 from empcn.train.precision import autocast
 
@@ -29,15 +35,22 @@ class PredictError(EmpcnError):
 
 @dataclass(frozen=True)
 class Prediction:
-    """The model's value for one file, in ``unit`` (the manifest's unit and convention for ``target``)."""
+    """The model's value for one file, in ``unit`` (the manifest's unit and convention for ``target``).
+
+    ``outside``: every way the molecule lies outside the training molecules (empty: within them);
+    ``checked``: False when the run recorded no training domain (saved by an earlier version).
+    """
 
     file: str
     target: str
     value: float
     unit: str
+    outside: tuple[str, ...] = ()
+    checked: bool = True
 
     def line(self) -> str:
-        return f"{self.file}  {self.value:.6g} {self.unit}"
+        flag = f"  [outside the training data: {'; '.join(self.outside)}]" if self.outside else ""
+        return f"{self.file}  {self.value:.6g} {self.unit}{flag}"
 
 
 @dataclass(frozen=True)
@@ -57,8 +70,12 @@ def predict_files(
     others are still predicted. A run that cannot predict from files at all raises PredictError. The
     run's data set reads and lifts the files (its spec's ``predict`` hook).
     """
-    trained = trained or load_trained(Path(run_dir), device=device)
+    if trained is None:
+        from empcn.train.checkpoint import best_or_last
+
+        trained = load_trained(Path(run_dir), best_or_last(Path(run_dir))[0], device=device)
     meta = trained.meta
+    domain = TrainingDomain.from_dict(meta.domain)
     if trained.task.kind != "scalar":
         raise PredictError(
             f"{run_dir}: a positions run ({meta.dataset or 'N-body'}); `empcn predict` takes runs trained on "
@@ -90,6 +107,9 @@ def predict_files(
             try:
                 if isinstance(item, Exception):
                     raise item
+                z = getattr(item, "z", None)
+                if z is not None and len(z) < 2:  # as the lift refuses it (empcn.data.molecules, empcn.lift.sdf)
+                    raise PredictError(f"{label}: a single atom has no 3-D structure to lift")
                 sample = hook.lift(item, meta.lift_params, label)
                 if "nodes/z" in sample:  # atoms: only elements the model has an embedding for
                     check_elements(label, sample["nodes/z"])
@@ -104,6 +124,9 @@ def predict_files(
             cpu_batch = collate([s for _, s in chunk], spec)
             with autocast(trained.device, trained.dtype, trained.config.amp):
                 out = trained.model(cpu_batch.to(trained.device, trained.dtype))
-            for (k, _), v in zip(chunk, task.predictions(out, cpu_batch)):  # the task's unit
-                results[k] = Prediction(labels[k], task.target, v, task.prediction_unit)
+            for (k, sample), v in zip(chunk, task.predictions(out, cpu_batch)):  # the task's unit
+                outside = () if domain is None else tuple(
+                    domain.outside(sample["nodes/z"], sample["edges/index"], sample["edges/length"])
+                )
+                results[k] = Prediction(labels[k], task.target, v, task.prediction_unit, outside, domain is not None)
     return [r for r in results if r is not None]

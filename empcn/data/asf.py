@@ -23,6 +23,7 @@ matrix product over all frames at once.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +126,13 @@ def _elementary(axis: str, angle: np.ndarray) -> np.ndarray:
     return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
 
 
+def matmul3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for (stacks of) 3×3 matrices, each entry summed over k = 0, 1, 2 in that order with
+    elementwise operations: the same bits on any CPU (numpy's ``@`` calls BLAS, whose kernels round
+    differently from one CPU to another), so a MoCap lift gives the same cache everywhere."""
+    return a[..., :, 0:1] * b[..., 0:1, :] + a[..., :, 1:2] * b[..., 1:2, :] + a[..., :, 2:3] * b[..., 2:3, :]
+
+
 def axis_rotation(angles: np.ndarray, order: str) -> np.ndarray:
     """(..., 3, 3) rotation applying ``angles[..., k]`` about axis ``order[k]`` first to last.
 
@@ -133,7 +141,7 @@ def axis_rotation(angles: np.ndarray, order: str) -> np.ndarray:
     angles = np.asarray(angles, dtype=np.float64)
     out = np.broadcast_to(np.eye(3), (*angles.shape[:-1], 3, 3)).copy()
     for k, ax in enumerate(order):
-        out = _elementary(ax, angles[..., k]) @ out
+        out = matmul3(_elementary(ax, angles[..., k]), out)
     return out
 
 
@@ -143,7 +151,7 @@ def channel_rotation(values: np.ndarray, dof: tuple[str, ...]) -> np.ndarray:
     out = np.broadcast_to(np.eye(3), (t, 3, 3)).copy()
     for k, ch in enumerate(dof):
         if ch in ROTATION_CHANNELS:
-            out = _elementary(ch[1].upper(), values[:, k]) @ out
+            out = matmul3(_elementary(ch[1].upper(), values[:, k]), out)
     return out
 
 
@@ -168,7 +176,7 @@ def forward_kinematics(skeleton: Skeleton, channels: dict[str, np.ndarray]) -> n
             trans[:, TRANSLATION_CHANNELS.index(ch)] = root[:, k]
     c_root = axis_rotation(skeleton.root_orientation, skeleton.root_axis)
     pos[:, 0] = trans
-    rot[:, 0] = c_root @ channel_rotation(root, order) @ c_root.T
+    rot[:, 0] = matmul3(matmul3(c_root, channel_rotation(root, order)), c_root.T)
     for j, name in enumerate(skeleton.names[1:], start=1):
         bone = skeleton.bones[name]
         p = int(skeleton.parents[j])
@@ -177,8 +185,9 @@ def forward_kinematics(skeleton: Skeleton, channels: dict[str, np.ndarray]) -> n
         if bone.dof and values is None:
             raise KeyError(f"forward_kinematics: no channels for bone {name!r}")
         m = channel_rotation(np.asarray(values, dtype=np.float64), bone.dof) if bone.dof else np.eye(3)
-        rot[:, j] = rot[:, p] @ (c @ m @ c.T)
-        pos[:, j] = pos[:, p] + bone.length * (rot[:, j] @ bone.direction)
+        rot[:, j] = matmul3(rot[:, p], matmul3(matmul3(c, m), c.T))
+        r, d = rot[:, j], bone.direction
+        pos[:, j] = pos[:, p] + bone.length * (r[:, :, 0] * d[0] + r[:, :, 1] * d[1] + r[:, :, 2] * d[2])
     return pos
 
 
@@ -386,7 +395,8 @@ def _make_bones(lines: _Lines, raw: list[tuple[int, dict[str, object]]], angle: 
         if name in bones or name == "root":
             raise lines.error(n_name, f"bone {name!r} defined twice")
         n_dir, direction = fields["direction"]  # type: ignore[misc]
-        norm = float(np.linalg.norm(direction))
+        dx, dy, dz = (float(v) for v in direction)
+        norm = math.sqrt(dx * dx + dy * dy + dz * dz)  # not np.linalg.norm: BLAS rounds per CPU
         if not np.isfinite(norm) or norm == 0.0:
             raise lines.error(n_dir, f"bone {name!r}: direction has zero length")
         _, length = fields["length"]  # type: ignore[misc]

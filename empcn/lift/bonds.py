@@ -127,9 +127,7 @@ def _bonds(z: np.ndarray, pos: np.ndarray, mol: Chem.Mol | None, smiles: str) ->
         z, pos = z[perm], pos[perm]
         zl = z.tolist()
     zh = z[:nh]
-    gram = pos @ pos.T
-    sq = gram.diagonal()
-    d2 = (sq[:nh, None] + sq) - 2.0 * gram[:nh]  # (nh, N) squared heavy-to-any distances, Å²
+    d2 = squared_distances(pos[:nh], pos)  # (nh, N) squared heavy-to-any distances, Å²
 
     # bond[i, j], i < j: order of bond i-j; -1 for a bond of unknown order; 0 for none.
     bond = np.zeros((n, n), dtype=np.float32)
@@ -215,6 +213,16 @@ def _put_smiles_bonds(
     return True
 
 
+def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(A, B)`` squared distances between the points ``a`` (A, 3) and ``b`` (B, 3), from explicit
+    differences summed x, y, z in that order: elementwise operations only, so the same bits on any
+    CPU (a BLAS Gram product, ``|a|² + |b|² − 2 a·b``, rounds differently with each CPU's kernels and
+    loses precision for close pairs)."""
+    diff = a[:, None, :] - b[None, :, :]
+    dx, dy, dz = diff[..., 0], diff[..., 1], diff[..., 2]
+    return dx * dx + dy * dy + dz * dz
+
+
 def _put_geometric_bonds(bond: np.ndarray, zh: np.ndarray, d2: np.ndarray) -> None:
     """Mark heavy pairs with d_ij <= BOND_TOLERANCE (r_i + r_j) as bonds of unknown order (-1) in
     the heavy block of ``bond`` (N, N). zh: (H,) atomic numbers; d2: (H, H) squared distances, Å²."""
@@ -224,8 +232,7 @@ def _put_geometric_bonds(bond: np.ndarray, zh: np.ndarray, d2: np.ndarray) -> No
 
 def _put_hydrogen_pairs(bond: np.ndarray, pos: np.ndarray) -> None:
     """Bond each atom of an all-hydrogen molecule to its nearest other one (order 1) in ``bond``."""
-    diff = pos[:, None, :] - pos[None, :, :]
-    d2 = np.einsum("ijc,ijc->ij", diff, diff)
+    d2 = squared_distances(pos, pos)
     np.fill_diagonal(d2, np.inf)
     nearest = d2.argmin(axis=1)
     k = np.arange(pos.shape[0])

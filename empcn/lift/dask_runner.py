@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from empcn import files
 from empcn.lift.pipeline import BuildFn, LiftError, ShardJob, ShardResult, build_and_write, created_by
 
 LOCAL = "local"
@@ -111,7 +112,7 @@ def check_workers(client: Any, folder: Path, versions: Sequence[str]) -> None:
     """LiftError unless every connected worker sees ``folder`` (a file written here) and runs our versions."""
     token = secrets.token_hex(16)
     probe = folder / f".dask-probe-{token[:8]}.tmp"  # a leftover of a killed lift is removed as any .tmp
-    probe.write_text(token)
+    files.write_text_atomic(probe, token)
     try:
         try:
             answers = client.run(_probe, str(probe), token, list(versions))

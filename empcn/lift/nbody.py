@@ -318,8 +318,9 @@ def simulate_splits(config: NBodyLiftConfig) -> list[SplitArrays]:
     out: list[SplitArrays] = []
     try:
         if config.workers > 1 and len(config.splits) > 1:
-            with mp.get_context("fork").Pool(min(config.workers, len(config.splits))) as pool:
-                for arrays in pool.imap(run, jobs):
+            with mp.get_context("fork").Pool(min(config.workers, len(config.splits)),
+                                             initializer=pipeline.quiet_signals) as pool:  # Ctrl-C: one line
+                for arrays in pipeline.as_they_come(pool.imap(run, jobs)):
                     out.append(arrays)
                     if bar is not None:
                         bar.update(1)

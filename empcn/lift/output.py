@@ -6,7 +6,10 @@
   regular file, read-only folder, …), so a bad ``--out`` fails in a second, not after the whole source;
 * takes an exclusive, non-blocking ``flock`` on ``<out>.lock`` beside the entry file: a second lift
   into the same ``--out`` is refused with a message naming the first one's process id, never both
-  reporting success (the kernel drops the lock when the holder dies, ``kill -9`` included);
+  reporting success (the kernel drops the lock when the holder dies, ``kill -9`` included). The lock
+  file is opened without following links (:func:`empcn.files.open_lock_file`: a name taken by a
+  link, FIFO or hard link is refused, never written through) and removed only while it is still
+  the file this lift locked;
 * removes leftovers of killed lifts (``.*.tmp`` files of the entry and of the shards), which only a
   lock holder may do, since a running lift's temporary files look the same;
 * on failure, removes the folders it created if they are still empty.
@@ -14,7 +17,6 @@
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from empcn import cache as cache_format
+from empcn import files
 from empcn.lift.pipeline import LiftError
 
 
@@ -71,38 +74,21 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def _lock(out: Path) -> int:
-    """An fd holding the exclusive lock on ``<out>.lock`` (retrying if the file was replaced meanwhile)."""
-    path = lock_path(out)
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, cache_format.file_mode())
-        except OSError as exc:
-            raise LiftError(f"{out}: cannot create the lock file {path} ({exc.strerror or exc})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise OutputBusy(
-                    f"{out}: another lift (pid {holder}) is writing this cache; wait for it or choose another --out"
-                ) from None
-            raise LiftError(f"{out}: cannot lock {path} ({exc.strerror or exc})") from None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            return fd
-        os.close(fd)  # the previous holder removed the file between our open and flock: take the new one
+    """An fd holding the exclusive lock on ``<out>.lock`` (:func:`empcn.files.take_lock`)."""
+    try:
+        return files.take_lock(lock_path(out))
+    except files.LockHeld as exc:
+        raise OutputBusy(
+            f"{out}: another lift (pid {exc.holder}) is writing this cache; wait for it or choose another --out"
+        ) from None
+    except files.WriteError as exc:
+        raise LiftError(f"{out}: cannot lock this cache: {exc}") from None
 
 
 def wait_for_writer(out: Path) -> None:
     """Block until the lift now holding ``out``'s lock (if any) releases it; a stale lock file returns at once."""
     try:
-        fd = os.open(lock_path(out), os.O_RDONLY)
+        fd = files.open_regular(lock_path(out))
     except OSError:
         return
     try:
@@ -135,11 +121,13 @@ def claim_output(out: Path) -> Iterator[Path]:
         yield out
         ok = True
     finally:
-        if not ok:
+        if not ok:  # the workers have ended (a pool is joined when it is left): their temporary files go
+            remove_leftovers(out)
             folder = cache_format.shard_dir(out)
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
-        lock_path(out).unlink(missing_ok=True)
+        if files.same_file(lock_path(out), fd):  # never a link or file someone put there meanwhile
+            lock_path(out).unlink(missing_ok=True)
         os.close(fd)
         if not ok:
             _remove_empty(created)

@@ -133,12 +133,23 @@ def build_and_write(args: ShardJob, build: BuildFn) -> ShardResult:
 
 
 def _init_worker(parent: int | None = None) -> None:
-    """Worker set-up: one torch thread; in a forked worker, die with the parent (Linux)."""
+    """Worker set-up: one torch thread; in a forked worker, die with the parent (Linux), quietly."""
     import torch
 
     torch.set_num_threads(1)
     if parent is not None:
+        quiet_signals()
         _die_with_parent(parent)
+
+
+def quiet_signals() -> None:
+    """A forked worker ignores Ctrl-C: the terminal sends SIGINT to the whole process group, and the
+    parent alone answers it, in one line, by ending the pool (SIGTERM to the workers, which raise
+    nothing into a lock they may hold) and removing the temporary files they leave
+    (:func:`empcn.lift.output.claim_output`)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -155,6 +166,19 @@ def _die_with_parent(parent: int) -> None:
             pass
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def as_they_come(results: Any) -> Any:
+    """The items of a pool's ``imap`` iterator, waited for in short slices: a Ctrl-C that the kernel
+    delivers to one of the pool's helper threads still interrupts this (main) thread, which a wait
+    without a timeout would sleep through for ever."""
+    while True:
+        try:
+            yield results.next(timeout=0.2)
+        except mp.TimeoutError:
+            continue
+        except StopIteration:
+            return
 
 
 def run_shards(
@@ -211,7 +235,7 @@ def run_shards(
             ctx = mp.get_context("fork")
             pool_args = {"initializer": _init_worker, "initargs": (os.getpid(),)}
             with ctx.Pool(processes=min(workers, len(jobs)), **pool_args) as pool:
-                for res in pool.imap(_build_and_write, jobs, chunksize=1):
+                for res in as_they_come(pool.imap(_build_and_write, jobs, chunksize=1)):
                     results.append(res)
                     if bar is not None:
                         task = tasks[res.index]

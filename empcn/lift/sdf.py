@@ -5,7 +5,9 @@ is sanitised by RDKit, so bond orders are the file's with aromaticity perceived 
 the edge features QM9 uses). Targets come from SD tags. A record is skipped with its id and reason
 when RDKit cannot read or sanitise it, it has no 3-D coordinates, an atom has implicit hydrogens
 (the file does not list them, so they would be missing 0-cells), a target tag is missing or not a
-number, or its id was already seen.
+number, or its id was already seen. A record the file ends inside (data items but no ``$$$$`` after
+them: a file cut short, whose last value would read as another number) and a record whose title or
+tags are not UTF-8 text are skipped with their reason too; neither stops the lift.
 """
 
 from __future__ import annotations
@@ -51,8 +53,31 @@ def parse_target_tags(text: str) -> tuple[TargetTag, ...]:
 def _record_title(supplier: Chem.SDMolSupplier, index: int) -> str:
     try:
         return supplier.GetItemText(index).split("\n", 1)[0].strip()
-    except (RuntimeError, ValueError):
+    except (RuntimeError, ValueError):  # UnicodeDecodeError is a ValueError
         return ""
+
+
+def ends_inside_a_record(path: Path) -> bool:
+    """Whether the SD file ``path`` ends inside a record: text after its last ``$$$$`` line that is not
+    a complete molfile (a single record may omit ``$$$$`` when nothing follows its ``M  END``).
+
+    One pass over the lines, in constant memory.
+    """
+    import os
+
+    from empcn.files import open_regular
+
+    text = after_end = seen_end = False  # of the record after the last "$$$$" so far
+    with os.fdopen(open_regular(Path(path), follow=True), "rb") as f:
+        for line in f:
+            if line.strip() == b"$$$$":
+                text = after_end = seen_end = False
+            elif line.startswith(b"M  END"):
+                text, seen_end, after_end = True, True, False
+            elif line.strip():
+                text = True
+                after_end = after_end or seen_end
+    return text and (after_end or not seen_end)
 
 
 def molecule_arrays(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -100,28 +125,41 @@ def _open(path: Path) -> Chem.SDMolSupplier:
 
 
 def _records(
-    supplier: Chem.SDMolSupplier, targets: Sequence[TargetTag], id_tag: str | None
+    supplier: Chem.SDMolSupplier, targets: Sequence[TargetTag], id_tag: str | None, cut: bool = False
 ) -> Iterator[tuple[int, str, MoleculeRecord | str]]:
-    """``(1-based record number, id, record or the reason it is unusable)`` for every SD record, in order."""
-    for k in range(len(supplier)):
+    """``(1-based record number, id, record or the reason it is unusable)`` for every SD record, in order.
+
+    ``cut``: the file ends inside its last record (:func:`ends_inside_a_record`), which is then skipped.
+    """
+    count = len(supplier)
+    for k in range(count):
+        if cut and k == count - 1:
+            title = _record_title(supplier, k) or f"record {k + 1}"
+            yield k + 1, title, f"the file ends inside record {k + 1} (no $$$$ after its data: cut short?)"
+            continue
         mol = supplier[k]
         if mol is None:
             yield k + 1, _record_title(supplier, k) or f"record {k + 1}", f"RDKit cannot read or sanitise record {k + 1}"
             continue
-        if id_tag:
-            if not mol.HasProp(id_tag):
-                yield k + 1, mol.GetProp("_Name").strip() or f"record {k + 1}", f"no id tag {id_tag!r}"
-                continue
-            mol_id = mol.GetProp(id_tag).strip()
-        else:
-            mol_id = mol.GetProp("_Name").strip()
+        try:
+            if id_tag:
+                if not mol.HasProp(id_tag):
+                    yield k + 1, mol.GetProp("_Name").strip() or f"record {k + 1}", f"no id tag {id_tag!r}"
+                    continue
+                mol_id = mol.GetProp(id_tag).strip()
+            else:
+                mol_id = mol.GetProp("_Name").strip()
+            texts = [mol.GetProp(t.tag) if mol.HasProp(t.tag) else None for t in targets]
+        except UnicodeDecodeError:
+            yield k + 1, f"record {k + 1}", f"record {k + 1}'s title or tags are not UTF-8 text"
+            continue
         mol_id = mol_id or f"record {k + 1}"
-        absent = [t for t in targets if not mol.HasProp(t.tag)]
+        absent = [t for t, text in zip(targets, texts) if text is None]
         if absent:
             yield k + 1, mol_id, f"target {absent[0].name!r} is missing (no SD tag {absent[0].tag!r})"
             continue
         try:
-            y = np.array([parse_target(t.name, mol.GetProp(t.tag)) for t in targets], dtype=np.float64)
+            y = np.array([parse_target(t.name, text) for t, text in zip(targets, texts)], dtype=np.float64)
             z, pos, bonds, orders = molecule_arrays(mol)
         except ValueError as exc:
             yield k + 1, mol_id, str(exc)
@@ -139,7 +177,7 @@ def read_sdf(path: Path, targets: Sequence[TargetTag], id_tag: str | None = None
     skips = Skips(path, strict)
     records: list[MoleculeRecord] = []
     first_seen: dict[str, int] = {}
-    for number, mol_id, item in _records(_open(path), targets, id_tag):
+    for number, mol_id, item in _records(_open(path), targets, id_tag, ends_inside_a_record(path)):
         if mol_id in first_seen:
             skips.add(mol_id, f"duplicate id (record {number}; first seen in record {first_seen[mol_id]})")
             continue
@@ -153,4 +191,4 @@ def read_sdf(path: Path, targets: Sequence[TargetTag], id_tag: str | None = None
 
 def read_sdf_for_predict(path: Path) -> list[tuple[str, MoleculeRecord | str]]:
     """Every record of an SD file, in order, as ``(id, record)`` or ``(id, reason it cannot be used)``."""
-    return [(mol_id, item) for _, mol_id, item in _records(_open(path), (), None)]
+    return [(mol_id, item) for _, mol_id, item in _records(_open(path), (), None, ends_inside_a_record(path))]

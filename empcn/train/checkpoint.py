@@ -12,18 +12,17 @@ with ``torch.load(weights_only=True)``: opening one never runs pickled code.
 
 from __future__ import annotations
 
-import os
+import io
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from empcn.cache import file_mode
 from empcn.errors import EmpcnError
+from empcn.files import NotRegularFile, read_regular, write_atomic
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -42,12 +41,17 @@ class RunMeta:
     and its own record (:meth:`Task.record`: target, unit, normalisation, …); neighbourhoods: names
     collated into batches; lift_params: the cache manifest's ``params`` (rings kind, max_ring, …) so
     predict lifts new molecules the same way; plugins: ``"model"``/``"task"`` → ``{"distribution",
-    "version"}`` of an entry that came from a plug-in package (empty for built-ins).
+    "version"}`` of an entry that came from a plug-in package (empty for built-ins); domain:
+    statistics of the training molecules (:class:`empcn.train.domain.TrainingDomain`'s saved form)
+    that ``predict`` checks inputs against, empty for positions runs and runs saved before it.
 
     Runs saved before tasks had records held the scalar task's fields here (target, target_index,
     unit, mean, mad, reference, reference_species; position runs with dummies) and named position
     models ``*_dynamics``: :meth:`from_dict` reads that form too.
     """
+
+    #: Runs saved before the training domain was recorded predict without checking their inputs against it.
+    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"domain": {}}
 
     model: str
     model_config: dict[str, Any]
@@ -61,6 +65,7 @@ class RunMeta:
     cache_path: str  # absolute path of the cache trained on
     cache_fingerprint: str
     plugins: dict[str, dict[str, str]] = field(default_factory=dict)
+    domain: dict[str, Any] = field(default_factory=dict)
 
     def plugin(self, kind: str) -> str | None:
         """The distribution a plug-in ``kind`` ("model" or "task") of this run came from, or None."""
@@ -153,22 +158,14 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file in the same folder, fsync, ``os.replace``)."""
+    """Write ``state`` to ``path`` atomically: serialised in memory, then a new temporary file in the
+    same folder, fsync, ``os.replace`` (:func:`empcn.files.write_atomic`: never through a planted link;
+    a full disk is a one-line :class:`~empcn.files.WriteError` and leaves the old file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        os.fchmod(fd, file_mode())  # mkstemp makes 0600 files; a run folder is shared like any other
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return write_atomic(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -177,7 +174,13 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        data = read_regular(path, follow=True)  # a FIFO or device is refused, never read
+    except NotRegularFile as exc:
+        raise CheckpointError(f"{path}: {exc.what}, not a checkpoint file") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({exc.strerror or exc})") from None
+    try:
+        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001  (torch raises many kinds on corrupt files)
         first = " ".join(str(exc).split())[:200]
         raise CheckpointError(f"{path}: unreadable checkpoint ({exc.__class__.__name__}: {first})") from None
@@ -192,3 +195,23 @@ def run_checkpoint(run_dir: Path, which: str = BEST, map_location: str | torch.d
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run folder")
     return load_checkpoint(run_dir / which, map_location)
+
+
+def best_or_last(run_dir: Path) -> tuple[str, str]:
+    """``(checkpoint to evaluate, note)``: ``best.pt``, or ``last.pt`` with a note saying why when
+    ``best.pt`` is missing (a run stopped while writing it, e.g. on a full disk); CheckpointError
+    naming what is missing when neither is there."""
+    run_dir = Path(run_dir)
+    if (run_dir / BEST).exists() or not run_dir.is_dir():
+        return BEST, ""
+    if (run_dir / LAST).exists():
+        return LAST, (f"{run_dir / BEST} is missing (the run stopped while writing it?): "
+                      f"used {LAST}, the run's latest checkpoint, instead")
+    raise CheckpointError(f"{run_dir}: no checkpoint ({BEST} and {LAST} are both missing)")
+
+
+def resume_from(run_dir: Path) -> Path | None:
+    """The checkpoint a resumed run continues from: ``last.pt``, or ``best.pt`` when only it was written
+    (it holds a whole training state too); None when neither exists."""
+    run_dir = Path(run_dir)
+    return next((run_dir / name for name in (LAST, BEST) if (run_dir / name).exists()), None)

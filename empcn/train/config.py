@@ -227,15 +227,11 @@ class TrainConfig:
 
     def save(self, run_dir: Path) -> Path:
         """Write ``config.json`` into ``run_dir`` (atomically) and return its path."""
-        import os
+        from empcn.files import write_text_atomic
 
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / CONFIG_FILE
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_json() + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(run_dir / CONFIG_FILE, self.to_json() + "\n")
 
     @staticmethod
     def load(run_dir: Path) -> "TrainConfig":
@@ -243,9 +239,11 @@ class TrainConfig:
         path = Path(run_dir) / CONFIG_FILE
         if not path.exists():
             raise ConfigError(f"{path}: no such file (is {run_dir} a run folder of `empcn train`?)")
+        from empcn.files import read_regular
+
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            data = json.loads(read_regular(path, follow=True))  # a FIFO or device is refused, never read
+        except (OSError, ValueError) as exc:
             raise ConfigError(f"{path}: unreadable run config ({exc})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: not a JSON object")

@@ -19,9 +19,15 @@ import torch
 from torch import nn
 
 from empcn.cache import CacheError
-from empcn.errors import RegistryError
-from empcn.train.checkpoint import BEST, CheckpointError, RunMeta, run_checkpoint
 from empcn.elements import element_name, symbols
+from empcn.errors import RegistryError
+from empcn.train.checkpoint import (
+    BEST,
+    CheckpointError,
+    RunMeta,
+    best_or_last,
+    run_checkpoint,
+)
 from empcn.train.collate import CollateSpec, unseen_elements
 from empcn.train.config import TrainConfig
 from empcn.train.distributed import DistEnv, all_reduce_sum, resolve_device
@@ -52,7 +58,7 @@ class EvalResult:
     epoch: int
     noun: str = "molecules"
     plot: str = ""  # the parity plot written ("" when none)
-    note: str = ""  # why no parity plot was written, when one was asked for
+    note: str = ""  # why no parity plot was written, when one was asked for; a missing best.pt
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -107,6 +113,8 @@ def collate_spec(meta: RunMeta, fields: tuple[str | tuple[str, ...], ...] = ()) 
 def load_trained(run_dir: Path, which: str = BEST, device: str = "auto") -> TrainedModel:
     """The model of ``run_dir/which`` on ``device``; CheckpointError naming the file when unusable
     (a missing plug-in: one line naming its package)."""
+    from empcn.train.saved_checks import check_weights_fit
+
     dev = resolve_device(device)
     path = Path(run_dir) / which
     state = run_checkpoint(Path(run_dir), which, map_location="cpu")
@@ -115,6 +123,9 @@ def load_trained(run_dir: Path, which: str = BEST, device: str = "auto") -> Trai
         config = TrainConfig.from_dict(state["config"])
         task = task_from_meta(meta)
         model_config = saved_config(meta.model, meta.model_config, task.models_serve(), meta.plugin("model"))
+        check_weights_fit(  # before building
+            Path(run_dir) / which, meta.model, meta.model_config, state["model"], task.models_serve()
+        )
         model = build_model(meta.model, model_config, task.models_serve())
         model.load_state_dict(state["model"])
     except RegistryError as exc:
@@ -178,10 +189,14 @@ def evaluate_run(
     """The task's metric (MAE or MSE) of ``run_dir``'s best model on ``split`` of its cache (or ``cache``).
 
     ``plot``: also draw the parity plot into ``run_dir/parity_<split>.png`` (a run folder that cannot
-    be written is no error: the result's ``note`` says why there is no plot).
+    be written is no error: the result's ``note`` says why there is no plot). A run without ``best.pt``
+    (stopped while writing it) is evaluated at ``last.pt``, and the ``note`` says so.
     """
     from empcn.train.dataset import CacheLayout, ShardStream, make_loader
 
+    best_missing = ""
+    if which == BEST:
+        which, best_missing = best_or_last(Path(run_dir))
     trained = load_trained(run_dir, which, device)
     meta, config, task = trained.meta, trained.config, trained.task
     path = _find_cache(run_dir, cache, config, meta)
@@ -209,13 +224,15 @@ def evaluate_run(
     value, n = task_error(
         trained.model, make_loader(stream, workers), trained.device, trained.dtype, amp, task, pairs=pairs
     )
-    result = EvalResult(str(run_dir), split, task.target, task.unit, task.metric, value, n, trained.epoch, task.sample_noun)
+    result = EvalResult(str(run_dir), split, task.target, task.unit, task.metric, value, n, trained.epoch, task.sample_noun,
+                        note=best_missing)
     if pairs is None:
         return result
     try:
         path = write_parity(Path(run_dir), result, pairs, task)
     except OSError as exc:
-        return dataclasses.replace(result, note=f"no parity plot: {Path(run_dir)}: {exc.strerror or exc}")
+        why = str(exc) if exc.strerror is None else f"{Path(run_dir)}: {exc.strerror}"
+        return dataclasses.replace(result, note="; ".join(filter(None, [best_missing, f"no parity plot: {why}"])))
     return dataclasses.replace(result, plot=str(path))
 
 

@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from empcn import schema
 from empcn.cache import CacheError, verify_cache
-from empcn.errors import EmpcnError
+from empcn.errors import EmpcnError, RegistryError
+from empcn.files import WriteError
 from empcn.train import metrics as metrics_io
 from empcn.train.checkpoint import (
     BEST,
@@ -40,10 +42,9 @@ from empcn.train.checkpoint import (
     capture_rng,
     load_checkpoint,
     restore_rng,
+    resume_from,
     save_checkpoint,
 )
-from empcn import schema
-from empcn.errors import RegistryError
 from empcn.train.collate import CollateSpec, manifest_species
 from empcn.train.config import ScheduleChoice, TrainConfig
 from empcn.train.dataset import CacheLayout, ShardStream, make_loader, subset_of_split
@@ -61,7 +62,8 @@ from empcn.train.evaluate import task_error
 from empcn.train.models.base import field_names, missing_fields
 from empcn.train.models.registry import ModelChoice, resolve, saved_config
 from empcn.train.precision import DTYPES, autocast
-from empcn.train.tasks.base import Task, TaskError, task_for_cache
+from empcn.train.run_lock import RunFolderBusy, RunFolderLock
+from empcn.train.tasks.base import Task, TaskError, task_for_cache, task_from_meta
 
 #: Seconds between two redraws of ``learning_curve.png`` (drawing costs ~0.1–0.3 s; N-body epochs ~1 s).
 PLOT_EVERY_S = 60.0
@@ -228,7 +230,32 @@ class Trainer:
         self.log = _Log(self.env)
         self.device = self.env.device
         self.dtype = DTYPES[self.config.dtype]
-        self._setup()
+        self._lock: RunFolderLock | None = None  # rank 0's hold on the run folder, from set-up to the run's end
+        self._created_run_dir = False
+        self._best_missing = False
+        try:
+            self._setup()
+        except BaseException:
+            self._let_go(failed=True)
+            raise
+
+    def _let_go(self, failed: bool = False) -> None:
+        """Release the run folder's writer lock; after a failed set-up, remove the folder if this run made
+        it and left nothing but the lock file in it."""
+        lock, self._lock = self._lock, None
+        if lock is None:
+            return
+        lock.release()
+        if failed and self._created_run_dir:
+            from empcn.train.run_lock import LOCK_FILE
+
+            if {p.name for p in self.run_dir.iterdir()} <= {LOCK_FILE}:
+                (self.run_dir / LOCK_FILE).unlink(missing_ok=True)
+                self.run_dir.rmdir()
+
+    def close(self) -> None:
+        """Let go of the run folder (``run()`` does this when it ends; a trainer that is never run may)."""
+        self._let_go()
 
     # -- set-up ---------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -248,8 +275,10 @@ class Trainer:
             has_node_scalar=any(k in stored for k in schema.NODE_SCALAR_FIELDS),
         )
         # read once; _check_run_folder has made sure it exists when resuming
-        resume_state = load_checkpoint(self.run_dir / LAST, map_location="cpu") if self.resume else None
+        resume_path = resume_from(self.run_dir) if self.resume else None
+        resume_state = load_checkpoint(resume_path, map_location="cpu") if resume_path is not None else None
         if resume_state is not None:
+            self._check_saved(resume_path, resume_state)
             # the run's own model, not today's defaults (a default may have changed since it started)
             saved = RunMeta.from_dict(resume_state["meta"])
             if (saved.model, saved.task) == (self.model_name, task.kind):  # the same model variant
@@ -338,11 +367,12 @@ class Trainer:
             cache_path=str(Path(cfg.cache).resolve()),
             cache_fingerprint=self.layout.fingerprint(),
             plugins=_plugins(self.model_choice, task),
+            domain=self._training_domain(),
         )
         self.state = RunState()
         self._last_plot = -math.inf
         if resume_state is not None:
-            self._load_last(resume_state)
+            self._load_last(resume_state, resume_path)
             if env.is_main and TrainConfig.load(self.run_dir).epochs != cfg.epochs:
                 cfg.save(self.run_dir)  # --epochs extended the run
                 self.log(f"extending {self.run_dir} to {cfg.epochs} epochs")
@@ -350,15 +380,27 @@ class Trainer:
             cfg.save(self.run_dir)
         barrier(env)
 
+    def _training_domain(self) -> dict[str, Any]:
+        """What ``predict`` checks molecules against (:mod:`empcn.train.domain`): statistics of the
+        molecules trained on; empty for a positions cache."""
+        from empcn.train.domain import training_domain
+
+        if self.task.kind != "scalar":
+            return {}
+        domain = training_domain(self.layout, self.train_idx)
+        return domain.to_dict() if domain is not None else {}
+
     def _check_run_folder(self) -> None:
-        """Rank 0 looks (before anyone writes there), every rank gets its verdict."""
+        """Rank 0 takes the run folder's writer lock and looks (before anyone writes there), every rank
+        gets its verdict."""
         problem = None
         if self.env.is_main:
             last = self.run_dir / LAST
-            problem = _unwritable(self.run_dir)
-            if problem is None and self.resume and not last.exists():
+            problem = _unwritable(self.run_dir) or self._hold_run_folder()
+            if problem is None and self.resume and resume_from(self.run_dir) is None:
                 problem = f"{self.run_dir}: nothing to resume (no {LAST})"
-            elif problem is None and not self.resume and last.exists():  # a folder whose run never finished an epoch may be reused
+            elif problem is None and not self.resume and (last.exists() or (self.run_dir / BEST).exists()):
+                # a folder whose run never finished an epoch may be reused
                 problem = (
                     f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
                     "or choose another --out"
@@ -367,9 +409,40 @@ class Trainer:
         if problem:
             raise TrainError(problem)
 
-    def _load_last(self, state: dict[str, Any]) -> None:
-        """Continue from ``state``, the run's ``last.pt`` as read by :func:`load_checkpoint`."""
-        path = self.run_dir / LAST
+    def _hold_run_folder(self) -> str | None:
+        """Take the run folder's writer lock (:mod:`empcn.train.run_lock`), creating the folder when
+        needed; why not, when another process writes there or the lock file cannot be made."""
+        try:
+            if not self.run_dir.exists():
+                self.run_dir.mkdir(parents=True)
+                self._created_run_dir = True
+            self._lock = RunFolderLock(self.run_dir)
+        except (RunFolderBusy, WriteError) as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"--out {self.run_dir}: cannot write a run there ({exc.strerror or exc})"
+        return None
+
+    def _check_saved(self, path: Path, state: dict[str, Any]) -> None:
+        """Refuse a checkpoint whose config disagrees with ``config.json`` or whose weights do not fit its
+        model config, before any model is built from it (:mod:`empcn.train.saved_checks`)."""
+        from empcn.train.config import CONFIG_FILE
+        from empcn.train.saved_checks import check_config_agrees, check_weights_fit
+
+        try:
+            if "config" in state:
+                check_config_agrees(self.run_dir / CONFIG_FILE, self.config, path, state["config"])
+            saved = RunMeta.from_dict(state["meta"])
+            check_weights_fit(path, saved.model, saved.model_config, state["model"], task_from_meta(saved).models_serve())
+        except EmpcnError as exc:
+            raise TrainError(str(exc)) from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TrainError(f"{path}: does not fit this empcn ({' '.join(str(exc).split())[:200]})") from None
+
+    def _load_last(self, state: dict[str, Any], path: Path | None = None) -> None:
+        """Continue from ``state``, the run's ``last.pt`` (or, when only it was written, ``best.pt``) as
+        read by :func:`load_checkpoint`."""
+        path = path or self.run_dir / LAST
         saved = RunMeta.from_dict(state["meta"])
         if saved.cache_fingerprint != self.meta.cache_fingerprint:
             raise TrainError(f"{self.config.cache}: not the cache run {self.run_dir} was trained on (fingerprint differs)")
@@ -383,12 +456,21 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.state = RunState(**state["state"])
+        if not saved.domain and self.meta.domain:  # a run saved before the domain was recorded gets it now
+            saved = replace(saved, domain=self.meta.domain)
         self.task = self.task.restored(saved.task_record)  # keeps the normalisation the run started with
         self.meta = replace(saved, task_record=self.task.record())  # saved in today's form from now on
         restore_rng(state["rng"])
         if self.env.is_main:
-            metrics_io.truncate_records(self.run_dir, self.state.epoch)
-        self.log(f"resuming {self.run_dir} after epoch {self.state.epoch} (step {self.state.step})")
+            try:
+                metrics_io.truncate_records(self.run_dir, self.state.epoch)
+            except metrics_io.MetricsError as exc:
+                raise TrainError(str(exc)) from None
+        self.log(f"resuming {self.run_dir} after epoch {self.state.epoch} (step {self.state.step})"
+                 + (f" from {path.name} ({LAST} is missing)" if path.name != LAST else ""))
+        # A run stopped while writing best.pt (a full disk, before best.pt was written ahead of last.pt)
+        # has no best model: the resumed run makes its latest state the best so far (see _run).
+        self._best_missing = self.state.best_epoch > 0 and not (self.run_dir / BEST).exists()
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _checkpoint_state(self) -> dict[str, Any]:
@@ -404,12 +486,18 @@ class Trainer:
         }
 
     def _save(self, improved: bool) -> None:
+        """``best.pt`` (when improved) and then ``last.pt`` of the current state.
+
+        In this order a failure between the two (a full disk) leaves ``last.pt`` one epoch behind a newer
+        ``best.pt``, from which the run resumes and redoes that epoch exactly, and never a ``best_epoch``
+        in ``last.pt`` whose ``best.pt`` was not written.
+        """
         if not self.env.is_main:
             return
         state = self._checkpoint_state()
-        save_checkpoint(self.run_dir / LAST, state)
         if improved:
             save_checkpoint(self.run_dir / BEST, state)
+        save_checkpoint(self.run_dir / LAST, state)
 
     # -- one epoch ------------------------------------------------------------------------------
     def _train_epoch(self, epoch: int, deadline: float | None) -> tuple[float, int, float, bool]:
@@ -492,9 +580,15 @@ class Trainer:
         flush = self.device.type == "cpu" and torch.set_flush_denormal(True)
         try:
             return self._run()
+        except WriteError as exc:
+            kept = resume_from(self.run_dir)
+            then = (f"the run keeps its checkpoint {kept.name}: free space or fix the folder, then "
+                    f"`empcn train --resume {self.run_dir}`" if kept is not None else "no checkpoint was written")
+            raise TrainError(f"{exc} ({then})") from None
         finally:
             if flush:
                 torch.set_flush_denormal(False)
+            self._let_go()
 
     def _run(self) -> metrics_io.RunResult:
         cfg, env = self.config, self.env
@@ -516,6 +610,15 @@ class Trainer:
             self.baselines = task.baselines(self.layout, self.train_idx, splits, tuple(self.spec.species))
             if self.state.epoch == 0 and "valid" in self.baselines:
                 self.log(self.baselines["valid"].line(self.unit))
+        if self._best_missing:  # every rank scores, rank 0 writes
+            valid = self.evaluate("valid")[0]
+            self.log(f"{self.run_dir / BEST} (epoch {self.state.best_epoch}) is missing: epoch {self.state.epoch} "
+                     f"(valid {task.metric} {valid:.5g} {self.unit}) is the best so far")
+            self.state.best_valid, self.state.best_epoch = valid, self.state.epoch
+            if env.is_main:
+                save_checkpoint(self.run_dir / BEST, self._checkpoint_state())
+            self._best_missing = False
+            barrier(env)
         stopped = "completed"
         for epoch in range(self.state.epoch + 1, cfg.epochs + 1):
             loss, count, seconds, cut = self._train_epoch(epoch, deadline)
@@ -530,15 +633,16 @@ class Trainer:
             self.state.epoch = epoch
             if improved:
                 self.state.best_valid, self.state.best_epoch = valid, epoch
-            self._save(improved)
             record = metrics_io.EpochRecord(
                 epoch=epoch, lr=float(self.optimizer.param_groups[0]["lr"]), train_loss=loss, valid_error=valid,
                 best_valid_error=self.state.best_valid, unit=self.unit, time_s=seconds,
                 throughput=count / seconds if seconds > 0 else 0.0, steps=self.state.step, partial=cut,
                 metric=task.metric,
             )
-            if env.is_main:
+            if env.is_main:  # the record first: a resume drops records after its checkpoint's epoch
                 metrics_io.append_record(self.run_dir, record)
+            self._save(improved)
+            if env.is_main:
                 self._plot(force=epoch == cfg.epochs)
             self.log(
                 f"epoch {epoch}/{cfg.epochs}  loss {loss:.5g}  "
@@ -614,6 +718,8 @@ def train(
     trainer_env = env or init_distributed(config.device)
     try:
         return Trainer(config, resume=resume, env=trainer_env, stop_after_epoch=stop_after_epoch).run()
+    except WriteError as exc:  # while setting the run up (config.json); run() words its own
+        raise TrainError(str(exc)) from None
     finally:
         if own_env:
             shutdown_quietly(trainer_env)

@@ -10,12 +10,16 @@ active); ``throughput`` is training samples per second over all ranks.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from empcn import files
+from empcn.errors import EmpcnError
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "learning_curve.png"
@@ -83,43 +87,55 @@ class RunResult:
 
 
 def append_record(run_dir: Path, record: EpochRecord) -> None:
-    """Append ``record`` as one JSON line (flushed and fsynced)."""
-    path = Path(run_dir) / METRICS_FILE
-    with open(path, "a") as f:
-        f.write(json.dumps(_to_json(record), sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append ``record`` as one JSON line (fsynced; never through a link; a failed write leaves no torn line)."""
+    files.append_line(Path(run_dir) / METRICS_FILE, json.dumps(_to_json(record), sort_keys=True) + "\n")
+
+
+class MetricsError(EmpcnError):
+    """A ``metrics.jsonl`` that is not the run's own (a link, a FIFO, a line that is no record); one line."""
 
 
 def read_records(run_dir: Path) -> list[EpochRecord]:
-    """All records of ``metrics.jsonl`` (empty when the file does not exist)."""
+    """All records of ``metrics.jsonl`` (empty when the file does not exist).
+
+    A last line without its newline (a write cut short) is left out; anything else that is not a
+    record, and a file that is not a regular file of the run (a link is never followed), is a MetricsError.
+    """
     path = Path(run_dir) / METRICS_FILE
-    if not path.exists():
+    if not os.path.lexists(path):
         return []
+    try:
+        text = files.read_regular(path).decode("utf-8")
+    except files.NotRegularFile as exc:
+        raise MetricsError(f"{path}: {exc.what}, not the run's metrics file (remove it)") from None
+    except OSError as exc:
+        what = "a symbolic link" if exc.errno == errno.ELOOP else f"unreadable ({exc.strerror or exc})"
+        raise MetricsError(f"{path}: {what}, not the run's metrics file (remove it)") from None
+    except UnicodeDecodeError:
+        raise MetricsError(f"{path}: not UTF-8 text, not the run's metrics file") from None
     out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
+    for number, line in enumerate(text.split("\n")[:-1], start=1):  # a last line without "\n" is a cut write
+        if not line.strip():
+            continue
+        try:
             out.append(_from_json(EpochRecord, json.loads(line)))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise MetricsError(f"{path}:{number}: not a metrics record ({' '.join(str(exc).split())[:120]})") from None
     return out
 
 
 def truncate_records(run_dir: Path, last_epoch: int) -> None:
     """Keep only the records of epochs ≤ ``last_epoch`` (a resumed run rewrites the rest)."""
     path = Path(run_dir) / METRICS_FILE
-    if not path.exists():
+    if not os.path.lexists(path):
         return
     keep = [r for r in read_records(run_dir) if r.epoch <= last_epoch]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(_to_json(r), sort_keys=True) + "\n" for r in keep))
-    os.replace(tmp, path)
+    files.write_text_atomic(path, "".join(json.dumps(_to_json(r), sort_keys=True) + "\n" for r in keep))
 
 
 def write_result(run_dir: Path, result: RunResult) -> Path:
     path = Path(run_dir) / RESULT_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_to_json(result), indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    return files.write_text_atomic(path, json.dumps(_to_json(result), indent=1, sort_keys=True) + "\n")
 
 
 def read_result(run_dir: Path) -> RunResult | None:
@@ -164,11 +180,7 @@ def plot_learning_curve(run_dir: Path, records: list[EpochRecord] | None = None)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = run_dir / CURVE_FILE
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
-    return path
+    return files.write_atomic(run_dir / CURVE_FILE, lambda f: fig.savefig(f, format="png"))
 
 
 def plot_parity(
@@ -205,8 +217,6 @@ def plot_parity(
     ax.yaxis.set_major_locator(MaxNLocator(5))
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, metadata={"Title": title, "Description": description})
-    os.replace(tmp, path)
-    return path
+    return files.write_atomic(
+        Path(path), lambda f: fig.savefig(f, format="png", metadata={"Title": title, "Description": description})
+    )

@@ -9,13 +9,12 @@ Vertical axis: the data's y (CMU's up axis). Agg backend, no display needed.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from empcn import schema
+from empcn import files, schema
 from empcn.cache import Cache
 from empcn.train.checkpoint import BEST
 from empcn.train.collate import collate
@@ -83,7 +82,5 @@ def draw_poses(
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, out)
+    files.write_atomic(out, lambda f: fig.savefig(f, format="png"))
     return out

@@ -181,7 +181,8 @@ def test_predict_lifts_files_as_the_cache_did(run: Path, ring_molecule, tmp_path
         # the same complex as the cache's (positions rounded to float32 by the lift, as stored)
         assert float(value) == pytest.approx(expected, rel=1e-5)
     listed = json.loads(invoke("predict", run, raw, "--json", "--device", "cpu").stdout)
-    assert listed == [{"file": str(raw), "target": "U0", "unit": "meV", "value": pytest.approx(expected, rel=1e-6)}]
+    assert listed == [{"file": str(raw), "target": "U0", "unit": "meV", "value": pytest.approx(expected, rel=1e-6),
+                       "outside": [], "checked": True}]
 
 
 def test_predict_names_a_bad_file(run: Path, tmp_path: Path) -> None:
@@ -194,7 +195,9 @@ def test_predict_names_a_bad_file(run: Path, tmp_path: Path) -> None:
     # the good file is still predicted, the bad one reported on its own line
     assert r.stdout.split()[0] == str(good) and np.isfinite(float(r.stdout.split()[1]))
     listed = json.loads(invoke("predict", run, garbage, good, tmp_path / "absent.xyz", "--json").stdout)
-    assert [sorted(entry) for entry in listed] == [["error", "file"], ["file", "target", "unit", "value"], ["error", "file"]]
+    assert [sorted(entry) for entry in listed] == [
+        ["error", "file"], ["checked", "file", "outside", "target", "unit", "value"], ["error", "file"]
+    ]
     assert "atom count" in listed[0]["error"] and "absent.xyz" in listed[2]["error"]
     short = tmp_path / "short.xyz"
     short.write_text("4\ncomment\nC 0 0 0\nH 1 0 0\n")

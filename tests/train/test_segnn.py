@@ -291,7 +291,7 @@ def reference_segnn(model: SEGNNDynamics, batch: ComplexBatch) -> torch.Tensor:
     summed (``aggr="add"``), residual updates, ``x + Δ``. One deliberate difference: positions are
     centred on their system's centroid, not on the mean of each particle's three coordinates."""
     core = model.core
-    pos, vel, graph = batch.pos, batch.vel, batch.node_graph
+    pos, vel, graph = batch.pos, batch.field("nodes/vel"), batch.node_graph
     n = len(pos)
     src, dst = torch.nonzero((graph[:, None] == graph[None, :]) & ~torch.eye(n, dtype=torch.bool), as_tuple=True)
     rel = pos[src] - pos[dst]
@@ -306,7 +306,7 @@ def reference_segnn(model: SEGNNDynamics, batch: ComplexBatch) -> torch.Tensor:
     edge_attr = harmonics(rel)
     node_attr = mean_at(edge_attr, dst, n) + harmonics(vel)
     node_attr[:, 0] = 1.0
-    charges = batch.node_scalar.reshape(-1)
+    charges = batch.field("nodes/charge").reshape(-1)
     messages_extra = torch.cat([rel.norm(dim=1, keepdim=True), (charges[src] * charges[dst]).unsqueeze(1)], dim=1)
     centred = pos - mean_at(pos, graph, batch.num_graphs)[graph]
     h = reference_block(core.embed, torch.cat([centred, vel, vel.norm(dim=1, keepdim=True)], dim=1), node_attr)
@@ -455,6 +455,7 @@ def test_a_segnn_run_saved_before_the_reference_conventions_keeps_its_model(nbod
     (out / "config.json").write_text(json.dumps(saved))
     for name in ("best.pt", "last.pt"):
         state = load_checkpoint(out / name)
+        state["config"]["model_options"] = saved["model_options"]  # the run's one configuration, as config.json
         for field in ("attr_normalization", "relative_vector", "output_init_scale"):
             del state["meta"]["model_config"][field]
         torch.save(state, out / name)

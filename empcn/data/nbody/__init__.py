@@ -101,12 +101,14 @@ from empcn.data.nbody.gravity import simulate_gravity
 from empcn.data.nbody.knn import knn_graph
 from empcn.data.nbody.splits import STANDARD_CHARGED_SPLITS, NBodySplit, SplitArrays, generate_split
 
-SIMULATOR_VERSION = 1
-"""Version of the simulated data: bump it whenever the physics, the integrator, the frames or a random
-stream change what a given configuration produces. It (not the source text) identifies the
-simulator in an N-body cache's fingerprint, so editing a comment changes no cache;
-``tests/data/test_nbody.py`` pins the generated data to EGNN's own generator, so a change that
-forgets the bump fails there."""
+SIMULATOR_VERSION = 2
+"""Version of the simulated data: bump it whenever the physics, the integrator, the frames, a random
+stream or the rounding of any operation change what a given configuration produces. It (not the
+source text) identifies the simulator in an N-body cache's fingerprint, so editing a comment changes
+no cache; ``tests/data/test_nbody.py`` pins the generated data to EGNN's own generator, so a change
+that forgets the bump fails there. 2: the charged forces are summed elementwise in a fixed order
+(version 1 summed them with a BLAS product, whose rounding depended on the CPU), and squared
+distances of the k-nearest-neighbour graphs are elementwise too: every array is the same on any CPU."""
 
 __all__ = [
     "ChargedConfig",

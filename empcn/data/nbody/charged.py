@@ -13,19 +13,28 @@ class _CoulombForce:
     """Clipped Coulomb forces for S simulations at once, scratch buffers preallocated.
 
     Layout is particle-major, simulation-minor: positions ``(N, 3·S)`` so every numpy call works
-    on long contiguous rows. Pair differences come from one small matrix product with the
-    ``(P, N)`` pair-incidence matrix ``D`` (row p = e_i − e_j for pair i<j), and forces are
-    scattered back with ``Dᵀ``; this is exact (entries ±1/0) and far cheaper than fancy indexing.
+    on long contiguous rows. Pair differences ``x_i − x_j`` (pairs i<j) are row subtractions; the
+    net force on particle ``a`` is the sum of its N − 1 pair forces, added one after another in the
+    order of the other particle (``b = 0, 1, …``, skipping ``a``; ``x − F`` for ``x + (−F)``, the
+    same rounding).
+
+    Only elementwise numpy operations (each one IEEE rounding, whatever the CPU's vector width)
+    feed the trajectories: no BLAS product, ``einsum`` or reduction, whose summation order — and so
+    whose rounding, which 5,000 chaotic steps amplify — depends on the CPU's kernels. The same
+    configuration gives the same bits on any x86-64 or ARM machine.
     """
 
     def __init__(self, charge: np.ndarray, coulomb_k: float, max_force: float | None) -> None:
         num_sims, n = charge.shape  # charge: (S, N)
         i, j = np.triu_indices(n, k=1)
         p = i.size
-        self.incidence = np.zeros((p, n))
-        self.incidence[np.arange(p), i] = 1.0
-        self.incidence[np.arange(p), j] = -1.0
-        self.incidence_t = np.ascontiguousarray(self.incidence.T)
+        # pairs (a, ·) are consecutive rows: first[a] .. first[a] + n − 1 − a
+        self.first = [int(np.searchsorted(i, a)) for a in range(n)]
+        # the net force on particle a: its pair forces in order of the other particle b, each row of
+        # the pair (a, b) with + when a < b (a is the pair's i) and − when b < a (a is its j)
+        pair = np.zeros((n, n), dtype=np.int64)
+        pair[i, j] = pair[j, i] = np.arange(p)
+        self.plan = [[(int(pair[a, b]), a < b) for b in range(n) if b != a] for a in range(n)]
         # k q_i q_j per pair and simulation: (P, S)
         self.kqq = coulomb_k * charge[:, i].T * charge[:, j].T
         self.max_force = max_force
@@ -38,8 +47,9 @@ class _CoulombForce:
 
     def __call__(self, pos: np.ndarray) -> np.ndarray:
         """pos: (N, 3·S) → net force (N, 3·S), a reused buffer."""
-        diff, sq, r2, scale = self.diff, self.sq, self.r2, self.scale
-        np.matmul(self.incidence, pos, out=diff)  # x_i − x_j per pair
+        diff, sq, r2, scale, n = self.diff, self.sq, self.r2, self.scale, len(pos)
+        for a in range(n - 1):  # x_a − x_b for every b > a, one broadcast subtraction
+            np.subtract(pos[a], pos[a + 1 :], out=diff[self.first[a] : self.first[a] + n - 1 - a])
         np.multiply(diff, diff, out=sq)
         sq3 = sq.reshape(self.shape3)
         np.add(sq3[:, 0], sq3[:, 1], out=r2)
@@ -49,7 +59,12 @@ class _CoulombForce:
         np.divide(self.kqq, scale, out=scale)  # k q_i q_j / r³
         diff3 = diff.reshape(self.shape3)
         np.multiply(diff3, scale[:, None, :], out=diff3)  # pair force on i (−on j)
-        np.matmul(self.incidence_t, diff, out=self.force)
+        for a, terms in enumerate(self.plan):  # N − 1 terms per particle, added in a fixed order
+            out = self.force[a]
+            (row, plus), rest = terms[0], terms[1:]
+            np.copyto(out, diff[row]) if plus else np.negative(diff[row], out=out)
+            for row, plus in rest:
+                (np.add if plus else np.subtract)(out, diff[row], out=out)
         if self.max_force is not None:
             np.clip(self.force, -self.max_force, self.max_force, out=self.force)
         return self.force
@@ -84,8 +99,10 @@ def charged_initial_state(num_sims: int, config: ChargedConfig = ChargedConfig()
 
 
 def _scale_to_norm(direction: np.ndarray, norm: float) -> np.ndarray:
-    """Rescale every ``(…, 3)`` vector to length ``norm``."""
-    return direction * (norm / np.sqrt(np.einsum("...c,...c->...", direction, direction)))[..., None]
+    """Rescale every ``(…, 3)`` vector to length ``norm`` (its squared length summed x, y, z in that order,
+    elementwise: the same bits on any CPU)."""
+    x, y, z = direction[..., 0], direction[..., 1], direction[..., 2]
+    return direction * (norm / np.sqrt(x * x + y * y + z * z))[..., None]
 
 
 def simulate_charged(num_sims: int, config: ChargedConfig = ChargedConfig(), seed: int = 0) -> Trajectories:

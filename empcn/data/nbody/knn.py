@@ -19,7 +19,8 @@ def knn_graph(pos: np.ndarray, k: int) -> np.ndarray:
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= n - 1:
         raise ValueError(f"knn_graph: k must be an integer in [1, N-1] = [1, {n - 1}], got {k!r}")
     diff = pos[:, None, :, :] - pos[:, :, None, :]
-    d2 = np.einsum("sijc,sijc->sij", diff, diff)
+    dx, dy, dz = diff[..., 0], diff[..., 1], diff[..., 2]
+    d2 = dx * dx + dy * dy + dz * dz  # elementwise, x, y, z in order: the same bits on any CPU (no einsum)
     d2.reshape(s, n * n)[:, :: n + 1] = np.inf
     neighbours = np.argsort(d2, axis=-1, kind="stable")[..., :k]  # (S, N, k)
     nodes = np.broadcast_to(np.arange(n)[None, :, None], neighbours.shape)

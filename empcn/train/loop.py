@@ -702,7 +702,7 @@ class Trainer:
         versus = ""
         if "test" in self.baselines:
             b = self.baselines["test"]
-            versus = f" [test baselines: train mean {b.mean_mae:.5g}, atom-count fit {b.atoms_mae:.5g}]"
+            versus = f" [test baselines: {b.brief()}]"
         self.log(
             f"test {metric} {test:.5g} {self.unit} at best epoch {self.state.best_epoch} "
             f"(valid {self.state.best_valid:.5g} {self.unit}){versus}; run folder {self.run_dir}"

@@ -71,9 +71,10 @@ def fit_atom_counts(counts: np.ndarray, y: np.ndarray, species: tuple[int, ...])
 def read_counts(
     layout: object, indices: np.ndarray, target_index: int, species: tuple[int, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Element counts (n, S) float64 (elements outside ``species`` are not counted) and the target
-    (n,) float64 of the samples ``indices`` of a cache (``layout``: a
-    :class:`~empcn.train.dataset.CacheLayout`), in the order of ``indices``. Reads each shard once."""
+    """Element counts (n, S) float64 (elements outside ``species`` are not counted; all 0 in a cache
+    without atomic numbers) and the target (n,) float64 of the samples ``indices`` of a cache
+    (``layout``: a :class:`~empcn.train.dataset.CacheLayout`), in the order of ``indices``. Reads each
+    shard once."""
     indices = np.asarray(indices, dtype=np.int64)
     counts = np.zeros((len(indices), len(species)), dtype=np.float64)
     y = np.zeros(len(indices), dtype=np.float64)
@@ -86,7 +87,10 @@ def read_counts(
             where = np.flatnonzero(shard == k)
             rows = indices[where] - layout.shard_starts[k]  # type: ignore[attr-defined]
             content = cache.shard(k)
+            y[where] = content.groups["sample"].arrays["y"][rows, target_index]
             nodes = content.groups["nodes"]
+            if "z" not in nodes.arrays:  # not atoms (a scalar data set of point clouds): nothing to count
+                continue
             z = nodes.arrays["z"].astype(np.int64)
             molecule = np.repeat(np.arange(len(nodes.offsets) - 1), np.diff(nodes.offsets))
             column = lookup[z]
@@ -95,7 +99,6 @@ def read_counts(
                 molecule[known] * len(species) + column[known], minlength=(len(nodes.offsets) - 1) * len(species)
             ).reshape(-1, len(species))
             counts[where] = per_shard[rows]
-            y[where] = content.groups["sample"].arrays["y"][rows, target_index]
     finally:
         cache.close()
     return counts, y
@@ -103,31 +106,41 @@ def read_counts(
 
 @dataclass(frozen=True)
 class Baselines:
-    """Trivial predictors' MAE on one split (target unit): the train mean, and the atom-count fit."""
+    """Trivial predictors' MAE on one split (target unit): the train mean, and the atom-count fit
+    (``atoms_mae`` None for a cache without atoms to count)."""
 
     split: str
     samples: int
     mean_mae: float
-    atoms_mae: float
+    atoms_mae: float | None
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float | None]:
         return {"mean_mae": self.mean_mae, "atoms_mae": self.atoms_mae, "samples": self.samples}
 
     def line(self, unit: str) -> str:
+        text = f"baselines on the {self.split} split ({self.samples} samples): predicting the train mean MAE {self.mean_mae:.5g} {unit}"
+        if self.atoms_mae is None:
+            return text
         return (
             f"baselines on the {self.split} split ({self.samples} molecules): predicting the train mean "
             f"MAE {self.mean_mae:.5g} {unit}; atom-count fit (least squares on the train molecules' element "
             f"counts) MAE {self.atoms_mae:.5g} {unit}"
         )
 
+    def brief(self) -> str:
+        """``train mean X, atom-count fit Y`` (the fit left out without atoms): the test line's comparison."""
+        fit = f", atom-count fit {self.atoms_mae:.5g}" if self.atoms_mae is not None else ""
+        return f"train mean {self.mean_mae:.5g}{fit}"
+
 
 def baselines(
     layout: object, train_indices: np.ndarray, splits: dict[str, np.ndarray], target_index: int,
     species: tuple[int, ...],
 ) -> dict[str, Baselines]:
-    """:class:`Baselines` of each split (name → sample indices), both predictors fitted on ``train_indices``."""
+    """:class:`Baselines` of each split (name → sample indices), both predictors fitted on ``train_indices``
+    (no atom-count fit when the train samples have no atoms of ``species``)."""
     train_counts, train_y = read_counts(layout, train_indices, target_index, species)
-    fit = fit_atom_counts(train_counts, train_y, species)
+    fit = fit_atom_counts(train_counts, train_y, species) if train_counts.any() else None
     mean = float(train_y.mean()) if len(train_y) else 0.0
     out: dict[str, Baselines] = {}
     for name, indices in splits.items():
@@ -135,7 +148,6 @@ def baselines(
         if not len(y):
             out[name] = Baselines(name, 0, float("nan"), float("nan"))
             continue
-        out[name] = Baselines(
-            name, int(len(y)), float(np.abs(y - mean).mean()), float(np.abs(y - fit.predict(counts)).mean())
-        )
+        atoms = float(np.abs(y - fit.predict(counts)).mean()) if fit is not None else None
+        out[name] = Baselines(name, int(len(y)), float(np.abs(y - mean).mean()), atoms)
     return out

@@ -23,6 +23,7 @@ from empcn.cache import Sample
 from empcn.elements import element_name
 from empcn.errors import EmpcnError
 from empcn.lift.datasets import dataset
+from empcn.schema import EDGE_INDEX, EDGE_LENGTH, NODE_Z
 from empcn.train.collate import collate
 from empcn.train.domain import TrainingDomain
 from empcn.train.evaluate import TrainedModel, load_trained
@@ -38,7 +39,8 @@ class Prediction:
     """The model's value for one file, in ``unit`` (the manifest's unit and convention for ``target``).
 
     ``outside``: every way the molecule lies outside the training molecules (empty: within them);
-    ``checked``: False when the run recorded no training domain (saved by an earlier version).
+    ``checked``: False when the input is a molecule and the run recorded no training domain (saved by
+    an earlier version); inputs without atoms (a plug-in's point clouds) have no domain to check.
     """
 
     file: str
@@ -76,13 +78,12 @@ def predict_files(
         trained = load_trained(Path(run_dir), best_or_last(Path(run_dir))[0], device=device)
     meta = trained.meta
     domain = TrainingDomain.from_dict(meta.domain)
-    if trained.task.kind != "scalar":
-        raise PredictError(
-            f"{run_dir}: a positions run ({meta.dataset or 'N-body'}); `empcn predict` takes runs trained on "
-            f"graph-level targets (score it with `empcn evaluate {run_dir}`)"
-        )
     try:
-        hook = dataset(meta.dataset or "qm9").predict
+        trained.task.check_predict(str(run_dir), meta.dataset or "N-body")
+    except EmpcnError as exc:  # the task's one line: its runs are scored with evaluate
+        raise PredictError(str(exc)) from None
+    try:
+        hook = dataset(meta.dataset or "qm9", meta.plugin("dataset")).predict
     except EmpcnError as exc:  # a plug-in data set that is not installed here, or broken
         raise PredictError(f"{run_dir}: {exc}") from None
     if hook is None:
@@ -111,8 +112,8 @@ def predict_files(
                 if z is not None and len(z) < 2:  # as the lift refuses it (empcn.data.molecules, empcn.lift.sdf)
                     raise PredictError(f"{label}: a single atom has no 3-D structure to lift")
                 sample = hook.lift(item, meta.lift_params, label)
-                if "nodes/z" in sample:  # atoms: only elements the model has an embedding for
-                    check_elements(label, sample["nodes/z"])
+                if NODE_Z in sample:  # atoms: only elements the model has an embedding for
+                    check_elements(label, sample[NODE_Z])
                 good.append((len(results) - 1, sample))
             except EmpcnError as exc:
                 results[-1] = Failure(label, str(exc))
@@ -125,8 +126,10 @@ def predict_files(
             with autocast(trained.device, trained.dtype, trained.config.amp):
                 out = trained.model(cpu_batch.to(trained.device, trained.dtype))
             for (k, sample), v in zip(chunk, task.predictions(out, cpu_batch)):  # the task's unit
-                outside = () if domain is None else tuple(
-                    domain.outside(sample["nodes/z"], sample["edges/index"], sample["edges/length"])
+                atoms = NODE_Z in sample  # the training domain describes molecules: nothing to check otherwise
+                outside = () if domain is None or not atoms else tuple(
+                    domain.outside(sample[NODE_Z], sample[EDGE_INDEX], sample[EDGE_LENGTH])
                 )
-                results[k] = Prediction(labels[k], task.target, v, task.prediction_unit, outside, domain is not None)
+                checked = domain is not None or not atoms
+                results[k] = Prediction(labels[k], task.target, v, task.prediction_unit, outside, checked)
     return [r for r in results if r is not None]

@@ -1,20 +1,24 @@
-"""Plug-ins: a data set from another package, installed with pip into a temporary folder, lifts through the
-command line exactly like a built-in one; a broken plug-in is one line naming its package.
+"""Plug-ins: a data set and a model from another package, installed with pip into a temporary folder, lift,
+train, evaluate and predict through the command line exactly like built-in ones; without the package, its
+runs and caches say in one line which package to install; a broken plug-in is one line naming its package.
 
-The plug-in is the real package ``tests/plugins/empcn-pointclouds`` (pyproject + module), following
-docs/architecture.md's recipe "Adding a plug-in"; every command runs in a fresh process whose
-``PYTHONPATH`` holds the folder pip installed it into.
+The plug-in is the real package ``tests/plugins/empcn-pointclouds`` (pyproject, a data set module and a
+model module), following docs/architecture.md's recipe "Adding a plug-in"; every command runs in a fresh
+process whose ``PYTHONPATH`` holds the folder pip installed it into (or, for "not installed", does not).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "tests" / "plugins" / "empcn-pointclouds"
@@ -119,6 +123,72 @@ print("ok")
 """
     checked = run(site, python=check)
     assert checked.returncode == 0 and checked.stdout.strip().endswith("ok"), checked.stdout[-2000:] + checked.stderr[-3000:]
+
+
+def test_a_plug_in_model_trains_evaluates_and_predicts_on_the_plug_in_data_set(site: Path, tmp_path: Path) -> None:
+    """The whole path through the CLI: lift the plug-in's clouds, train its model (and a built-in one) on
+    them, evaluate and predict; then, without the package, every step names it in one line."""
+    cache = tmp_path / "clouds.h5"
+    done = run(site, "lift", "--dataset", "pointclouds", "--samples", "40", "--no-progress", "--out", cache)
+    assert done.returncode == 0, done.stderr
+    listed = run(site, "models")
+    assert listed.returncode == 0 and "plug-in empcn-pointclouds 0.1.0" in listed.stdout, listed.stdout + listed.stderr
+    assert "ringnet" in " ".join(run(site, "train", "--help").stdout.split())
+
+    quick = ["--target", "rg", "--epochs", "2", "--hidden", "8", "--batch-size", "16", "--no-progress",
+             "--device", "cpu"]
+    ringnet = tmp_path / "rg-ringnet"
+    trained = run(site, "train", "--cache", cache, "--model", "ringnet", *quick, "--out", ringnet)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "training ringnet (" in trained.stdout and "test MAE" in trained.stdout
+    meta = torch.load(ringnet / "best.pt", weights_only=True)["meta"]
+    assert (meta["model"], meta["task"], meta["dataset"]) == ("ringnet", "scalar", "pointclouds")
+    plugin = {"distribution": "empcn-pointclouds", "version": "0.1.0"}
+    assert meta["plugins"] == {"model": plugin, "dataset": plugin}
+    evaluated = run(site, "evaluate", ringnet, "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = json.loads(evaluated.stdout)
+    assert result["unit"] == "length units" and result["target"] == "rg"
+    assert result["mae"] == pytest.approx(json.loads((ringnet / "result.json").read_text())["test_mae"], rel=1e-9)
+
+    # predict: a cloud as .npy, the same cloud moved (rotated, reflected, shifted) as .json, a bad file
+    pos = np.random.default_rng(5).standard_normal((9, 3))
+    q, _ = np.linalg.qr(np.random.default_rng(6).standard_normal((3, 3)))
+    np.save(tmp_path / "cloud.npy", pos)
+    (tmp_path / "moved.json").write_text(json.dumps({"points": (pos @ q.T + [3.0, -1.0, 2.0]).tolist()}))
+    (tmp_path / "two.json").write_text(json.dumps({"points": [[0, 0, 0], [1, 0, 0]]}))
+    files = [tmp_path / "cloud.npy", tmp_path / "moved.json", tmp_path / "two.json"]
+    predicted = run(site, "predict", ringnet, *files)
+    assert predicted.returncode == 2, predicted.stderr
+    lines = predicted.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == [str(f) for f in files[:2]], predicted.stdout
+    assert all(line.endswith(" length units") for line in lines)
+    values = [float(line.split()[1]) for line in lines]
+    assert np.isfinite(values).all() and values[1] == pytest.approx(values[0], rel=1e-4)  # E(3)-invariant
+    problems = [line for line in predicted.stderr.splitlines() if line.strip()]
+    assert problems == [problems[0]] and problems[0].startswith(f"error: {files[2]}: need an (N, 3)"), problems
+
+    # a built-in model trains on the plug-in's data set too
+    egnn = tmp_path / "rg-egnn"
+    trained = run(site, "train", "--cache", cache, "--model", "egnn", "--layers", "1", *quick, "--out", egnn)
+    assert trained.returncode == 0 and "test MAE" in trained.stdout, trained.stderr[-3000:]
+    assert torch.load(egnn / "best.pt", weights_only=True)["meta"]["plugins"] == {"dataset": plugin}
+
+    # without the package (PYTHONPATH without its folder): one line naming it
+    gone = tmp_path / "empty"
+    gone.mkdir()
+    for args, what in (
+        (("evaluate", ringnet), "model 'ringnet'"),
+        (("predict", ringnet, files[0]), "model 'ringnet'"),
+        (("predict", egnn, files[0]), "data set 'pointclouds'"),
+    ):
+        done = run(gone, *args)
+        assert done.returncode == 2, done.stderr
+        assert f"{what} comes from the plug-in package 'empcn-pointclouds', which is not installed here" in one_error(done)
+    evaluated = run(gone, "evaluate", egnn, "--json")  # a built-in model needs only the cache, which any empcn reads
+    assert evaluated.returncode == 0, evaluated.stderr
+    line = one_error(run(gone, "lift", "--dataset", "pointclouds", "--out", tmp_path / "x.h5"))
+    assert "unknown data set 'pointclouds'; known: qm9, nbody, mocap, molecules" in line
 
 
 def test_a_broken_plug_in_is_one_line_naming_its_package(tmp_path: Path) -> None:

@@ -40,8 +40,8 @@ class RunMeta:
     dataclass as a dict; task / task_record: the task's registry name (:data:`empcn.train.tasks.TASKS`)
     and its own record (:meth:`Task.record`: target, unit, normalisation, …); neighbourhoods: names
     collated into batches; lift_params: the cache manifest's ``params`` (rings kind, max_ring, …) so
-    predict lifts new molecules the same way; plugins: ``"model"``/``"task"`` → ``{"distribution",
-    "version"}`` of an entry that came from a plug-in package (empty for built-ins); domain:
+    predict lifts new molecules the same way; plugins: ``"model"``/``"task"``/``"dataset"`` →
+    ``{"distribution", "version"}`` of an entry that came from a plug-in package (empty for built-ins); domain:
     statistics of the training molecules (:class:`empcn.train.domain.TrainingDomain`'s saved form)
     that ``predict`` checks inputs against, empty for positions runs and runs saved before it.
 
@@ -68,7 +68,7 @@ class RunMeta:
     domain: dict[str, Any] = field(default_factory=dict)
 
     def plugin(self, kind: str) -> str | None:
-        """The distribution a plug-in ``kind`` ("model" or "task") of this run came from, or None."""
+        """The distribution a plug-in ``kind`` ("model", "task" or "dataset") of this run came from, or None."""
         return (self.plugins.get(kind) or {}).get("distribution") or None
 
     def to_dict(self) -> dict[str, Any]:

@@ -115,14 +115,18 @@ def build_model_config(
         raise TrainError(str(exc)) from None
 
 
-def _plugins(model: ModelChoice, task: Task) -> dict[str, dict[str, str]]:
-    """``RunMeta.plugins``: the distribution and version of the model and task when they come from plug-ins."""
+def _plugins(model: ModelChoice, task: Task, manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """``RunMeta.plugins``: the distribution and version of the model, task and data set (as the cache's
+    manifest recorded it) when they come from plug-ins."""
     from empcn.train.tasks import TASKS
 
     out = {"model": model.plugin()} if model.plugin() else {}
     origin = TASKS.origin(task.kind)
     if origin.kind == "plugin":
         out["task"] = {"distribution": origin.distribution or "", "version": origin.version or ""}
+    lifted_by = manifest.get("plugin")
+    if isinstance(lifted_by, dict) and lifted_by.get("distribution"):
+        out["dataset"] = {"distribution": str(lifted_by["distribution"]), "version": str(lifted_by.get("version") or "")}
     return out
 
 
@@ -366,7 +370,7 @@ class Trainer:
             lift_params=dict(manifest.get("params", {})),
             cache_path=str(Path(cfg.cache).resolve()),
             cache_fingerprint=self.layout.fingerprint(),
-            plugins=_plugins(self.model_choice, task),
+            plugins=_plugins(self.model_choice, task, manifest),
             domain=self._training_domain(),
         )
         self.state = RunState()

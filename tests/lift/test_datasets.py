@@ -52,6 +52,41 @@ def test_an_option_of_another_data_set_is_refused_in_one_line(tmp_path, name, ar
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+def _flags(spec: DatasetSpec) -> dict[str, str | None]:
+    """Every flag ``empcn lift --dataset <spec>`` takes → a value to give it (None: a flag without a value)."""
+    out: dict[str, str | None] = {}
+    for option in (*spec.options, *spec.run_options):
+        if option.kind is bool:
+            out[option.flag] = out[f"--no-{option.name}"] = None
+        else:
+            out[option.flag] = spec.option_default(option).split(" ")[0] or "1"
+    return out
+
+
+def test_every_option_of_every_other_data_set_is_refused_in_one_line(tmp_path) -> None:
+    """All data sets × every option of any data set that it does not take (both read from the registry):
+    exit 2, one line naming the option, the data set and the data sets that take it; nothing written."""
+    specs = {name: datasets.dataset(name) for name in datasets.DATASETS.names()}
+    flags = {name: _flags(spec) for name, spec in specs.items()}
+    every = {flag: value for taken in flags.values() for flag, value in taken.items()}
+    checked = 0
+    for name in specs:
+        for flag, value in sorted(every.items()):
+            if flag in flags[name]:
+                continue
+            owners = ", ".join(n for n in specs if flag in flags[n])
+            out = tmp_path / f"{name}{flag}.h5"
+            given = [flag] if value is None else [flag, value]
+            r = runner.invoke(app, ["lift", "--dataset", name, *given, "--out", str(out), "--no-progress"])
+            assert r.exit_code == 2, (name, flag, r.output)
+            assert error_line(r).startswith(
+                f"error: {flag} is not an option of --dataset {name}; it is an option of --dataset {owners} "), r.output
+            checked += 1
+    assert checked >= 3 * len(specs) and not list(tmp_path.iterdir())  # every data set refuses some
+    r = runner.invoke(app, ["lift", "--dataset", "nbody", "--limit", "10", "--out", str(tmp_path / "n.h5")])
+    assert r.exit_code == 2 and error_line(r).startswith("error: --limit is not an option of --dataset nbody")
+
+
 def test_other_misuse_is_one_line(tmp_path) -> None:
     r = runner.invoke(app, ["lift", "--dataset", "nbody", "--bogus", "--out", str(tmp_path / "c.h5")])
     assert r.exit_code == 2 and "--bogus is not an option of --dataset nbody" in error_line(r)

@@ -152,6 +152,15 @@ class Task:
         """The unit of :meth:`predictions` (the metric's unit unless that is a square, as an MSE's)."""
         return self.unit
 
+    def check_predict(self, run: str, dataset: str) -> None:
+        """TaskError (one line) unless ``empcn predict`` takes runs of this task: one value per input
+        file (:meth:`predictions`). ``dataset``: the run's data set, for the message. The scalar task
+        (and a task deriving from it) takes them; the others are scored with ``empcn evaluate``."""
+        raise TaskError(
+            f"{run}: a {self.kind} run ({dataset}); `empcn predict` takes runs trained on graph-level targets "
+            f"(score it with `empcn evaluate {run}`)"
+        )
+
     def predictions(self, pred: Tensor, batch: "ComplexBatch") -> list[Any]:
         """The model's output as ``empcn predict`` prints it: one JSON-able value per sample of the CPU
         ``batch`` in :attr:`prediction_unit` (TaskError when the task has nothing to print per sample)."""

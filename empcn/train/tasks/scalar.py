@@ -190,5 +190,8 @@ class ScalarTask(Task):
     def pairs(self, pred: Tensor, batch: "ComplexBatch") -> tuple[Tensor, Tensor]:
         return self.targets(batch).double().reshape(-1), self.value(pred, batch).reshape(-1)
 
+    def check_predict(self, run: str, dataset: str) -> None:
+        """``empcn predict`` prints one value per input file: runs of this task are taken."""
+
     def predictions(self, pred: Tensor, batch: "ComplexBatch") -> list[Any]:
         return self.value(pred, batch).tolist()  # target unit (+ atom reference)

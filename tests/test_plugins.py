@@ -184,7 +184,8 @@ def test_a_plug_in_model_trains_evaluates_and_predicts_on_the_plug_in_data_set(s
     ):
         done = run(gone, *args)
         assert done.returncode == 2, done.stderr
-        assert f"{what} comes from the plug-in package 'empcn-pointclouds', which is not installed here" in one_error(done)
+        missing = f"{what} comes from the plug-in package 'empcn-pointclouds', which is not installed here"
+        assert missing in one_error(done)
     evaluated = run(gone, "evaluate", egnn, "--json")  # a built-in model needs only the cache, which any empcn reads
     assert evaluated.returncode == 0, evaluated.stderr
     line = one_error(run(gone, "lift", "--dataset", "pointclouds", "--out", tmp_path / "x.h5"))

@@ -16,15 +16,17 @@ import torch
 from empcn import geometry
 from empcn.cache import RaggedGroup, Sample, ShardContent, sample_from_shard
 from empcn.lift.complex import ShardTopology, build_neighbourhoods
-from empcn.schema import FIELD_DOCS, NBR_PREFIX, NEIGHBOURHOODS, SAMPLE_GROUP
-
-RANK_GROUPS = {0: "nodes", 1: "edges", 2: "rings"}
+from empcn import schema
+from empcn.schema import (
+    EDGE_GROUP, FIELD_DOCS, NBR_PREFIX, NEIGHBOURHOODS, NODE_GROUP, RANK_GROUPS, RING_GROUP, RING_SLOT_GROUP,
+    SAMPLE_GROUP,
+)
 
 #: The fields :func:`complex_shard` writes for every data set (``nbr/<name>/…``: every neighbourhood);
 #: a data set's spec declares the others it writes (its ``sample/…`` rows, node and edge arrays).
 COMPLEX_FIELDS: tuple[str, ...] = (
-    "nodes/pos", "edges/index", "edges/length", "rings/size", "rings/area", "rings/perimeter", "rings/radius",
-    "ring_slots/node", "ring_slots/edge", f"{NBR_PREFIX}/<name>/index", f"{NBR_PREFIX}/<name>/dist",
+    schema.NODE_POS, schema.EDGE_INDEX, schema.EDGE_LENGTH, schema.RING_SIZE, schema.RING_AREA, schema.RING_PERIMETER,
+    schema.RING_RADIUS, schema.SLOT_NODE, schema.SLOT_EDGE, f"{NBR_PREFIX}/<name>/index", f"{NBR_PREFIX}/<name>/dist",
 )
 
 @dataclass
@@ -100,13 +102,13 @@ def complex_shard(cells: Sequence[SampleCells], per_sample: Mapping[str, np.ndar
 
     groups: dict[str, RaggedGroup] = {
         SAMPLE_GROUP: RaggedGroup(np.arange(num + 1, dtype=np.int64), {k: np.asarray(v) for k, v in per_sample.items()}),
-        "nodes": RaggedGroup(node_off, {"pos": pos32}),
-        "edges": RaggedGroup(
+        NODE_GROUP: RaggedGroup(node_off, {"pos": pos32}),
+        EDGE_GROUP: RaggedGroup(
             edge_off,
             {"index": edge_local.astype(np.int32), "length": lengths.numpy().astype(np.float32)},
-            {"index": ("nodes",)},
+            {"index": (NODE_GROUP,)},
         ),
-        "rings": RaggedGroup(
+        RING_GROUP: RaggedGroup(
             ring_off,
             {
                 "size": ring_sizes.astype(np.int32),
@@ -115,20 +117,20 @@ def complex_shard(cells: Sequence[SampleCells], per_sample: Mapping[str, np.ndar
                 "radius": ring.radius.numpy().astype(np.float32),
             },
         ),
-        "ring_slots": RaggedGroup(
+        RING_SLOT_GROUP: RaggedGroup(
             slot_off,
             {"node": slot_node_local.astype(np.int32), "edge": slot_edge_local.astype(np.int32)},
-            {"node": ("nodes",), "edge": ("edges",)},
+            {"node": (NODE_GROUP,), "edge": (EDGE_GROUP,)},
         ),
     }
     for key in sorted({k for c in cells for k in c.node_arrays}):
         sample_arr = [np.asarray(c.node_arrays[key]) for c in cells]
         tail = sample_arr[0].shape[1:] if sample_arr else ()
-        groups["nodes"].arrays[key] = _concat(sample_arr, sample_arr[0].dtype if sample_arr else np.float32, tail)
+        groups[NODE_GROUP].arrays[key] = _concat(sample_arr, sample_arr[0].dtype if sample_arr else np.float32, tail)
     for key in sorted({k for c in cells for k in c.edge_arrays}):
         sample_arr = [np.asarray(c.edge_arrays[key]) for c in cells]
         tail = sample_arr[0].shape[1:] if sample_arr else ()
-        groups["edges"].arrays[key] = _concat(sample_arr, sample_arr[0].dtype if sample_arr else np.float32, tail)
+        groups[EDGE_GROUP].arrays[key] = _concat(sample_arr, sample_arr[0].dtype if sample_arr else np.float32, tail)
 
     for spec in NEIGHBOURHOODS:
         index, offsets = nbrs[spec.name]
@@ -140,7 +142,7 @@ def complex_shard(cells: Sequence[SampleCells], per_sample: Mapping[str, np.ndar
         )
         idx_t = torch.from_numpy(index)
         dist = geometry.pair_distances(bary[spec.sender_rank], bary[spec.receiver_rank], idx_t)
-        groups[f"nbr/{spec.name}"] = RaggedGroup(
+        groups[f"{NBR_PREFIX}/{spec.name}"] = RaggedGroup(
             np.asarray(offsets, dtype=np.int64),
             {"index": local.astype(np.int32), "dist": dist.numpy().astype(np.float32)},
             {"index": (RANK_GROUPS[spec.sender_rank], RANK_GROUPS[spec.receiver_rank])},

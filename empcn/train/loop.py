@@ -126,7 +126,8 @@ def _plugins(model: ModelChoice, task: Task, manifest: dict[str, Any]) -> dict[s
         out["task"] = {"distribution": origin.distribution or "", "version": origin.version or ""}
     lifted_by = manifest.get("plugin")
     if isinstance(lifted_by, dict) and lifted_by.get("distribution"):
-        out["dataset"] = {"distribution": str(lifted_by["distribution"]), "version": str(lifted_by.get("version") or "")}
+        version = str(lifted_by.get("version") or "")
+        out["dataset"] = {"distribution": str(lifted_by["distribution"]), "version": version}
     return out
 
 

@@ -118,7 +118,8 @@ class Baselines:
         return {"mean_mae": self.mean_mae, "atoms_mae": self.atoms_mae, "samples": self.samples}
 
     def line(self, unit: str) -> str:
-        text = f"baselines on the {self.split} split ({self.samples} samples): predicting the train mean MAE {self.mean_mae:.5g} {unit}"
+        text = (f"baselines on the {self.split} split ({self.samples} samples): predicting the train mean "
+                f"MAE {self.mean_mae:.5g} {unit}")
         if self.atoms_mae is None:
             return text
         return (

@@ -94,11 +94,17 @@ SEGNN = ModelSpec(
     "SEGNN (Brandstetter et al. 2022): steerable E(3)-equivariant network on e3nn",
 )
 
+#: Names → models. A new model is one module ending in ``MODEL = ModelSpec(…)`` (as a plug-in's) and one
+#: line here, ``"name": "empcn.train.models.name:MODEL"``; the four above keep their specs in this module.
 MODELS: Registry[ModelSpec] = Registry(
     "model",
     "empcn.models",
-    {name: f"{__name__}:{attr}" for name, attr in
-     (("egnn", "EGNN"), ("empcn", "EMPCN"), ("decoupled", "DECOUPLED"), ("segnn", "SEGNN"))},
+    {
+        "egnn": f"{__name__}:EGNN",
+        "empcn": f"{__name__}:EMPCN",
+        "decoupled": f"{__name__}:DECOUPLED",
+        "segnn": f"{__name__}:SEGNN",
+    },
     check=check_spec,
 )
 

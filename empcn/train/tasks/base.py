@@ -125,8 +125,8 @@ class Task:
 
     def baselines(self, layout: Any, train_indices: Any, splits: dict[str, Any], species: tuple[int, ...]) -> dict[str, Any]:
         """Trivial predictors' scores on each split (name → sample indices), fitted on ``train_indices``:
-        split name → an object with ``line(unit)``, ``brief()``, ``to_dict()``, ``mean_mae`` and ``atoms_mae`` (none
-        when the task has no baselines)."""
+        split name → an object with ``line(unit)``, ``brief()``, ``to_dict()``, ``mean_mae`` and
+        ``atoms_mae`` (none when the task has no baselines)."""
         return {}
 
     # -- what is printed and drawn --------------------------------------------------------------

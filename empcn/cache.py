@@ -103,6 +103,20 @@ class ShardContent:
     def num_samples(self) -> int:
         return int(len(self.groups[SAMPLE_GROUP].offsets) - 1)
 
+    def has(self, name: str) -> bool:
+        """Whether the shard stores the field ``name`` (a schema name, ``"group/array"``: ``"nodes/z"``)."""
+        group, _, array = name.rpartition("/")
+        return group in self.groups and array in self.groups[group].arrays
+
+    def array(self, name: str) -> np.ndarray:
+        """The stored array of the field ``name`` (``"group/array"``), every row of the shard; KeyError if absent."""
+        group, _, array = name.rpartition("/")
+        return self.groups[group].arrays[array]
+
+    def offsets(self, name: str) -> np.ndarray:
+        """(S + 1,) row offsets per sample of the group holding the field ``name``."""
+        return np.asarray(self.groups[name.rpartition("/")[0]].offsets, dtype=np.int64)
+
 
 # ----------------------------------------------------------------------------------------------
 # paths, hashing, atomic writes

@@ -116,7 +116,7 @@ def target_statistics(layout: CacheLayout, indices: np.ndarray, target_index: in
     ys = []
     for k in np.unique(shard).tolist():
         rows = indices[shard == k] - layout.shard_starts[k]
-        ys.append(cache.shard(k).groups[schema.SAMPLE_GROUP].arrays["y"][rows, target_index])
+        ys.append(cache.shard(k).array(schema.SAMPLE_Y)[rows, target_index])
     cache.close()
     y = np.concatenate(ys).astype(np.float64) if ys else np.zeros(0)
     mean, mad = mean_mad(y)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from empcn.elements import SYMBOLS
+from empcn.schema import EDGE_INDEX, EDGE_LENGTH, NODE_Z
 
 #: A bond more than this fraction shorter than the shortest (or longer than the longest) bond of its
 #: pair of elements in the training molecules is outside the domain.
@@ -120,29 +121,28 @@ def training_domain(layout: Any, indices: np.ndarray) -> TrainingDomain | None:
     shortest = np.full(_Z * _Z, np.inf)
     longest = np.full(_Z * _Z, -np.inf)
     for k in np.unique(shard_of).tolist():
-        groups = cache.shard(k).groups
-        if "nodes" not in groups or "z" not in groups["nodes"].arrays or "edges" not in groups \
-                or not {"index", "length"} <= set(groups["edges"].arrays):
+        content = cache.shard(k)
+        if not all(content.has(name) for name in (NODE_Z, EDGE_INDEX, EDGE_LENGTH)):
             return None
         rows = indices[shard_of == k] - layout.shard_starts[k]
-        node_off = np.asarray(groups["nodes"].offsets, dtype=np.int64)
-        edge_off = np.asarray(groups["edges"].offsets, dtype=np.int64)
+        node_off = content.offsets(NODE_Z)
+        edge_off = content.offsets(EDGE_INDEX)
         sizes = node_off[rows + 1] - node_off[rows]
         fewest, most = min(fewest, int(sizes.min())), max(most, int(sizes.max()))
         # atoms of each element per molecule: one bincount over (molecule, element)
         node = ragged_index(node_off[rows], sizes)
         mol = np.repeat(np.arange(len(rows)), sizes)
-        z = groups["nodes"].arrays["z"][node].astype(np.int64)
+        z = content.array(NODE_Z)[node].astype(np.int64)
         counts = np.bincount(mol * _Z + z, minlength=len(rows) * _Z).reshape(len(rows), _Z)
         np.maximum(per_element, counts.max(axis=0), out=per_element)
         # bond lengths per pair of elements
         bonds = edge_off[rows + 1] - edge_off[rows]
         edge = ragged_index(edge_off[rows], bonds)
         first_node = np.repeat(node_off[rows], bonds)
-        ends = groups["edges"].arrays["index"][edge].astype(np.int64) + first_node[:, None]
-        pair = np.sort(groups["nodes"].arrays["z"][ends].astype(np.int64), axis=1)
+        ends = content.array(EDGE_INDEX)[edge].astype(np.int64) + first_node[:, None]
+        pair = np.sort(content.array(NODE_Z)[ends].astype(np.int64), axis=1)
         key = pair[:, 0] * _Z + pair[:, 1]
-        length = groups["edges"].arrays["length"][edge].astype(np.float64)
+        length = content.array(EDGE_LENGTH)[edge].astype(np.float64)
         np.minimum.at(shortest, key, length)
         np.maximum.at(longest, key, length)
     cache.close()

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from empcn.cache import Cache
+from empcn.schema import NODE_Z, SAMPLE_Y
 
 
 _SYMBOLS = {1: "H", 6: "C", 7: "N", 8: "O", 9: "F"}  # QM9's elements (the train stage does not import empcn.data)
@@ -87,16 +88,16 @@ def read_counts(
             where = np.flatnonzero(shard == k)
             rows = indices[where] - layout.shard_starts[k]  # type: ignore[attr-defined]
             content = cache.shard(k)
-            y[where] = content.groups["sample"].arrays["y"][rows, target_index]
-            nodes = content.groups["nodes"]
-            if "z" not in nodes.arrays:  # not atoms (a scalar data set of point clouds): nothing to count
+            y[where] = content.array(SAMPLE_Y)[rows, target_index]
+            if not content.has(NODE_Z):  # not atoms (a scalar data set of point clouds): nothing to count
                 continue
-            z = nodes.arrays["z"].astype(np.int64)
-            molecule = np.repeat(np.arange(len(nodes.offsets) - 1), np.diff(nodes.offsets))
+            z = content.array(NODE_Z).astype(np.int64)
+            offsets = content.offsets(NODE_Z)
+            molecule = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
             column = lookup[z]
             known = column >= 0
             per_shard = np.bincount(
-                molecule[known] * len(species) + column[known], minlength=(len(nodes.offsets) - 1) * len(species)
+                molecule[known] * len(species) + column[known], minlength=(len(offsets) - 1) * len(species)
             ).reshape(-1, len(species))
             counts[where] = per_shard[rows]
     finally:

@@ -124,6 +124,8 @@ def test_a_plug_in_model_and_task_train_evaluate_and_predict_like_built_ins(
     assert (meta["model"], meta["task"]) == ("egnn", "scalar_l2")
     assert meta["plugins"] == {"task": {"distribution": "empcn-sumnet", "version": "0.2.0"}}
     assert "test MAE" in done.stdout  # the loss is the plug-in's; the MAE is reported as any scalar run's
+    predicted = empcn("predict", l2, *xyz, plugins=site)  # a task deriving from the scalar one predicts as it does
+    assert predicted.returncode == 0 and len(predicted.stdout.splitlines()) == len(xyz), predicted.stderr
 
     # uninstalled (a PYTHONPATH without it): each run says in one line which package it needs
     line = one_error(empcn("evaluate", run))

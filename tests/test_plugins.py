@@ -141,6 +141,7 @@ def test_a_plug_in_model_trains_evaluates_and_predicts_on_the_plug_in_data_set(s
     trained = run(site, "train", "--cache", cache, "--model", "ringnet", *quick, "--out", ringnet)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "training ringnet (" in trained.stdout and "test MAE" in trained.stdout
+    assert "train samples" in trained.stdout and "molecules" not in trained.stdout  # clouds are not molecules
     meta = torch.load(ringnet / "best.pt", weights_only=True)["meta"]
     assert (meta["model"], meta["task"], meta["dataset"]) == ("ringnet", "scalar", "pointclouds")
     plugin = {"distribution": "empcn-pointclouds", "version": "0.1.0"}
@@ -148,7 +149,7 @@ def test_a_plug_in_model_trains_evaluates_and_predicts_on_the_plug_in_data_set(s
     evaluated = run(site, "evaluate", ringnet, "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     result = json.loads(evaluated.stdout)
-    assert result["unit"] == "length units" and result["target"] == "rg"
+    assert (result["unit"], result["target"], result["noun"]) == ("length units", "rg", "samples")
     assert result["mae"] == pytest.approx(json.loads((ringnet / "result.json").read_text())["test_mae"], rel=1e-9)
 
     # predict: a cloud as .npy, the same cloud moved (rotated, reflected, shifted) as .json, a bad file

@@ -185,13 +185,13 @@ def test_evaluate_and_predict_answer_in_the_target_unit(atoms_run, qm9_cache: Pa
 
 def _as_saved_before_the_reference(run: Path) -> None:
     """Remove every trace of the reference from a run folder, as an older empcn wrote it (its metadata
-    held the task's fields itself, without the reference)."""
+    held the task's fields itself, without the reference, nor the later ``noun``)."""
     for name in (LAST, BEST):
         state = load_checkpoint(run / name)
         meta = state["meta"]
         record = meta.pop("task_record")
         del meta["task"], meta["plugins"], state["config"]["target_reference"]
-        meta.update({k: v for k, v in record.items() if k not in ("reference", "reference_species")})
+        meta.update({k: v for k, v in record.items() if k not in ("reference", "reference_species", "noun")})
         save_checkpoint(run / name, state)
     config = json.loads((run / CONFIG_FILE).read_text())
     del config["target_reference"]

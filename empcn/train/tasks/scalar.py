@@ -54,16 +54,16 @@ class ScalarTask(Task):
     kind: ClassVar[str] = "scalar"
     metric: ClassVar[str] = "MAE"
     loss_name: ClassVar[str] = "L1 (normalised)"
-    sample_noun: ClassVar[str] = "molecules"
     fields: ClassVar[tuple[str, ...]] = (schema.SAMPLE_Y,)
-    #: Runs saved before the atom reference existed had none.
-    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"reference": (), "reference_species": ()}
+    #: Runs saved before the atom reference existed had none; those saved before ``noun`` were molecules.
+    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"reference": (), "reference_species": (), "noun": "molecules"}
 
     target_index: int = 0
     mean: float = 0.0
     mad: float = 1.0
     reference: tuple[float, ...] = ()
     reference_species: tuple[int, ...] = ()
+    noun: str = "molecules"  # what one sample is, for log lines: "samples" for a cache without atoms
 
     def __post_init__(self) -> None:
         if len(self.reference) != len(self.reference_species):
@@ -82,7 +82,14 @@ class ScalarTask(Task):
             raise TaskError(f"{path}: --target is required (this cache has {', '.join(names) or 'no targets'})")
         if target not in names:
             raise TaskError(f"{path}: target {target!r} is not in this cache (it has {', '.join(names)})")
-        return cls(target=target, unit=str(targets.get("units", {}).get(target, "")), target_index=names.index(target))
+        atoms = bool(manifest.get("elements")) or manifest.get("dataset") == "qm9"  # QM9 caches before "elements"
+        return cls(target=target, unit=str(targets.get("units", {}).get(target, "")), target_index=names.index(target),
+                   noun="molecules" if atoms else "samples")
+
+    @property
+    def sample_noun(self) -> str:  # type: ignore[override]
+        """``molecules`` for a cache of atoms (QM9, own molecules), else ``samples``."""
+        return self.noun
 
     def check_cache(self, manifest: dict[str, Any], path: str) -> None:
         super().check_cache(manifest, path)

@@ -1,0 +1,97 @@
+"""Functional-group 2-cells: --cells parsing, RDKit SMARTS matches on real QM9 molecules, cell checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from rdkit import Chem
+
+from helpers import qm9pack_csv
+
+from empcn.lift.groups import BUILTIN_GROUPS, CellsError, CellSpec, boundary_pairs, check_cells, group_cells
+
+ATOMIC_NUMBER = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
+
+
+@pytest.fixture(scope="module")
+def qm9() -> pd.DataFrame:
+    return pd.read_csv(qm9pack_csv(), usecols=["Index", "SMILES", "Elements"], nrows=3000)
+
+
+def heavy_index(row) -> np.ndarray:
+    z = np.array([ATOMIC_NUMBER[s] for s in row.Elements.strip("[]").replace("'", "").split(",")])
+    return np.flatnonzero(z != 1)
+
+
+def test_parse():
+    assert CellSpec.parse("rings") == CellSpec() and CellSpec().is_default and CellSpec().kinds == ("ring",)
+    both = CellSpec.parse("rings,groups")
+    assert both.kinds == ("ring", *BUILTIN_GROUPS) and not both.is_default
+    user = CellSpec.parse(["rings", "smarts:acid_f=C(=O)[F,Cl]"])
+    assert user.groups == (("acid_f", "C(=O)[F,Cl]"),)
+    assert CellSpec.parse(user.to_params()) == user
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("smarts:bad=C(", "'bad': RDKit cannot parse"),
+        ("smarts:pair=C=O", "'pair'.*2 atoms"),
+        ("smarts:ring=CCC", "identifier other than"),
+        ("rings,smarts", "unknown 'smarts'"),
+        ("smarts:noeq", "not smarts:NAME=PATTERN"),
+        (["smarts:a=CCC", "smarts:a=CCO"], "'a' is named twice"),
+    ],
+)
+def test_parse_errors(value, message):
+    with pytest.raises(CellsError, match=message):
+        CellSpec.parse(value)
+
+
+def test_qm9_groups_match_rdkit(qm9):
+    """Every built-in group cell on 3,000 QM9 molecules is an RDKit match of its pattern, in XYZ indices;
+    every carboxylic acid or carboxylate found by an independent pattern gets its cell."""
+    spec = CellSpec.parse("rings,groups")
+    acid = Chem.MolFromSmarts("C(=O)[OH,O-]")
+    acids = 0
+    found: set[str] = set()
+    for row in qm9.itertuples():
+        mol = Chem.MolFromSmiles(row.SMILES)
+        heavy = heavy_index(row)
+        cells = group_cells(mol, heavy, spec)
+        assert len({frozenset(c) for c, _ in cells}) == len(cells)
+        for boundary, kind in cells:
+            match = tuple(int(np.flatnonzero(heavy == v)[0]) for v in boundary)
+            assert match in mol.GetSubstructMatches(Chem.MolFromSmarts(BUILTIN_GROUPS[kind]))
+        found |= {k for _, k in cells}
+        for m in mol.GetSubstructMatches(acid):
+            acids += 1
+            want = {int(heavy[a]) for a in m}
+            assert any(set(c) == want and k == "carboxyl" for c, k in cells), row.Index
+    assert acids >= 3
+    assert {"carboxyl", "ester", "amide", "ether", "ketone", "aldehyde", "nitrile"} <= found
+
+
+def test_groups_on_hand_molecules():
+    spec = CellSpec.parse("groups")
+    # methyl acetate CC(=O)OC: one ester cell, boundary in pattern order (C, C, O, O, C)
+    assert group_cells("CC(=O)OC", np.arange(5), spec) == [((0, 1, 2, 3, 4), "ester")]
+    # acetonitrile with interleaved hydrogens: heavy atoms at XYZ slots 0, 4, 5
+    assert group_cells("CC#N", np.array([0, 4, 5]), spec) == [((0, 4, 5), "nitrile")]
+    # acetic acid: a carboxyl, not an ester or ketone
+    assert [k for _, k in group_cells("CC(=O)O", np.arange(4), spec)] == ["carboxyl"]
+
+
+def test_check_cells_and_boundary_pairs():
+    assert check_cells(5, [[0, 1, 2], (2, 3, 4)]) == [(0, 1, 2), (2, 3, 4)]
+    for cells, message in [
+        ([[0, 1]], r"cell 0 \[0, 1\]: a 2-cell needs >= 3"),
+        ([[0, 1, 7]], "vertex 7 outside 0..4"),
+        ([[0, 1, 1]], "a vertex repeats"),
+        ([[0, 1, 2], [2, 0, 1]], r"cell 1 \[2, 0, 1\]: the same vertices as cell 0"),
+        ([[0, 1.5, 2]], "must be integers"),
+    ]:
+        with pytest.raises(CellsError, match=message):
+            check_cells(5, cells, "sample 3")
+    assert boundary_pairs([(0, 1, 2), (2, 1, 3)]) == [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3)]

@@ -80,7 +80,7 @@ class CellSpec:
         return words
 
     @staticmethod
-    def parse(values: str | Sequence[str]) -> "CellSpec":
+    def parse(values: str | Sequence[str]) -> CellSpec:
         """``--cells`` values: each ``smarts:NAME=PATTERN`` or a comma list of ``rings`` and ``groups``."""
         values = [values] if isinstance(values, str) else list(values)
         rings, groups = False, []

@@ -95,3 +95,33 @@ def test_check_cells_and_boundary_pairs():
         with pytest.raises(CellsError, match=message):
             check_cells(5, cells, "sample 3")
     assert boundary_pairs([(0, 1, 2), (2, 1, 3)]) == [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3)]
+
+
+def test_molecule_cells_with_groups_on_qm9(qm9):
+    """QM9 molecule 271, [NH3+]CCC([O-])=O: the carboxyl cell is a 2-cell of its kind; its O–O boundary
+    pair is an added edge of kind 1; the shard of rings+groups cells assembles."""
+    import pandas as pd
+
+    from empcn.lift.assemble import complex_shard
+    from empcn.lift.molecule import CellOptions, MoleculeInput, molecule_cells
+
+    rows = pd.read_csv(qm9pack_csv(), usecols=["Index", "SMILES", "Elements", "XYZ_Ang"], nrows=300)
+    row = next(rows[rows.Index == 271].itertuples())
+    z = np.array([ATOMIC_NUMBER[s] for s in row.Elements.strip("[]").replace("'", "").split(",")])
+    pos = np.array(row.XYZ_Ang.replace("[", "").replace("]", "").split(","), dtype=float).reshape(-1, 3)
+    mol = MoleculeInput(271, z, pos, smiles=row.SMILES)
+    plain, _ = molecule_cells(mol, CellOptions())
+    spec = CellSpec.parse("rings,groups")
+    cells, source = molecule_cells(mol, CellOptions(cells=spec))
+    assert source == "smiles" and "kind" not in plain.edge_arrays and not plain.ring_arrays
+    heavy = heavy_index(row)
+    match = Chem.MolFromSmiles(row.SMILES).GetSubstructMatch(Chem.MolFromSmarts("C(=O)[O-]"))
+    want = {int(heavy[a]) for a in match}
+    kinds = [spec.kinds[k] for k in cells.ring_arrays["kind"]]
+    assert [set(r) for r, k in zip(cells.rings, kinds) if k == "carboxyl"] == [want]
+    bonds = {tuple(e) for e in plain.edge_index.tolist()}
+    added = [tuple(e) for e, k in zip(cells.edge_index.tolist(), cells.edge_arrays["kind"]) if k == 1]
+    assert added and not set(added) & bonds and bonds <= {tuple(e) for e in cells.edge_index.tolist()}
+    assert all(z[a] == 8 and z[b] == 8 for a, b in added)  # the carboxyl's two oxygens
+    shard = complex_shard([cells, cells], {"index": np.array([271, 271])})
+    assert shard.groups["rings"].arrays["kind"].tolist() == 2 * cells.ring_arrays["kind"].tolist()

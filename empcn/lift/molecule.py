@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from empcn.errors import EmpcnError
 from empcn.lift.groups import CellSpec
-from empcn.lift.spec import PredictHook
+from empcn.lift.spec import Option, PredictHook
 
 if TYPE_CHECKING:
     from empcn.cache import Sample, ShardContent
@@ -44,7 +44,7 @@ class CellOptions:
 
     rings: RingKind = "chordless"
     max_ring: int = 8
-    cells: CellSpec = CellSpec()
+    cells: CellSpec = field(default_factory=CellSpec)
 
     def __post_init__(self) -> None:
         if self.rings not in RING_KINDS:
@@ -59,6 +59,40 @@ class CellOptions:
         """The options a cache's ``manifest["params"]`` recorded (today's defaults for those it lacks)."""
         cells = CellSpec.parse(params.get("cells", ["rings"]))
         return CellOptions(str(params.get("rings", "chordless")), int(params.get("max_ring", 8)), cells)  # type: ignore[arg-type]
+
+
+def _cells_value(text: str) -> str:
+    """One ``--cells`` value, checked (CellsError, a ValueError, names what is wrong)."""
+    CellSpec.parse([text])
+    return text
+
+
+CELLS_OPTION = Option(
+    "cells", "2-cells: 'rings', 'rings,groups' (built-in functional groups, docs/datasets.md) or "
+    "'smarts:NAME=PATTERN' (a group of >= 3 atoms; boundary in the pattern's atom order); repeatable.",
+    _cells_value, default="rings", metavar="CELLS", multiple=True,
+)
+
+
+def cells_param(cells: tuple[str, ...]) -> dict[str, Any]:
+    """``{"cells": [...]}`` for a lift's recorded parameters, empty for rings only (caches as before)."""
+    return {} if CellSpec.parse(cells).is_default else {"cells": list(cells)}
+
+
+def cells_manifest(cells: tuple[str, ...]) -> dict[str, Any]:
+    """The manifest's ``cells`` entries of non-default cells: the 2-cell kinds ``rings/kind`` indexes."""
+    spec = CellSpec.parse(cells)
+    return {} if spec.is_default else {"kinds": list(spec.kinds), "edge_kinds": ["bond", "boundary"]}
+
+
+def cells_field_docs(cells: tuple[str, ...]) -> dict[str, str | None]:
+    """The field docs of ``edges/kind`` and ``rings/kind``: written only for non-default cells."""
+    if CellSpec.parse(cells).is_default:
+        return {"edges/kind": None, "rings/kind": None}
+    return {
+        "edges/kind": "(E,) uint8 0 bond, 1 boundary pair of a 2-cell that is not a bond (order 0)",
+        "rings/kind": "(R,) uint8 the 2-cell's kind: an index into manifest cells.kinds",
+    }
 
 
 @dataclass(frozen=True)
@@ -117,17 +151,16 @@ def _cells_with_groups(
     from rdkit import Chem
 
     from empcn.lift.assemble import SampleCells
-    from empcn.lift.bonds import BadMolecule
     from empcn.lift.groups import boundary_pairs, group_cells
     from empcn.lift.rings import ring_edge_slots
 
-    if source != "smiles":
-        raise BadMolecule("functional-group cells need the molecule's SMILES (QM9); its bonds came from " + source)
     n = len(mol.z)
     kinds = spec.kinds
     all_cells = [(tuple(r), kinds.index("ring")) for r in rings] if spec.rings else []
     seen = {frozenset(c) for c, _ in all_cells}
-    for boundary, kind in group_cells(Chem.MolFromSmiles(mol.smiles), np.flatnonzero(mol.z != 1), spec):
+    # groups are matched on the SMILES (charges, hydrogen counts); a molecule without one gets none
+    found = group_cells(Chem.MolFromSmiles(mol.smiles), np.flatnonzero(mol.z != 1), spec) if source == "smiles" else []
+    for boundary, kind in found:
         if frozenset(boundary) not in seen:
             seen.add(frozenset(boundary))
             all_cells.append((boundary, kinds.index(kind)))
@@ -183,7 +216,7 @@ def build_molecule_shard(table: MoleculeTable, config: Any, start: int, stop: in
     from empcn.lift.bonds import BadMolecule
     from empcn.lift.pipeline import LiftError
 
-    options = CellOptions(config.rings, config.max_ring)
+    options = CellOptions(config.rings, config.max_ring, CellSpec.parse(getattr(config, "cells", ("rings",))))
     cells: list[SampleCells] = []
     sources: list[BondSource] = []
     keep: list[int] = []

@@ -125,3 +125,26 @@ def test_molecule_cells_with_groups_on_qm9(qm9):
     assert all(z[a] == 8 and z[b] == 8 for a, b in added)  # the carboxyl's two oxygens
     shard = complex_shard([cells, cells], {"index": np.array([271, 271])})
     assert shard.groups["rings"].arrays["kind"].tolist() == 2 * cells.ring_arrays["kind"].tolist()
+
+
+def test_lift_qm9_cells_cli(tmp_path):
+    """`empcn lift --cells`: a bad SMARTS is a one-line error naming the group; rings,groups records the
+    spec and the kinds in the manifest, and the default lift records neither."""
+    import subprocess
+    import sys
+
+    from empcn.cache import open_cache
+
+    def lift(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "empcn", "lift", "--dataset", "qm9", "--limit", "40", "--workers", "1",
+               "--no-progress", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+
+    bad = lift("--cells", "smarts:acyl=C(=O", "--out", "bad.h5")
+    assert bad.returncode != 0 and "'acyl': RDKit cannot parse" in bad.stderr
+    assert lift("--cells", "rings,groups", "--cells", "smarts:cn=[#6]~[#7]~[#6]", "--out", "g.h5").returncode == 0
+    assert lift("--out", "r.h5").returncode == 0
+    mg, mr = open_cache(tmp_path / "g.h5").manifest, open_cache(tmp_path / "r.h5").manifest
+    assert mg["params"]["cells"] == ["rings,groups", "smarts:cn=[#6]~[#7]~[#6]"]
+    assert mg["cells"]["kinds"] == ["ring", *BUILTIN_GROUPS, "cn"]
+    assert "cells" not in mr["params"] and "kinds" not in mr["cells"]

@@ -170,3 +170,69 @@ def boundary_pairs(cells: Iterable[Sequence[int]]) -> list[tuple[int, int]]:
     """Every consecutive vertex pair (i < j) of every cell's closed boundary, unique, sorted."""
     pairs = {(min(a, b), max(a, b)) for c in cells for a, b in zip(c, tuple(c[1:]) + tuple(c[:1]))}
     return sorted(pairs)
+
+
+# ----------------------------------------------------------------------------------------------
+# cells files (--cells-file)
+
+CELLS_FILE_KEYS = {"cells", "per_sample", "about", "names"}
+
+
+@dataclass(frozen=True)
+class CellsFile:
+    """2-cells read from a JSON file: ``cells`` for every sample, or ``per_sample`` (sample id as text →
+    its cells). Each cell is a list of >= 3 node indices in boundary (cyclic) order."""
+
+    cells: tuple[tuple[int, ...], ...] | None = None
+    per_sample: dict[str, tuple[tuple[int, ...], ...]] | None = None
+
+    def for_sample(self, sample_id: object, num_nodes: int) -> list[tuple[int, ...]]:
+        """The checked cells of sample ``sample_id`` with ``num_nodes`` nodes (none when the file lists it not)."""
+        if self.cells is not None:
+            return check_cells(num_nodes, self.cells, f"sample {sample_id}")
+        return check_cells(num_nodes, (self.per_sample or {}).get(str(sample_id), ()), f"sample {sample_id}")
+
+
+def read_cells_file(path: Any) -> CellsFile:
+    """A cells file: ``{"cells": [[i, j, k, …], …]}`` or ``{"per_sample": {"ID": [[…], …], …}}`` (plus
+    optional ``about`` text and ``names``). CellsError naming the file and the bad entry."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CellsError(f"{path}: not a readable JSON cells file ({' '.join(str(exc).split())})") from None
+    if not isinstance(doc, dict) or ("cells" in doc) == ("per_sample" in doc):
+        raise CellsError(f"{path}: a cells file is an object with either 'cells' or 'per_sample'")
+    unknown = sorted(set(doc) - CELLS_FILE_KEYS)
+    if unknown:
+        raise CellsError(f"{path}: unknown keys {', '.join(unknown)} (cells, per_sample, about, names)")
+
+    def cell_list(value: Any, where: str) -> tuple[tuple[int, ...], ...]:
+        if not isinstance(value, list):
+            raise CellsError(f"{path}: {where} must be a list of cells")
+        out = []
+        for k, cell in enumerate(value):
+            if not isinstance(cell, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in cell):
+                raise CellsError(f"{path}: {where} cell {k} {cell!r}: a cell is a list of node indices")
+            out.append(tuple(cell))
+        check_cells(max((v for c in out for v in c), default=-1) + 1, [c for c in out if min(c, default=0) >= 0],
+                    f"{path}: {where}")
+        return tuple(out)
+
+    if "cells" in doc:
+        return CellsFile(cells=cell_list(doc["cells"], "cells"))
+    per = doc["per_sample"]
+    if not isinstance(per, dict):
+        raise CellsError(f"{path}: per_sample must map sample ids to lists of cells")
+    return CellsFile(per_sample={str(k): cell_list(v, f"sample {k}") for k, v in per.items()})
+
+
+def packaged_cells(name: str) -> CellsFile:
+    """A cells file shipped in :mod:`empcn.data` (e.g. ``mocap_paper_cells.json``)."""
+    from importlib.resources import as_file, files
+
+    with as_file(files("empcn.data") / name) as path:
+        return read_cells_file(path)

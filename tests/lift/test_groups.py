@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -148,3 +150,32 @@ def test_lift_qm9_cells_cli(tmp_path):
     assert mg["params"]["cells"] == ["rings,groups", "smarts:cn=[#6]~[#7]~[#6]"]
     assert mg["cells"]["kinds"] == ["ring", *BUILTIN_GROUPS, "cn"]
     assert "cells" not in mr["params"] and "kinds" not in mr["cells"]
+
+
+def test_cells_files(tmp_path):
+    import json
+
+    from empcn.lift.groups import packaged_cells, read_cells_file
+    from empcn.lift.mocap import CMU_JOINTS, PAPER_CELLS
+
+    shipped = json.loads((Path(__file__).parents[2] / "empcn" / "data" / "mocap_paper_cells.json").read_text())
+    assert packaged_cells("mocap_paper_cells.json").cells == PAPER_CELLS == tuple(map(tuple, shipped["cells"]))
+    assert shipped["names"] == [[CMU_JOINTS[v] for v in c] for c in PAPER_CELLS] and len(PAPER_CELLS) == 9
+    per = tmp_path / "per.json"
+    per.write_text(json.dumps({"per_sample": {"7": [[0, 1, 2]], "9": [[3, 2, 1, 0]]}}))
+    cells = read_cells_file(per)
+    assert cells.for_sample(9, 5) == [(3, 2, 1, 0)] and cells.for_sample(8, 5) == []
+    with pytest.raises(CellsError, match=r"sample 7: cell 0 \[0, 1, 2\]: vertex 2 outside 0..1"):
+        cells.for_sample(7, 2)
+    for doc, message in [
+        ({"cells": [[0, 1]]}, r"cells: cell 0 \[0, 1\]: a 2-cell needs >= 3"),
+        ({"cells": [[0, 1, 2], [1, 2, 0]]}, "the same vertices as cell 0"),
+        ({"cells": [[0, "a", 2]]}, "a cell is a list of node indices"),
+        ({"cells": [], "per_sample": {}}, "either 'cells' or 'per_sample'"),
+        ({"cell": []}, "either 'cells' or 'per_sample'"),
+        ({"cells": [], "extra": 1}, "unknown keys extra"),
+    ]:
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps(doc))
+        with pytest.raises(CellsError, match=message):
+            read_cells_file(bad)

@@ -23,6 +23,7 @@ from empcn.train.models.embedding import InvariantEmbeddingConfig
 from empcn.train.models.layers import (
     check_dropout,
     check_node_features,
+    check_ring_kinds,
     check_sizes,
     full_precision,
     get_neighbourhood,
@@ -30,7 +31,6 @@ from empcn.train.models.layers import (
     mlp,
     neighbourhood_ranks,
     pool_sum,
-    check_ring_kinds,
     ring_kind_onehot,
 )
 

@@ -82,7 +82,8 @@ def _click_option(spec: DatasetSpec, option: Option) -> click.Option:
         return click.Option([f"--{option.name}/--no-{option.name}", option.param], default=None, help=text)
     metavar = option.metavar or (None if isinstance(option.kind, tuple) else option.kind.__name__.upper()
                                  if isinstance(option.kind, type) else "TEXT")
-    return click.Option([option.flag, option.param], type=_param_type(option), default=None, help=text, metavar=metavar)
+    return click.Option([option.flag, option.param], type=_param_type(option), default=None, help=text, metavar=metavar,
+                        multiple=option.multiple)
 
 
 def origin_of(name: str) -> str:

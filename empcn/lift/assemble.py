@@ -45,6 +45,7 @@ class SampleCells:
     ring_edge: np.ndarray
     node_arrays: dict[str, np.ndarray] = field(default_factory=dict)
     edge_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    ring_arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _offsets(counts: np.ndarray) -> np.ndarray:
@@ -131,6 +132,9 @@ def complex_shard(cells: Sequence[SampleCells], per_sample: Mapping[str, np.ndar
         sample_arr = [np.asarray(c.edge_arrays[key]) for c in cells]
         tail = sample_arr[0].shape[1:] if sample_arr else ()
         groups[EDGE_GROUP].arrays[key] = _concat(sample_arr, sample_arr[0].dtype if sample_arr else np.float32, tail)
+    for key in sorted({k for c in cells for k in c.ring_arrays}):
+        sample_arr = [np.asarray(c.ring_arrays[key]) for c in cells]
+        groups[RING_GROUP].arrays[key] = _concat(sample_arr, sample_arr[0].dtype if sample_arr else np.float32)
 
     for spec in NEIGHBOURHOODS:
         index, offsets = nbrs[spec.name]

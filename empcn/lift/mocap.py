@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import numpy as np
 
 from empcn.data.asf import Skeleton
+from empcn.lift.groups import packaged_cells
 from empcn.data.mocap import (
     SPLIT_NAMES,
     MocapProtocol,
@@ -62,12 +63,10 @@ UNITS = "ASF length units"
 EDGE_BONE, EDGE_TWO_HOP, EDGE_BOUNDARY = 0, 1, 2
 
 #: The 2-cells of the EMPCN paper's MoCap experiment, by joint index (cyclic order as printed there),
-#: with the joint names that index has in CMU's depth-first hierarchy (checked against the skeleton).
-PAPER_CELLS: tuple[tuple[int, ...], ...] = (
-    (0, 3, 8), (6, 7, 8), (1, 2, 3), (24, 25, 26), (21, 22, 23),
-    (7, 8, 2, 3), (24, 26, 17, 19), (25, 7, 18, 2),
-    (6, 7, 8, 1, 2, 3),
-)
+#: read from the package's cells file ``empcn/data/mocap_paper_cells.json`` (which also names the joints
+#: of each cell in CMU's depth-first hierarchy; checked against the skeleton by the tests).
+PAPER_CELLS_FILE = "mocap_paper_cells.json"
+PAPER_CELLS: tuple[tuple[int, ...], ...] = packaged_cells(PAPER_CELLS_FILE).cells or ()
 CMU_JOINTS: tuple[str, ...] = (
     "root", "lhipjoint", "lfemur", "ltibia", "lfoot", "ltoes", "rhipjoint", "rfemur", "rtibia", "rfoot", "rtoes",
     "lowerback", "upperback", "thorax", "lowerneck", "upperneck", "head",

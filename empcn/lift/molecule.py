@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
 from empcn.errors import EmpcnError
-from empcn.lift.spec import PredictHook
+from empcn.lift.groups import CellSpec
+from empcn.lift.spec import Option, PredictHook
 
 if TYPE_CHECKING:
     from empcn.cache import Sample, ShardContent
@@ -43,17 +44,55 @@ class CellOptions:
 
     rings: RingKind = "chordless"
     max_ring: int = 8
+    cells: CellSpec = field(default_factory=CellSpec)
 
     def __post_init__(self) -> None:
         if self.rings not in RING_KINDS:
             raise ValueError(f"rings must be 'chordless' or 'sssr', got {self.rings!r}")
         if not isinstance(self.max_ring, (int, np.integer)) or isinstance(self.max_ring, bool) or self.max_ring < 3:
             raise ValueError(f"max_ring must be an integer >= 3, got {self.max_ring!r}")
+        if not isinstance(self.cells, CellSpec):
+            raise ValueError(f"cells must be a CellSpec, got {self.cells!r}")
 
     @staticmethod
     def from_params(params: Mapping[str, Any]) -> "CellOptions":
         """The options a cache's ``manifest["params"]`` recorded (today's defaults for those it lacks)."""
-        return CellOptions(str(params.get("rings", "chordless")), int(params.get("max_ring", 8)))  # type: ignore[arg-type]
+        cells = CellSpec.parse(params.get("cells", ["rings"]))
+        return CellOptions(str(params.get("rings", "chordless")), int(params.get("max_ring", 8)), cells)  # type: ignore[arg-type]
+
+
+def _cells_value(text: str) -> str:
+    """One ``--cells`` value, checked (CellsError, a ValueError, names what is wrong)."""
+    CellSpec.parse([text])
+    return text
+
+
+CELLS_OPTION = Option(
+    "cells", "2-cells: 'rings', 'rings,groups' (built-in functional groups, docs/datasets.md) or "
+    "'smarts:NAME=PATTERN' (a group of >= 3 atoms; boundary in the pattern's atom order); repeatable.",
+    _cells_value, default="rings", metavar="CELLS", multiple=True,
+)
+
+
+def cells_param(cells: tuple[str, ...]) -> dict[str, Any]:
+    """``{"cells": [...]}`` for a lift's recorded parameters, empty for rings only (caches as before)."""
+    return {} if CellSpec.parse(cells).is_default else {"cells": list(cells)}
+
+
+def cells_manifest(cells: tuple[str, ...]) -> dict[str, Any]:
+    """The manifest's ``cells`` entries of non-default cells: the 2-cell kinds ``rings/kind`` indexes."""
+    spec = CellSpec.parse(cells)
+    return {} if spec.is_default else {"kinds": list(spec.kinds), "edge_kinds": ["bond", "boundary"]}
+
+
+def cells_field_docs(cells: tuple[str, ...]) -> dict[str, str | None]:
+    """The field docs of ``edges/kind`` and ``rings/kind``: written only for non-default cells."""
+    if CellSpec.parse(cells).is_default:
+        return {"edges/kind": None, "rings/kind": None}
+    return {
+        "edges/kind": "(E,) uint8 0 bond, 1 boundary pair of a 2-cell that is not a bond (order 0)",
+        "rings/kind": "(R,) uint8 the 2-cell's kind: an index into manifest cells.kinds",
+    }
 
 
 @dataclass(frozen=True)
@@ -91,15 +130,57 @@ def molecule_cells(mol: MoleculeInput, options: CellOptions) -> tuple["SampleCel
         rings = [r for r in rings if len(r) <= options.max_ring]
     else:
         rings = chordless_cycles(n, index, options.max_ring)
-    cells = SampleCells(
+    if options.cells.is_default:
+        cells = SampleCells(
+            pos=mol.pos,
+            edge_index=index,
+            rings=rings,
+            ring_edge=ring_edge_slots(rings, index, n),
+            node_arrays={"z": np.asarray(z, dtype=np.uint8)},
+            edge_arrays={"order": np.asarray(order, dtype=np.float32)},
+        )
+        return cells, source
+    return _cells_with_groups(mol, options.cells, index, np.asarray(order, np.float32), rings, source), source
+
+
+def _cells_with_groups(
+    mol: MoleculeInput, spec: CellSpec, index: np.ndarray, order: np.ndarray, rings: list, source: BondSource
+) -> "SampleCells":
+    """Rings (when ``spec.rings``) then the group cells of ``spec``; ``rings/kind`` indexes ``spec.kinds``;
+    boundary pairs that are not bonds are added as edges of ``edges/kind`` 1 (order 0), bonds have kind 0."""
+    from rdkit import Chem
+
+    from empcn.lift.assemble import SampleCells
+    from empcn.lift.groups import boundary_pairs, group_cells
+    from empcn.lift.rings import ring_edge_slots
+
+    n = len(mol.z)
+    kinds = spec.kinds
+    all_cells = [(tuple(r), kinds.index("ring")) for r in rings] if spec.rings else []
+    seen = {frozenset(c) for c, _ in all_cells}
+    # groups are matched on the SMILES (charges, hydrogen counts); a molecule without one gets none
+    found = group_cells(Chem.MolFromSmiles(mol.smiles), np.flatnonzero(mol.z != 1), spec) if source == "smiles" else []
+    for boundary, kind in found:
+        if frozenset(boundary) not in seen:
+            seen.add(frozenset(boundary))
+            all_cells.append((boundary, kinds.index(kind)))
+    bonds = {tuple(e) for e in np.asarray(index).tolist()}
+    extra = [p for p in boundary_pairs(c for c, _ in all_cells) if p not in bonds]
+    merged = np.concatenate([np.asarray(index, np.int64).reshape(-1, 2), np.asarray(extra, np.int64).reshape(-1, 2)])
+    edge_kind = np.concatenate([np.zeros(len(index), np.uint8), np.ones(len(extra), np.uint8)])
+    edge_order = np.concatenate([order, np.zeros(len(extra), np.float32)])
+    perm = np.lexsort((merged[:, 1], merged[:, 0]))
+    merged, edge_kind, edge_order = merged[perm], edge_kind[perm], edge_order[perm]
+    boundaries = [c for c, _ in all_cells]
+    return SampleCells(
         pos=mol.pos,
-        edge_index=index,
-        rings=rings,
-        ring_edge=ring_edge_slots(rings, index, n),
-        node_arrays={"z": np.asarray(z, dtype=np.uint8)},
-        edge_arrays={"order": np.asarray(order, dtype=np.float32)},
+        edge_index=merged,
+        rings=boundaries,
+        ring_edge=ring_edge_slots(boundaries, merged, n),
+        node_arrays={"z": np.asarray(mol.z, dtype=np.uint8)},
+        edge_arrays={"order": edge_order, "kind": edge_kind},
+        ring_arrays={"kind": np.asarray([k for _, k in all_cells], dtype=np.uint8)},
     )
-    return cells, source
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,7 +216,7 @@ def build_molecule_shard(table: MoleculeTable, config: Any, start: int, stop: in
     from empcn.lift.bonds import BadMolecule
     from empcn.lift.pipeline import LiftError
 
-    options = CellOptions(config.rings, config.max_ring)
+    options = CellOptions(config.rings, config.max_ring, CellSpec.parse(getattr(config, "cells", ("rings",))))
     cells: list[SampleCells] = []
     sources: list[BondSource] = []
     keep: list[int] = []

@@ -16,7 +16,17 @@ import numpy as np
 from empcn.data import qm9 as qm9_source
 from empcn.lift import pipeline
 from empcn.lift import molecule
-from empcn.lift.molecule import BondSource, CellOptions, MoleculeInput, RingKind
+from empcn.lift.groups import CellSpec
+from empcn.lift.molecule import (
+    CELLS_OPTION,
+    BondSource,
+    CellOptions,
+    MoleculeInput,
+    RingKind,
+    cells_field_docs,
+    cells_manifest,
+    cells_param,
+)
 from empcn.lift.spec import DatasetSpec, LiftConfig, LiftInput, Option
 
 SplitScheme = Literal["cormorant", "empsn"]
@@ -34,13 +44,14 @@ class QM9LiftConfig(LiftConfig):
     rings: RingKind = "chordless"
     max_ring: int = 8
     split: SplitScheme = "cormorant"
+    cells: tuple[str, ...] = ("rings",)  # --cells values (empcn.lift.groups.CellSpec.parse)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.source is not None and not Path(self.source).expanduser().exists():
             raise self.bad(f"{self.source}: no such file or folder")
         try:
-            CellOptions(self.rings, self.max_ring)
+            CellOptions(self.rings, self.max_ring, CellSpec.parse(self.cells))
         except ValueError as exc:
             raise self.bad(str(exc)) from None
         if self.split not in get_args(SplitScheme):
@@ -58,6 +69,7 @@ class QM9LiftConfig(LiftConfig):
             "split": self.split,
             "shard_size": self.shard_size,
             "strict": self.strict,
+            **cells_param(self.cells),
         }
 
     def source_info(self) -> dict[str, Any]:
@@ -73,10 +85,12 @@ class QM9LiftConfig(LiftConfig):
 
         A parameter a cache does not record takes today's default; an unknown one is refused.
         """
-        recorded = set(cls().recorded_params())
+        recorded = set(cls().recorded_params()) | {"cells"}
         unknown = sorted(set(params) - recorded)
         if unknown:
             raise pipeline.LiftError(f"qm9 lift: the cache records parameters this empcn does not know: {', '.join(unknown)}")
+        if "cells" in params:
+            params = {**params, "cells": tuple(params["cells"])}
         return cls(**params, **run)
 
 
@@ -132,9 +146,10 @@ def finish(config: QM9LiftConfig, lifted: LiftInput, results: list[pipeline.Shar
                       "2": f"rings ({config.rings} cycles of at most {config.max_ring} atoms)"},
             "ring_sizes": pipeline.merge_counts(results, "ring_sizes"),
             "bond_fallback_samples": sum(int(r.summary.get("bond_fallback", 0)) for r in results),
+            **cells_manifest(config.cells),
         },
     }
-    return pipeline.LiftedSplits(splits, manifest)
+    return pipeline.LiftedSplits(splits, manifest, fields=cells_field_docs(config.cells))
 
 
 def lift_qm9(config: QM9LiftConfig) -> Path:
@@ -146,7 +161,7 @@ def lift_qm9(config: QM9LiftConfig) -> Path:
 
 def _predict_options(params: dict[str, Any]) -> CellOptions:
     config = QM9LiftConfig.from_params(params, progress=False)
-    return CellOptions(config.rings, config.max_ring)
+    return CellOptions(config.rings, config.max_ring, CellSpec.parse(config.cells))
 
 
 SPEC = DatasetSpec(
@@ -159,12 +174,13 @@ SPEC = DatasetSpec(
                minimum=1, metavar="N"),
         Option("rings", "2-cells: chordless cycles, or RDKit's symmetrised SSSR.", molecule.RING_KINDS),
         Option("max-ring", "Largest ring that becomes a 2-cell.", int, unit="atoms", minimum=3),
+        CELLS_OPTION,
         Option("split", "Split: cormorant (EGNN's) or empsn (EMPSN/EMPCN's).", get_args(SplitScheme)),
     ),
     read=read,
     build_shard=molecule.build_molecule_shard,
     finish=finish,
-    fields=("sample/id", "sample/y", "sample/bonds_from_smiles", "nodes/z", "edges/order"),
+    fields=("sample/id", "sample/y", "sample/bonds_from_smiles", "nodes/z", "edges/order", "edges/kind", "rings/kind"),
     task="scalar",
     versions=("rdkit",),
     predict=molecule.predict_hook(_predict_options, smiles_bonds=True),

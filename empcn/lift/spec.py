@@ -125,7 +125,8 @@ class Option:
     (``"11,6,6"`` → ``(11, 6, 6)``). ``default``: the default as ``--help`` shows it (empty: the config
     field's default); the config's default applies when the option is not given. ``unit``: of the value
     (Hz, atoms, s); ``minimum``: the smallest number accepted; ``metavar``: the value's name in ``--help``;
-    ``required``: the lift cannot run without it.
+    ``required``: the lift cannot run without it. ``multiple``: the option may repeat; the field gets the
+    tuple of its values.
     """
 
     name: str
@@ -137,6 +138,7 @@ class Option:
     metavar: str = ""
     field: str = ""
     required: bool = False
+    multiple: bool = False
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", self.name or ""):

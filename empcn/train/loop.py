@@ -92,7 +92,8 @@ class RunState:
 
 
 def build_model_config(
-    config: TrainConfig, spec: CollateSpec, has_edge_order: bool, model: ModelChoice, has_node_scalar: bool = True
+    config: TrainConfig, spec: CollateSpec, has_edge_order: bool, model: ModelChoice, has_node_scalar: bool = True,
+    cell_kinds: int = 0,
 ) -> Any:
     """The model's config dataclass for this run: the model's defaults with the cache's input widths and the run's sizes.
 
@@ -100,7 +101,8 @@ def build_model_config(
     ``edges/order`` (bond orders), which a model with an edge input then reads as a one-hot unless
     ``--no-edge-features``. ``has_node_scalar``: the cache stores charges or masses
     (:data:`~empcn.schema.NODE_SCALAR_FIELDS`); without them (MoCap) a position model is built
-    without its node-scalar input.
+    without its node-scalar input. ``cell_kinds``: the 2-cell kinds the cache records
+    (``manifest.cells.kinds`` beside ``rings/kind``; 0 when none), a one-hot ring input of models that take one.
     """
     from empcn.train.models.registry import config_for_run
 
@@ -109,7 +111,7 @@ def build_model_config(
         return config_for_run(
             model.name, spec.node_features, edge_width,
             hidden=config.hidden, layers=config.layers, dropout=config.dropout, options=config.model_options,
-            node_scalar=has_node_scalar, task=model.task,
+            node_scalar=has_node_scalar, task=model.task, cell_kinds=cell_kinds,
         )
     except ValueError as exc:
         raise TrainError(str(exc)) from None
@@ -278,6 +280,7 @@ class Trainer:
         self.model_config = build_model_config(
             cfg, base_spec, schema.EDGE_ORDER in stored, self.model_choice,
             has_node_scalar=any(k in stored for k in schema.NODE_SCALAR_FIELDS),
+            cell_kinds=len(manifest.get("cells", {}).get("kinds", ())) if schema.RING_KIND in stored else 0,
         )
         # read once; _check_run_folder has made sure it exists when resuming
         resume_path = resume_from(self.run_dir) if self.resume else None

@@ -289,3 +289,33 @@ def test_bad_edges_raise():
         chordless_cycles(4, np.array([[0, 1], [1, 2], [2, -1]]))
     with pytest.raises(ValueError, match="max_size"):
         chordless_cycles(4, np.array([[0, 1]]), max_size=2)
+
+
+def networkx_rings(num_nodes: int, edges: np.ndarray, max_size: int = 8) -> list[tuple[int, ...]]:
+    """networkx's chordless cycles of 3..max_size nodes, canonical and sorted like chordless_cycles."""
+    import networkx as nx
+
+    graph = nx.Graph()
+    graph.add_nodes_from(range(num_nodes))
+    graph.add_edges_from(map(tuple, np.asarray(edges).tolist()))
+    cycles = nx.chordless_cycles(graph, length_bound=max_size)
+    return sorted((canonical_ring(c) for c in cycles if len(c) >= 3), key=lambda r: (len(r), r))
+
+
+def test_chordless_cycles_agree_with_networkx_on_random_graphs():
+    rng = np.random.default_rng(11)
+    for trial in range(150):
+        n = int(rng.integers(4, 14))
+        pairs = np.array(list(combinations(range(n), 2)))
+        edges = pairs[rng.random(len(pairs)) < rng.uniform(0.15, 0.5)]
+        max_size = int(rng.integers(3, 9))
+        assert chordless_cycles(n, edges, max_size) == networkx_rings(n, edges, max_size), (trial, n, edges.tolist())
+
+
+def test_chordless_cycles_agree_with_networkx_on_qm9(qm9):
+    rows = list(qm9.itertuples())
+    assert len(rows) == 3300
+    for row in rows:
+        z, pos = parse_row(row)
+        index = molecule_bonds(z, pos, row.SMILES).index
+        assert chordless_cycles(z.size, index) == networkx_rings(z.size, index), row.Index

@@ -18,8 +18,9 @@ class ModelConfig:
     """Mixin of the model config dataclasses.
 
     ``SAVED_WITHOUT``: values of fields added after runs were saved without them (see
-    :mod:`empcn.train.saved`). ``INPUT_FIELDS``: ``{"node" | "edge": field}`` — the config fields
-    that take the width of the cache's node / edge features (none: the model builds its own inputs).
+    :mod:`empcn.train.saved`). ``INPUT_FIELDS``: ``{"node" | "edge" | "cell_kind": field}`` — the config
+    fields that take the width of the cache's node / edge features, and the number of 2-cell kinds it
+    records (``rings/kind``; 0 when it records none) (none: the model builds its own inputs).
     ``DEFAULT_CLIP``: the trainer's maximum gradient norm for this model when ``--clip`` is not given
     (0 = none); a run records the value it used in its ``config.json``.
     """
@@ -43,13 +44,13 @@ class ModelConfig:
         """
         return ()
 
-    def with_inputs(self: C, node_features: int, edge_features: int, node_scalar: bool = True) -> C:
+    def with_inputs(self: C, node_features: int, edge_features: int, node_scalar: bool = True, cell_kinds: int = 0) -> C:
         """This config with the input widths a cache provides (``edge_features`` 0: no edge input).
 
         ``node_scalar`` False: the cache has no per-node scalar (no charges or masses, e.g. MoCap), so a
         model with a :attr:`NODE_SCALAR_FIELD` switch gets it turned off.
         """
-        widths = {"node": node_features, "edge": edge_features}
+        widths = {"node": node_features, "edge": edge_features, "cell_kind": cell_kinds}
         changes: dict[str, Any] = {name: widths[kind] for kind, name in self.INPUT_FIELDS.items()}
         if not node_scalar and self.NODE_SCALAR_FIELD in {f.name for f in fields(self)}:  # type: ignore[arg-type]
             changes[self.NODE_SCALAR_FIELD] = False

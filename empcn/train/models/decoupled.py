@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from empcn.schema import RING_TO_NODE
+from empcn.schema import RING_KIND, RING_TO_NODE
 from empcn.train.batch import ComplexBatch
 from empcn.train.fully_connected import fully_connected_pairs
 from empcn.train.models.base import ModelConfig
@@ -25,9 +25,11 @@ from empcn.train.models.layers import (
     GatedMessage,
     check_dropout,
     check_node_features,
+    check_ring_kinds,
     check_sizes,
     full_precision,
     get_neighbourhood,
+    ring_kind_onehot,
     in_param_dtype,
     mlp,
     pool_sum,
@@ -42,7 +44,8 @@ class DecoupledConfig(ModelConfig, InvariantEmbeddingConfig):
     Invariant embedding fields: :class:`~empcn.train.models.embedding.InvariantEmbeddingConfig`.
     """
 
-    INPUT_FIELDS: ClassVar[dict[str, str]] = {"node": "in_node_features"}
+    INPUT_FIELDS: ClassVar[dict[str, str]] = {"node": "in_node_features", "cell_kind": "ring_kinds"}
+    SAVED_WITHOUT: ClassVar[dict[str, object]] = {"ring_kinds": 0}
 
     in_node_features: int = 15
     hidden: int = 128
@@ -51,17 +54,22 @@ class DecoupledConfig(ModelConfig, InvariantEmbeddingConfig):
     attention: bool = True
     residual: bool = True
     dropout: float = 0.0
+    ring_kinds: int = 0  # > 0: each ring's kind (rings/kind) as a one-hot input of this width
 
     def __post_init__(self) -> None:
         check_sizes(
             "DecoupledConfig", in_node_features=self.in_node_features, hidden=self.hidden,
             ring_hidden=self.ring_hidden, layers=self.layers,
         )
+        check_ring_kinds("DecoupledConfig", self.ring_kinds)
         check_dropout("DecoupledConfig", self.dropout)
         self.check_embedding("DecoupledConfig")
 
     def reads(self) -> tuple[str, ...]:
         return (RING_TO_NODE,)
+
+    def reads_fields(self) -> tuple[str | tuple[str, ...], ...]:
+        return (RING_KIND,) if self.ring_kinds else ()
 
 
 class RingLayer(nn.Module):
@@ -134,6 +142,8 @@ class DecoupledEMPCN(nn.Module):
         ring_part.ring_inv = emb(3, seed=2)
         ring_part.pair_inv = emb(4, seed=3)
         ring_part.embed = nn.Linear(ring_part.ring_inv.out_dim, hr)
+        if config.ring_kinds:
+            ring_part.kind = nn.Linear(config.ring_kinds, hr, bias=False)
         ring_part.layers = nn.ModuleList(
             RingLayer(
                 h, hr, ring_part.pair_inv.out_dim, config.residual, update_rings=k < config.layers - 1,
@@ -156,6 +166,8 @@ class DecoupledEMPCN(nn.Module):
         rp = self.ring_part
         q = rp.pair_inv(torch.cat([ring_scalars[ring], dist.unsqueeze(-1)], dim=-1))
         g = rp.embed(rp.ring_inv(ring_scalars))
+        if self.config.ring_kinds:
+            g = g + rp.kind(ring_kind_onehot(batch, self.config.ring_kinds, "DecoupledEMPCN").to(g.dtype))
 
         np_ = self.node_part
         pairs = fully_connected_pairs(batch.node_graph)

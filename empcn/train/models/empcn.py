@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from empcn.schema import RING_KIND
 from empcn.train.batch import ComplexBatch
 from empcn.train.models.base import ModelConfig
 from empcn.train.models.cell_layer import CellLayer
@@ -22,6 +23,7 @@ from empcn.train.models.embedding import InvariantEmbeddingConfig
 from empcn.train.models.layers import (
     check_dropout,
     check_node_features,
+    check_ring_kinds,
     check_sizes,
     full_precision,
     get_neighbourhood,
@@ -29,6 +31,7 @@ from empcn.train.models.layers import (
     mlp,
     neighbourhood_ranks,
     pool_sum,
+    ring_kind_onehot,
 )
 
 QM9_NEIGHBOURHOODS: tuple[str, ...] = (
@@ -56,7 +59,10 @@ class EMPCNConfig(ModelConfig, InvariantEmbeddingConfig):
     ``inv_size``, ``fourier_scale`` in 1/Å, ``rbf_max`` in Å).
     """
 
-    INPUT_FIELDS: ClassVar[dict[str, str]] = {"node": "in_node_features", "edge": "in_edge_features"}
+    INPUT_FIELDS: ClassVar[dict[str, str]] = {
+        "node": "in_node_features", "edge": "in_edge_features", "cell_kind": "ring_kinds",
+    }
+    SAVED_WITHOUT: ClassVar[dict[str, object]] = {"ring_kinds": 0}
 
     in_node_features: int = 15
     in_edge_features: int = 0
@@ -65,9 +71,11 @@ class EMPCNConfig(ModelConfig, InvariantEmbeddingConfig):
     neighbourhoods: tuple[str, ...] = QM9_NEIGHBOURHOODS
     residual: bool = True
     dropout: float = 0.0
+    ring_kinds: int = 0  # > 0: each ring's kind (rings/kind) as a one-hot input of this width
 
     def __post_init__(self) -> None:
         check_sizes("EMPCNConfig", in_node_features=self.in_node_features, hidden=self.hidden, layers=self.layers)
+        check_ring_kinds("EMPCNConfig", self.ring_kinds)
         self.check_embedding("EMPCNConfig")
         if self.in_edge_features < 0:
             raise ValueError(f"EMPCNConfig: in_edge_features must be ≥ 0, got {self.in_edge_features}")
@@ -89,6 +97,9 @@ class EMPCNConfig(ModelConfig, InvariantEmbeddingConfig):
 
     def reads(self) -> tuple[str, ...]:
         return tuple(self.neighbourhoods)
+
+    def reads_fields(self) -> tuple[str | tuple[str, ...], ...]:
+        return (RING_KIND,) if self.ring_kinds and 2 in self.ranks else ()
 
 
 class EMPCNLayer(CellLayer):
@@ -130,6 +141,8 @@ class EMPCN(nn.Module):
         )
         self.ring_inv = emb(4, seed=2) if 2 in self.ranks else None
         self.embed_ring = nn.Linear(self.ring_inv.out_dim, h) if self.ring_inv is not None else None
+        if self.embed_ring is not None and config.ring_kinds:
+            self.embed_kind = nn.Linear(config.ring_kinds, h, bias=False)
         self.pair_inv = emb(3, seed=3)
         self.layers = nn.ModuleList(
             EMPCNLayer(h, config.neighbourhoods, self.pair_inv.out_dim, config.residual, config.dropout)
@@ -156,6 +169,8 @@ class EMPCN(nn.Module):
         if self.embed_ring is not None:
             ring = torch.stack([batch.ring_area, batch.ring_perimeter, batch.ring_radius, batch.ring_size], dim=-1)
             h[2] = self.embed_ring(self.ring_inv(ring))
+            if self.config.ring_kinds:
+                h[2] = h[2] + self.embed_kind(ring_kind_onehot(batch, self.config.ring_kinds, "EMPCN").to(h[2].dtype))
         return h
 
     def compiled_units(self) -> list[nn.Module]:

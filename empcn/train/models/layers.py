@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from empcn.schema import RING_KIND
 from empcn.train.batch import ComplexBatch
 
 def mlp(dims: Sequence[int], *, final_activation: bool = False) -> nn.Sequential:
@@ -226,6 +227,20 @@ def check_dropout(name: str, p: float) -> None:
     """Raise unless 0 ≤ p < 1."""
     if not 0.0 <= p < 1.0:
         raise ValueError(f"{name}: dropout must be in [0, 1), got {p}")
+
+
+def check_ring_kinds(name: str, kinds: int) -> None:
+    """Raise unless ``kinds`` (the width of a ring-kind one-hot, 0 = none) is an integer ≥ 0."""
+    if not isinstance(kinds, int) or isinstance(kinds, bool) or kinds < 0:
+        raise ValueError(f"{name}: ring_kinds must be an integer ≥ 0, got {kinds!r}")
+
+
+def ring_kind_onehot(batch: ComplexBatch, kinds: int, user: str) -> Tensor:
+    """``(R, kinds)`` float one-hot of each ring's stored kind (``rings/kind``); ValueError for a kind ≥ ``kinds``."""
+    kind = batch.field(RING_KIND, user).long()
+    if kind.numel() and int(kind.max()) >= kinds:
+        raise ValueError(f"{user}: a ring of kind {int(kind.max())}, the model knows {kinds} kinds")
+    return torch.nn.functional.one_hot(kind, kinds).float()
 
 
 def neighbourhood_ranks(name: str) -> tuple[int, int]:

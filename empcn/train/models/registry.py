@@ -249,18 +249,19 @@ def config_for_run(
     options: tuple[str, ...] = (),
     node_scalar: bool = True,
     task: str | None = None,
+    cell_kinds: int = 0,
 ) -> Any:
     """The config of model ``name`` for ``task`` in a new run: its defaults, the cache's input widths, the run's sizes.
 
     ``edge_features``: the width of the cache's edge features, 0 when the run does not read them.
     ``options``: ``--model-option KEY=VALUE`` strings (:mod:`empcn.train.model_options`).
     ``node_scalar``: the cache stores a per-node scalar (charges, masses); False turns a model's use of
-    one off before ``options`` apply.
+    one off before ``options`` apply. ``cell_kinds``: the 2-cell kinds the cache records (0: none).
     ValueError (one line) for a value the config refuses; RegistryError for an unknown model.
     """
     from empcn.train.model_options import apply_model_options
 
-    config = config_class(name, task)().with_inputs(node_features, edge_features, node_scalar)
+    config = config_class(name, task)().with_inputs(node_features, edge_features, node_scalar, cell_kinds)
     sizes = {k: v for k, v in {"hidden": hidden, "layers": layers, "dropout": dropout}.items() if v is not None}
     lacking = [k for k in sizes if not hasattr(config, k)]
     if lacking:

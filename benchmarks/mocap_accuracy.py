@@ -84,12 +84,12 @@ def ensure_cache(path: Path) -> None:
 
 
 def lift_split(path: Path, split_seed: int) -> None:
-    """Lift the default MoCap cache (the shared 30 Hz folder, 11/6/6 trials, 200 training samples) with
-    the trial split and training draw of ``split_seed`` to ``path``, through the lift's Python API."""
-    from empcn.data.mocap import MocapProtocol
-    from empcn.lift.mocap import MocapLiftConfig, lift_mocap
-
-    lift_mocap(MocapLiftConfig(out=path, protocol=MocapProtocol(fps=30.0, seed=split_seed), progress=False))
+    """Lift the default MoCap cache (the built-in 30 Hz trials, 11/6/6 trials, 200 training samples) with
+    the trial split and training draw of ``split_seed`` to ``path``: ``empcn lift --split-seed``."""
+    done = empcn("lift", "--dataset", "mocap", "--out", str(path), "--split-seed", str(split_seed), "--no-progress")
+    print(done.stdout, done.stderr, sep="", flush=True)
+    if done.returncode:
+        raise SystemExit(done.returncode)
 
 
 def split_cache(cache: Path, split_seed: int) -> Path:

@@ -51,7 +51,7 @@ _PUBLIC: dict[str, str] = {
     "MissingExtra": "empcn.extras:MissingExtra",
 }
 
-__all__ = ["__version__", *_PUBLIC]
+__all__ = ["__version__", *_PUBLIC]  # noqa: PLE0604  (the keys of _PUBLIC, all strings)
 
 
 def __getattr__(name: str) -> Any:

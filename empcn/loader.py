@@ -34,7 +34,7 @@ COMPLEX_FIELDS = frozenset({
 _CARRIED_GROUPS = (schema.SAMPLE_GROUP, *schema.RANK_GROUPS.values())
 
 
-def cache_layout(cache: "str | Path | Cache | CacheLayout") -> CacheLayout:
+def cache_layout(cache: str | Path | Cache | CacheLayout) -> CacheLayout:
     """The layout of ``cache`` (an entry file's path, an open :class:`~empcn.cache.Cache` or a layout)."""
     if isinstance(cache, CacheLayout):
         return cache
@@ -80,7 +80,7 @@ class ComplexDataset(ShardStream):
 
     def __init__(
         self,
-        cache: "str | Path | Cache | CacheLayout",
+        cache: str | Path | Cache | CacheLayout,
         split: str | None = "train",
         batch_size: int = 32,
         *,
@@ -155,7 +155,7 @@ class DataLoader(torch.utils.data.DataLoader):
 
     def __init__(
         self,
-        dataset: "ComplexDataset | str | Path | Cache",
+        dataset: ComplexDataset | str | Path | Cache,
         split: str | None = "train",
         batch_size: int = 32,
         shuffle: bool = False,

@@ -33,7 +33,7 @@ def build_model(
     dropout: float | None = None,
     edge_features: bool = True,
     **options: Any,
-) -> "nn.Module":
+) -> nn.Module:
     """Model ``name`` (a name of ``empcn.models``) for ``cache``'s task, sized for its inputs.
 
     As ``empcn train --model NAME`` builds it: the variant for the cache's task (graph-level targets or
@@ -48,7 +48,8 @@ def build_model(
     from empcn.errors import RegistryError
     from empcn.loader import cache_layout
     from empcn.train.collate import CollateSpec, manifest_species
-    from empcn.train.models.registry import build_model as build, config_for_run
+    from empcn.train.models.registry import build_model as build
+    from empcn.train.models.registry import config_for_run
     from empcn.train.tasks import DEFAULT_TASK
     from empcn.train.tasks.base import task_class
 
@@ -80,9 +81,9 @@ def fit(
     model: str = "empcn",
     out: str | Path | None = None,
     resume: bool = False,
-    callback: Callable[["EpochRecord"], Any] | None = None,
+    callback: Callable[[EpochRecord], Any] | None = None,
     **options: Any,
-) -> "RunResult":
+) -> RunResult:
     """Train a run, as ``empcn train`` does, and return its result (the test metric at the best epoch).
 
     ``cache``: the entry file; ``target``: the column of a scalar cache (``"U0"``; none for positions);
@@ -132,7 +133,7 @@ def evaluate(
     batch_size: int | None = None,
     num_workers: int = 0,
     plot: bool = False,
-) -> "EvalResult":
+) -> EvalResult:
     """The run's metric on ``split`` (MAE in the target's unit, or MSE of positions), as ``empcn evaluate``.
 
     ``cache``: another cache of the same kind (default: the run's); ``plot``: also draw
@@ -144,7 +145,7 @@ def evaluate(
                         num_workers, plot=plot)
 
 
-def load_model(run: str | Path, device: str = "cpu") -> "TrainedModel":
+def load_model(run: str | Path, device: str = "cpu") -> TrainedModel:
     """The best model of a run (``best.pt``; ``last.pt`` when that is missing), in ``eval()`` mode.
 
     ``.model`` is the ``nn.Module``; ``.task`` turns its outputs into the target's unit
@@ -157,7 +158,7 @@ def load_model(run: str | Path, device: str = "cpu") -> "TrainedModel":
     return load_trained(Path(run), best_or_last(Path(run))[0], device)
 
 
-def predict(run: str | Path, files: Sequence[str | Path], device: str = "cpu") -> "list[Prediction | Failure]":
+def predict(run: str | Path, files: Sequence[str | Path], device: str = "cpu") -> list[Prediction | Failure]:
     """``empcn predict RUN FILE…``: one result per structure of ``files``, read and lifted as the run's cache was.
 
     A :class:`~empcn.predict.Prediction` (``value`` in ``unit``, and ``outside``: how the molecule lies

@@ -115,6 +115,11 @@ def train(
         help="Run the model through torch.compile (position models: the whole layer stack as one graph; QM9 models: "
         "their layers): the same function, faster (needs a C++ compiler on CPU; default: off).",
     ),
+    tensorboard: Optional[bool] = typer.Option(
+        None, "--tensorboard/--no-tensorboard",
+        help="Also log the epoch metrics to TensorBoard event files in RUN/tensorboard (pip install "
+        "'empcn[tensorboard]'; default: off).",
+    ),
     model_option: Optional[list[str]] = typer.Option(
         None, help="KEY=VALUE: set a field of the model's config, e.g. fourier_scale=0.5 (repeatable; docs/models.md)."
     ),
@@ -156,6 +161,7 @@ def train(
         "target_reference": target_reference.value if target_reference is not None else None,
         "valid_every": valid_every,
         "compile": compile,
+        "tensorboard": tensorboard,
     }
     if model is not None and model not in MODELS and model not in LEGACY_NAMES:
         _fail(str(MODELS.unknown(model)))

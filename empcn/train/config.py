@@ -22,7 +22,7 @@ from empcn.errors import EmpcnError
 #: Options a resumed run may change: they do not change the numbers it computes.
 #: ``cache`` may move (a resumed run checks the cache's fingerprint instead), ``out`` is the folder resumed.
 RUN_CONTROL: frozenset[str] = frozenset(
-    {"cache", "out", "time_limit", "device", "workers", "progress", "verify", "valid_every", "compile"}
+    {"cache", "out", "time_limit", "device", "workers", "progress", "verify", "valid_every", "compile", "tensorboard"}
 )
 
 CONFIG_FILE = "config.json"
@@ -103,6 +103,11 @@ class TrainConfig:
     every model but SEGNN on positions, which clips nothing, as its reference code). Runs saved before
     the per-model default recorded 10.
 
+    ``tensorboard``: rank 0 also writes the epoch metrics as TensorBoard event files into
+    ``RUN/tensorboard/`` (:mod:`empcn.train.tensorboard`; needs ``pip install 'empcn[tensorboard]'``).
+    Off unless asked for, so a run folder does not depend on what happens to be installed; a
+    run-control option.
+
     ``amp``: bf16 autocast on CUDA for message passing; every model pools and reads out in float32
     (bf16's 8 significant bits would otherwise resolve a normalised output only to ~0.008·MAD, ≈ 60
     meV for U0). ``--no-amp`` runs everything in float32.
@@ -137,6 +142,7 @@ class TrainConfig:
     target_reference: TargetReference | None = None  # "atoms" | "none"; None: the task's default
     valid_every: int = 1  # validate (and pick the best epoch) every N epochs, and always at the last
     compile: bool = False  # the model through torch.compile (the same function; needs a C++ compiler on CPU)
+    tensorboard: bool = False  # also write TensorBoard event files to RUN/tensorboard (the tensorboard extra)
 
     #: Runs saved before ``target_reference`` existed trained on the plain mean/MAD.
     SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"target_reference": "none"}

@@ -10,7 +10,8 @@ with a cosine or constant learning-rate schedule over all optimiser steps, gradi
 the test metric at the best validation epoch. Files in the run folder (rank 0 only): ``config.json``,
 ``last.pt``/``best.pt``, ``metrics.jsonl``, ``learning_curve.png`` (redrawn at most every
 :data:`PLOT_EVERY_S` seconds and at the end), ``result.json``, ``parity_test.png`` (the best epoch
-on the test split; single-process runs).
+on the test split; single-process runs), and with ``--tensorboard`` TensorBoard event files in
+``tensorboard/`` (:mod:`empcn.train.tensorboard`).
 
 Never imports the lift stage (``empcn.lift``, ``empcn.data``, RDKit): training reads cached complexes only
 (``tests/test_layout.py`` checks it).
@@ -23,6 +24,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -212,10 +214,14 @@ class Trainer:
 
     ``resume``: continue the run in ``config.out`` from its ``last.pt``. ``stop_after_epoch``: end
     this invocation after finishing that epoch, as if interrupted (for tests and wall-time slots).
+    ``on_epoch``: called on rank 0 with each epoch's :class:`~empcn.train.metrics.EpochRecord` once it
+    is written and checkpointed (``empcn.fit``'s callback; an exception it raises ends the run, which
+    stays resumable from that epoch).
     """
 
     def __init__(
-        self, config: TrainConfig, resume: bool = False, env: DistEnv | None = None, stop_after_epoch: int | None = None
+        self, config: TrainConfig, resume: bool = False, env: DistEnv | None = None, stop_after_epoch: int | None = None,
+        on_epoch: Callable[[metrics_io.EpochRecord], Any] | None = None,
     ) -> None:
         self.env = env or init_distributed(config.device)
         try:
@@ -233,6 +239,8 @@ class Trainer:
         self.config = config.resolved(defaults)
         self.resume = resume
         self.stop_after_epoch = stop_after_epoch
+        self.on_epoch = on_epoch
+        self._tensorboard: Any = None  # rank 0's TensorBoardLog while the run goes (--tensorboard)
         self.run_dir = self.config.run_dir
         self.log = _Log(self.env)
         self.device = self.env.device
@@ -267,6 +275,10 @@ class Trainer:
     # -- set-up ---------------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg, env, task = self.config, self.env, self.task
+        if cfg.tensorboard and env.is_main:  # before the run folder is touched: one line naming the extra
+            from empcn.train.tensorboard import check_available
+
+            check_available()
         self._check_run_folder()
         _check_cache(self.layout, cfg, env)
         manifest = self.layout.manifest
@@ -596,6 +608,9 @@ class Trainer:
         finally:
             if flush:
                 torch.set_flush_denormal(False)
+            if self._tensorboard is not None:
+                self._tensorboard.close()
+                self._tensorboard = None
             self._let_go()
 
     def _run(self) -> metrics_io.RunResult:
@@ -603,6 +618,10 @@ class Trainer:
         started = time.monotonic()
         deadline = started + cfg.time_limit * 60.0 if cfg.time_limit is not None else None
         task = self.task
+        if cfg.tensorboard and env.is_main:
+            from empcn.train.tensorboard import TensorBoardLog
+
+            self._tensorboard = TensorBoardLog(self.run_dir, resume_after=self.state.epoch)
         if self.state.epoch == 0:
             self.log(
                 f"training {self.model_name} ({self.parameters:,} parameters) on {task.describe()} "
@@ -649,6 +668,8 @@ class Trainer:
             )
             if env.is_main:  # the record first: a resume drops records after its checkpoint's epoch
                 metrics_io.append_record(self.run_dir, record)
+                if self._tensorboard is not None:
+                    self._tensorboard.epoch(record)
             self._save(improved)
             if env.is_main:
                 self._plot(force=epoch == cfg.epochs)
@@ -658,6 +679,8 @@ class Trainer:
                 + (f"(best {self.state.best_valid:.5g} @ {self.state.best_epoch})  " if self.state.best_epoch else "")
                 + f"{record.throughput:.0f} {task.sample_noun}/s  {seconds:.1f} s"
             )
+            if self.on_epoch is not None and env.is_main:
+                self.on_epoch(record)
             barrier(env)
             if out_of_time:  # decided before validating, so the last epoch of a run is always validated
                 stopped = "time_limit"
@@ -707,6 +730,8 @@ class Trainer:
             return result
         if self.env.is_main:
             metrics_io.write_result(self.run_dir, result)
+            if self._tensorboard is not None:
+                self._tensorboard.result(result)
         versus = ""
         if "test" in self.baselines:
             b = self.baselines["test"]
@@ -719,13 +744,17 @@ class Trainer:
 
 
 def train(
-    config: TrainConfig, resume: bool = False, env: DistEnv | None = None, stop_after_epoch: int | None = None
+    config: TrainConfig, resume: bool = False, env: DistEnv | None = None, stop_after_epoch: int | None = None,
+    on_epoch: Callable[[metrics_io.EpochRecord], Any] | None = None,
 ) -> metrics_io.RunResult:
-    """Run (or resume) training; the process group is left when done. Raises TrainError on bad input."""
+    """Run (or resume) training; the process group is left when done. Raises TrainError on bad input.
+
+    ``on_epoch``: called on rank 0 with every epoch's record (:class:`Trainer`)."""
     own_env = env is None
     trainer_env = env or init_distributed(config.device)
     try:
-        return Trainer(config, resume=resume, env=trainer_env, stop_after_epoch=stop_after_epoch).run()
+        return Trainer(config, resume=resume, env=trainer_env, stop_after_epoch=stop_after_epoch,
+                       on_epoch=on_epoch).run()
     except WriteError as exc:  # while setting the run up (config.json); run() words its own
         raise TrainError(str(exc)) from None
     finally:

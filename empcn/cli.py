@@ -203,7 +203,7 @@ def predict(
     device: commands.DeviceChoice = typer.Option(commands.DeviceChoice.auto, help="auto: CUDA when available."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list: per file its value, or its error."),
 ) -> None:
-    """Predict the run's target for each molecule file: `file  value unit` per line (QM9 runs).
+    """Predict with a trained run for each input file: `file  value unit` per line (`--json` for a list).
 
     A bad file gets its own `error:` line on stderr and the exit status is 2; the others are still predicted.
     """

@@ -17,6 +17,22 @@ cache_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspec
 app.add_typer(cache_app, name="cache")
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: print the installed distribution's version and exit."""
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"empcn {version('empcn')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+) -> None:
+    """E(n)-equivariant message passing on cell complexes."""
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print a one-line error and exit non-zero."""
     typer.echo(f"error: {message}", err=True)
@@ -187,15 +203,16 @@ def predict(
     device: commands.DeviceChoice = typer.Option(commands.DeviceChoice.auto, help="auto: CUDA when available."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list: per file its value, or its error."),
 ) -> None:
-    """Predict the run's target for each molecule file: `file  value unit` per line (QM9 runs).
+    """Predict with a trained run for each input file: `file  value unit` per line (`--json` for a list).
 
     A bad file gets its own `error:` line on stderr and the exit status is 2; the others are still predicted.
     """
-    from empcn.predict import Failure, PredictError, predict_files
+    from empcn.errors import EmpcnError
+    from empcn.predict import Failure, predict_files
 
     try:
         results = predict_files(run, files, device.value)
-    except (PredictError, *commands._user_errors()) as exc:
+    except EmpcnError as exc:  # PredictError, DeviceUnavailable and every other user error
         commands._fail(commands.one_line(exc))
     failures = [r for r in results if isinstance(r, Failure)]
     if any(not getattr(r, "checked", True) for r in results):

@@ -454,7 +454,7 @@ def _splits(config: NBodyLiftConfig, samples: NBodySamples) -> tuple[dict[str, n
     splits: dict[str, np.ndarray] = {}
     ranges: dict[str, list[int]] = {}
     start = 0
-    for code, split in enumerate(config.splits):
+    for split in config.splits:
         stop = start + split.num_sims
         splits[split.name] = np.arange(start, stop, dtype=np.int64)
         ranges[split.name] = [start, stop]

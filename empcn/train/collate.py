@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from empcn import schema
@@ -126,7 +127,7 @@ class RaggedBatch:
             for k in keys
         })
 
-    def values(self, key: str, dtype: np.dtype, tail: tuple[int, ...] = ()) -> np.ndarray:
+    def values(self, key: str, dtype: npt.DTypeLike, tail: tuple[int, ...] = ()) -> np.ndarray:
         """The concatenated rows of ``key`` as ``dtype``, shaped ``(-1, *tail)`` (an empty batch: no rows)."""
         if key not in self.arrays:
             if self.size == 0:

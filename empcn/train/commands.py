@@ -14,6 +14,7 @@ from typing import NoReturn, Optional
 import typer
 
 from empcn import choices
+from empcn.errors import EmpcnError
 from empcn.train.models.registry import LEGACY_NAMES, MODELS  # names only: no model (and no torch) is imported here
 
 ScheduleChoice = choices.choice_enum("ScheduleChoice", choices.ScheduleChoice)
@@ -52,15 +53,6 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     prefix = f"error (rank {_rank()}): " if _rank() else "error: "
     typer.echo(prefix + message, err=True)
     raise typer.Exit(code)
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """What a user can cause: every :class:`~empcn.errors.EmpcnError` (bad cache, run, option, a
-    missing plug-in, …) and an unavailable device."""
-    from empcn.errors import EmpcnError
-    from empcn.train.distributed import DeviceUnavailable
-
-    return (EmpcnError, DeviceUnavailable)
 
 
 def train(
@@ -187,7 +179,7 @@ def train(
         run_training(config, resume=resume is not None)
     except TrainingDiverged as exc:
         _fail(one_line(exc), code=1)
-    except _user_errors() as exc:
+    except EmpcnError as exc:
         _fail(one_line(exc))
 
 
@@ -213,7 +205,7 @@ def evaluate(
 
     try:
         result = evaluate_run(run, split.value, cache, device.value, batch_size, workers, plot=plot)
-    except _user_errors() as exc:
+    except EmpcnError as exc:
         _fail(one_line(exc))
     if result.note:
         typer.echo(f"note: {result.note}", err=True)
@@ -228,7 +220,7 @@ def evaluate(
 
         try:
             drawn = draw_poses(run, poses, split.value, pose_samples, cache, device.value)
-        except _user_errors() as exc:
+        except EmpcnError as exc:
             _fail(one_line(exc))
         typer.echo(f"drew {split.value} samples to {drawn}", err=True)
 

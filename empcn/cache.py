@@ -40,8 +40,13 @@ import numpy as np
 
 from empcn import files
 from empcn.errors import EmpcnError
-from empcn.schema import EDGE_INDEX, NODE_GROUP, RING_SIZE, SLOT_NODE
-from empcn.schema import SAMPLE_GROUP  # re-exported: the group with one row per sample
+from empcn.schema import (
+    EDGE_INDEX,
+    NODE_GROUP,
+    RING_SIZE,
+    SAMPLE_GROUP,  # re-exported: the group with one row per sample
+    SLOT_NODE,
+)
 
 FORMAT_NAME = "empcn-cache"
 #: The format this empcn writes. 2 = 1 plus the entry file's ``manifest_sha256`` attribute.
@@ -339,9 +344,7 @@ def read_shard(path: Path, sha256: str | None = None, version: int | None = None
             found = int(f.attrs.get("format_version", -1))
             wanted = READABLE_VERSIONS if version is None else (version,)
             if found not in wanted:
-                raise CacheError(
-                    f"{path}: shard format version {found}, expected {' or '.join(map(str, wanted))}"
-                )
+                raise CacheError(f"{path}: shard format version {found}, expected {' or '.join(map(str, wanted))}")
             attrs = {k: json.loads(v) for k, v in f.attrs.items() if k not in ("format", "format_version")}
             groups: dict[str, RaggedGroup] = {}
 
@@ -390,9 +393,7 @@ def check_shard_content(content: ShardContent, where: str) -> None:
         counts[gname] = np.diff(off)
         for aname, arr in group.arrays.items():
             if arr.shape[0] != off[-1]:
-                raise CacheError(
-                    f"{where}: '{gname}/{aname}' has {arr.shape[0]} rows, offsets say {int(off[-1])}"
-                )
+                raise CacheError(f"{where}: '{gname}/{aname}' has {arr.shape[0]} rows, offsets say {int(off[-1])}")
             if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
                 raise CacheError(f"{where}: '{gname}/{aname}' holds NaN or inf")
     for gname, group in content.groups.items():
@@ -470,7 +471,9 @@ def _read_entry(entry: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             if version >= 2:
                 recorded = f.attrs.get("manifest_sha256")
                 if not isinstance(recorded, str) or hashlib.sha256(raw).hexdigest() != recorded:
-                    raise CacheError(f"{entry}: manifest checksum mismatch (entry file changed or damaged); lift it again")
+                    raise CacheError(
+                        f"{entry}: manifest checksum mismatch (entry file changed or damaged); lift it again"
+                    )
             manifest = json.loads(raw.decode("utf-8"))
             splits = {name: np.asarray(ds[()], dtype=np.int64) for name, ds in f["splits"].items()}
     except CacheError:
@@ -520,8 +523,10 @@ def _check_manifest(entry: Path, manifest: Any, version: int) -> None:
             raise bad(f"shards[{k}] covers samples {rng}, expected to start at {expected}")
         problem = _shard_file_problem(meta["file"])
         if problem:
-            raise CacheError(f"{entry}: manifest's shards[{k}] file {meta['file']!r} {problem}; a cache is its "
-                             "entry file and the files inside its shards folder")
+            raise CacheError(
+                f"{entry}: manifest's shards[{k}] file {meta['file']!r} {problem}; a cache is its "
+                "entry file and the files inside its shards folder"
+            )
         expected = rng[1]
     if len({PurePosixPath(m["file"]).parts[0] for m in shards}) > 1:
         raise bad("shard files in more than one folder")
@@ -618,7 +623,7 @@ class Cache:
     def close(self) -> None:
         self._loaded.clear()
 
-    def __enter__(self) -> "Cache":
+    def __enter__(self) -> Cache:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -681,7 +686,7 @@ def sample_from_shard(content: ShardContent, row: int, target_names: list[str] |
         out["y"] = dict(zip(target_names, rows["y"][row]))
     prefix = f"{NODE_GROUP}/"
     for key in [k for k in out if k.startswith(prefix) and k.count("/") == 1]:
-        out.setdefault(key[len(prefix):], out[key])
+        out.setdefault(key[len(prefix) :], out[key])
     return out
 
 
@@ -694,7 +699,9 @@ def open_cache(path: Path | str) -> Cache:
 # identity
 
 
-def lift_fingerprint(dataset: str, source_fingerprint: str, params: Mapping[str, Any], version: int = FORMAT_VERSION) -> str:
+def lift_fingerprint(
+    dataset: str, source_fingerprint: str, params: Mapping[str, Any], version: int = FORMAT_VERSION
+) -> str:
     """A cache's identity: sha256 of (data set, source content fingerprint, every lift parameter, format version).
 
     Two lifts with the same fingerprint write the same cache, so a team can share it by this value

@@ -12,7 +12,9 @@ from typing import NoReturn, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="E(n)-equivariant message passing on cell complexes.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="E(n)-equivariant message passing on cell complexes."
+)
 cache_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect and check lifted caches.")
 app.add_typer(cache_app, name="cache")
 
@@ -28,7 +30,9 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
 ) -> None:
     """E(n)-equivariant message passing on cell complexes."""
 
@@ -105,15 +109,20 @@ def cache_info(
         from empcn.elements import SYMBOLS
 
         atoms = m["elements"].get("atoms", {})
-        lines.append("elements    " + "  ".join(f"{SYMBOLS[int(z)]}:{atoms.get(str(z), 0)}" for z in m["elements"]["vocabulary"])
-                     + "  (the vocabulary of node features)")
+        lines.append(
+            "elements    "
+            + "  ".join(f"{SYMBOLS[int(z)]}:{atoms.get(str(z), 0)}" for z in m["elements"]["vocabulary"])
+            + "  (the vocabulary of node features)"
+        )
     nbr = {k.split("/", 1)[1]: v for k, v in counts.items() if k.startswith("nbr/")}
     if nbr:
         lines.append("neighbours  " + "  ".join(f"{k}:{v}" for k, v in sorted(nbr.items())))
     lines.append("params      " + "  ".join(f"{k}={v}" for k, v in sorted(m.get("params", {}).items())))
     sp = m.get("splits", {})
     if sp:
-        lines.append(f"splits      {sp.get('scheme')}: " + "  ".join(f"{k} {v}" for k, v in sp.get("counts", {}).items()))
+        lines.append(
+            f"splits      {sp.get('scheme')}: " + "  ".join(f"{k} {v}" for k, v in sp.get("counts", {}).items())
+        )
     tg = m.get("targets")
     if tg:
         lines.append("targets     " + "  ".join(f"{n} [{tg['units'][n]}]" for n in tg["names"]))
@@ -151,11 +160,18 @@ def cache_ls(
             rows.append({"file": entry.name, "error": str(exc)})
             continue
         when = datetime.datetime.fromtimestamp(entry.stat().st_mtime, datetime.timezone.utc)
-        rows.append({
-            "file": entry.name, "dataset": m.get("dataset"), "fingerprint": cache_fingerprint(m),
-            "samples": m["counts"]["samples"], "params": m.get("params", {}), "source": m.get("source", {}).get("name"),
-            "bytes": size, "date": when.strftime("%Y-%m-%d %H:%M UTC"),
-        })
+        rows.append(
+            {
+                "file": entry.name,
+                "dataset": m.get("dataset"),
+                "fingerprint": cache_fingerprint(m),
+                "samples": m["counts"]["samples"],
+                "params": m.get("params", {}),
+                "source": m.get("source", {}).get("name"),
+                "bytes": size,
+                "date": when.strftime("%Y-%m-%d %H:%M UTC"),
+            }
+        )
     if json_out:
         typer.echo(json.dumps(rows, indent=1, sort_keys=True))
         return
@@ -198,8 +214,10 @@ commands.register(app)
 def predict(
     run: Path = typer.Argument(..., help="Run folder written by `empcn train`."),
     files: list[Path] = typer.Argument(
-        ..., help="Inputs as the run's data set reads them: molecules as .xyz files (raw QM9 or plain XYZ) or SD "
-        "files (.sdf) for QM9 and molecules runs; a plug-in data set's own files (`empcn datasets` says which)."),
+        ...,
+        help="Inputs as the run's data set reads them: molecules as .xyz files (raw QM9 or plain XYZ) or SD "
+        "files (.sdf) for QM9 and molecules runs; a plug-in data set's own files (`empcn datasets` says which).",
+    ),
     device: commands.DeviceChoice = typer.Option(commands.DeviceChoice.auto, help="auto: CUDA when available."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list: per file its value, or its error."),
 ) -> None:
@@ -216,9 +234,11 @@ def predict(
         commands._fail(commands.one_line(exc))
     failures = [r for r in results if isinstance(r, Failure)]
     if any(not getattr(r, "checked", True) for r in results):
-        typer.echo(f"note: {run} was saved without statistics of its training data: the molecules are not checked "
-                   "against what the model was trained on (runs trained with this version record them)",
-                   err=True)
+        typer.echo(
+            f"note: {run} was saved without statistics of its training data: the molecules are not checked "
+            "against what the model was trained on (runs trained with this version record them)",
+            err=True,
+        )
     if json_out:
         import dataclasses
         import json

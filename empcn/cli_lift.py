@@ -80,10 +80,21 @@ def _click_option(spec: DatasetSpec, option: Option) -> click.Option:
     text += f"  [default: {shown}]" if shown else "  [required]" if option.required else ""
     if option.kind is bool:
         return click.Option([f"--{option.name}/--no-{option.name}", option.param], default=None, help=text)
-    metavar = option.metavar or (None if isinstance(option.kind, tuple) else option.kind.__name__.upper()
-                                 if isinstance(option.kind, type) else "TEXT")
-    return click.Option([option.flag, option.param], type=_param_type(option), default=None, help=text, metavar=metavar,
-                        multiple=option.multiple)
+    metavar = option.metavar or (
+        None
+        if isinstance(option.kind, tuple)
+        else option.kind.__name__.upper()
+        if isinstance(option.kind, type)
+        else "TEXT"
+    )
+    return click.Option(
+        [option.flag, option.param],
+        type=_param_type(option),
+        default=None,
+        help=text,
+        metavar=metavar,
+        multiple=option.multiple,
+    )
 
 
 def origin_of(name: str) -> str:
@@ -99,10 +110,16 @@ class _LiftCommand(click.Command):
         self.spec = spec
         self.own = [_click_option(spec, o) for o in spec.options]
         self.run = [_click_option(spec, o) for o in spec.run_options]
-        chooser = click.Option(["--dataset", "dataset"], default=spec.name, metavar="NAME",
-                               help=f"The data set to lift (`empcn datasets` lists them).  [default: {DEFAULT_DATASET}]")
+        chooser = click.Option(
+            ["--dataset", "dataset"],
+            default=spec.name,
+            metavar="NAME",
+            help=f"The data set to lift (`empcn datasets` lists them).  [default: {DEFAULT_DATASET}]",
+        )
         super().__init__(
-            "lift", params=[chooser, *self.own, *self.run], add_help_option=True,
+            "lift",
+            params=[chooser, *self.own, *self.run],
+            add_help_option=True,
             help=f"{spec.summary}.\n\nLifts it to cell complexes and writes the HDF5 cache (task: {spec.task}).",
             options_metavar=f"--dataset {spec.name} [OPTIONS]",
         )
@@ -147,7 +164,9 @@ def _not_an_option(spec: DatasetSpec, flag: str, possibilities: Sequence[str] | 
         hint = f"; did you mean {', '.join(sorted(possibilities))}?"
     else:
         hint = ""
-    return f"{flag} is not an option of --dataset {spec.name}{hint} (`empcn lift --dataset {spec.name} --help` lists them)"
+    return (
+        f"{flag} is not an option of --dataset {spec.name}{hint} (`empcn lift --dataset {spec.name} --help` lists them)"
+    )
 
 
 def dataset_named(args: Sequence[str]) -> str:
@@ -204,8 +223,11 @@ def run_lift(args: Sequence[str]) -> None:
         fail(str(exc))
     except KeyboardInterrupt:  # Ctrl-C: one line (the workers are quiet, their temporary files removed)
         where = getattr(config, "cache_dir", None) or getattr(config, "out", None) or "the cache"
-        fail(f"interrupted: {where}: nothing complete was written (`empcn lift … --resume` keeps the shards already "
-             "finished)", code=130)
+        fail(
+            f"interrupted: {where}: nothing complete was written (`empcn lift … --resume` keeps the shards already "
+            "finished)",
+            code=130,
+        )
     print_summary(path, reused)
 
 
@@ -215,12 +237,16 @@ def print_summary(path: Path, reused: bool = False) -> None:
 
     cache = open_cache(path)
     skipped = cache.manifest.get("skipped", [])
-    typer.echo(f"{'cache' if reused else 'wrote'} {path}: {len(cache)} samples in {cache.num_shards} shards, "
-               f"{cache_size_bytes(path) / 2**20:.1f} MiB")
+    typer.echo(
+        f"{'cache' if reused else 'wrote'} {path}: {len(cache)} samples in {cache.num_shards} shards, "
+        f"{cache_size_bytes(path) / 2**20:.1f} MiB"
+    )
     if skipped:
         first = skipped[0]
-        typer.echo(f"skipped {len(skipped)} samples (first: id {first.get('id')}: {first.get('reason')}); "
-                   "see `empcn cache info`")
+        typer.echo(
+            f"skipped {len(skipped)} samples (first: id {first.get('id')}: {first.get('reason')}); "
+            "see `empcn cache info`"
+        )
 
 
 def describe(name: str) -> str:
@@ -252,9 +278,13 @@ def run_datasets(names: Sequence[str]) -> None:
             broken += 1
     if not names:
         for origin in DATASETS.shadowed():
-            typer.echo(f"note: ignored {origin.describe()}'s entry point {origin.target!r}: the name is taken", err=True)
+            typer.echo(
+                f"note: ignored {origin.describe()}'s entry point {origin.target!r}: the name is taken", err=True
+            )
         run = ", ".join(o.flag for o in dataset(DEFAULT_DATASET).run_options)
-        typer.echo(f"Run options of every data set: {run} (--strict where a data set skips bad samples); "
-                   "`empcn lift --dataset NAME --help` shows them with their defaults.")
+        typer.echo(
+            f"Run options of every data set: {run} (--strict where a data set skips bad samples); "
+            "`empcn lift --dataset NAME --help` shows them with their defaults."
+        )
     if broken:
         raise typer.Exit(1)

@@ -38,5 +38,6 @@ def require(extra: str, what: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         reason = " ".join(str(exc).split())
-        raise MissingExtra(f"{what} needs {name}, which is not installed here: pip install 'empcn[{extra}]' "
-                           f"({reason})") from None
+        raise MissingExtra(
+            f"{what} needs {name}, which is not installed here: pip install 'empcn[{extra}]' ({reason})"
+        ) from None

@@ -67,8 +67,12 @@ def file_mode() -> int:
 def kind_of(mode: int) -> str:
     """What an ``st_mode`` is, in words ("a symbolic link", "a FIFO", "a folder", …)."""
     for test, what in (
-        (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a folder"),
-        (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISSOCK, "a socket"),
     ):
         if test(mode):
             return what
@@ -182,7 +186,7 @@ def append_line(path: Path, line: str) -> None:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         except OSError as exc:
             with contextlib.suppress(OSError):

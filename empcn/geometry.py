@@ -126,8 +126,9 @@ def ring_plan(ring_node: Tensor, ring_of: Tensor, num_rings: int, *, pos: Tensor
     first = torch.repeat_interleave(torch.arange(ring_of.shape[0], device=ring_of.device), after)
     begin = torch.cumsum(after, 0) - after
     second = first + 1 + torch.arange(first.shape[0], device=ring_of.device) - begin[first]
-    return RingPlan(ring_node=ring_node, ring_of=ring_of, num_rings=num_rings, sizes=sizes, succ=succ,
-                    first=first, second=second)
+    return RingPlan(
+        ring_node=ring_node, ring_of=ring_of, num_rings=num_rings, sizes=sizes, succ=succ, first=first, second=second
+    )
 
 
 def ring_geometry(
@@ -162,7 +163,9 @@ def planned_ring_geometry(pos: Tensor, plan: RingPlan) -> RingGeometry:
     perimeter = pos.new_zeros(num_rings).index_add_(0, ring_of, side)
 
     diam = torch.linalg.vector_norm(_rows(x, plan.second) - _rows(x, plan.first), dim=-1)
-    radius = 0.5 * pos.new_zeros(num_rings).scatter_reduce_(0, _rows(ring_of, plan.first), diam, "amax", include_self=True)
+    radius = 0.5 * pos.new_zeros(num_rings).scatter_reduce_(
+        0, _rows(ring_of, plan.first), diam, "amax", include_self=True
+    )
 
     return RingGeometry(barycentre=barycentre, area=area, perimeter=perimeter, radius=radius, size=size)
 

@@ -27,10 +27,19 @@ from empcn.train.collate import CollateSpec, manifest_species
 from empcn.train.dataset import CacheLayout, ShardStream
 
 #: Fields that every batch holds as the complex itself (positions, cells, their geometry), never as ``fields``.
-COMPLEX_FIELDS = frozenset({
-    schema.NODE_POS, schema.EDGE_INDEX, schema.EDGE_LENGTH, schema.RING_SIZE, schema.RING_AREA,
-    schema.RING_PERIMETER, schema.RING_RADIUS, schema.SLOT_NODE, schema.SLOT_EDGE,
-})
+COMPLEX_FIELDS = frozenset(
+    {
+        schema.NODE_POS,
+        schema.EDGE_INDEX,
+        schema.EDGE_LENGTH,
+        schema.RING_SIZE,
+        schema.RING_AREA,
+        schema.RING_PERIMETER,
+        schema.RING_RADIUS,
+        schema.SLOT_NODE,
+        schema.SLOT_EDGE,
+    }
+)
 _CARRIED_GROUPS = (schema.SAMPLE_GROUP, *schema.RANK_GROUPS.values())
 
 
@@ -44,10 +53,13 @@ def cache_layout(cache: str | Path | Cache | CacheLayout) -> CacheLayout:
 def carried_fields(layout: CacheLayout) -> tuple[str, ...]:
     """Every stored field a batch can carry beside the complex: targets, atomic numbers, velocities, bond
     orders, a data set's own per-cell arrays (``sample/…``, ``nodes/…``, ``edges/…``, ``rings/…``)."""
-    return tuple(sorted(
-        f for f in layout.stored_fields()
-        if f not in COMPLEX_FIELDS and schema.group_of(f) in _CARRIED_GROUPS and "<" not in f
-    ))
+    return tuple(
+        sorted(
+            f
+            for f in layout.stored_fields()
+            if f not in COMPLEX_FIELDS and schema.group_of(f) in _CARRIED_GROUPS and "<" not in f
+        )
+    )
 
 
 def _world(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -107,8 +119,10 @@ class ComplexDataset(ShardStream):
         if neighbourhoods is not None:
             unknown = sorted(set(neighbourhoods) - set(spec.neighbourhoods))
             if unknown:
-                raise CacheError(f"{layout.path}: no neighbourhood {', '.join(unknown)} (it stores "
-                                 f"{', '.join(spec.neighbourhoods) or 'none'})")
+                raise CacheError(
+                    f"{layout.path}: no neighbourhood {', '.join(unknown)} (it stores "
+                    f"{', '.join(spec.neighbourhoods) or 'none'})"
+                )
             spec = replace(spec, neighbourhoods={n: spec.neighbourhoods[n] for n in neighbourhoods})
         stored = layout.stored_fields()
         if fields is None:
@@ -120,11 +134,22 @@ class ComplexDataset(ShardStream):
         spec = replace(spec, fields=tuple(fields), species=species)
         rank, world_size = _world(rank, world_size)
         if batch_size < 1 or not 0 <= rank < world_size:
-            raise EmpcnError(f"ComplexDataset: batch_size must be ≥ 1 and 0 ≤ rank < world_size, got "
-                             f"{batch_size}, {rank}, {world_size}")
+            raise EmpcnError(
+                f"ComplexDataset: batch_size must be ≥ 1 and 0 ≤ rank < world_size, got "
+                f"{batch_size}, {rank}, {world_size}"
+            )
         super().__init__(
-            layout, chosen, spec, batch_size, shuffle=shuffle, seed=seed, buffer_shards=buffer_shards, rank=rank,
-            world_size=world_size, drop_remainder=drop_last, limit_batches=limit_batches,
+            layout,
+            chosen,
+            spec,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            buffer_shards=buffer_shards,
+            rank=rank,
+            world_size=world_size,
+            drop_remainder=drop_last,
+            limit_batches=limit_batches,
         )
         self.split = split
 
@@ -139,8 +164,10 @@ class ComplexDataset(ShardStream):
         return self.spec
 
     def __repr__(self) -> str:
-        return (f"ComplexDataset({self.layout.path!r}, split={self.split!r}, samples={len(self.indices)}, "
-                f"batch_size={self.batch_size}, shuffle={self.shuffle}, batches={len(self)})")
+        return (
+            f"ComplexDataset({self.layout.path!r}, split={self.split!r}, samples={len(self.indices)}, "
+            f"batch_size={self.batch_size}, shuffle={self.shuffle}, batches={len(self)})"
+        )
 
 
 class DataLoader(torch.utils.data.DataLoader):
@@ -165,10 +192,15 @@ class DataLoader(torch.utils.data.DataLoader):
         if not isinstance(dataset, ComplexDataset):
             dataset = ComplexDataset(dataset, split, batch_size, shuffle=shuffle, **options)
         elif options:
-            raise EmpcnError(f"DataLoader: options {', '.join(sorted(options))} apply when it builds the dataset, "
-                             "not to a ComplexDataset given")
+            raise EmpcnError(
+                f"DataLoader: options {', '.join(sorted(options))} apply when it builds the dataset, "
+                "not to a ComplexDataset given"
+            )
         super().__init__(
-            dataset, batch_size=None, num_workers=num_workers, persistent_workers=False,
+            dataset,
+            batch_size=None,
+            num_workers=num_workers,
+            persistent_workers=False,
             prefetch_factor=4 if num_workers > 0 else None,
         )
         self._next_epoch = 0

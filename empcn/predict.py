@@ -64,7 +64,11 @@ class Failure:
 
 
 def predict_files(
-    run_dir: Path, files: Sequence[Path], device: str = "auto", batch_size: int = 64, trained: TrainedModel | None = None
+    run_dir: Path,
+    files: Sequence[Path],
+    device: str = "auto",
+    batch_size: int = 64,
+    trained: TrainedModel | None = None,
 ) -> list[Prediction | Failure]:
     """One result per file, in order: a :class:`Prediction` in the run's target unit, or a :class:`Failure`.
 
@@ -127,8 +131,10 @@ def predict_files(
                 out = trained.model(cpu_batch.to(trained.device, trained.dtype))
             for (k, sample), v in zip(chunk, task.predictions(out, cpu_batch)):  # the task's unit
                 atoms = NODE_Z in sample  # the training domain describes molecules: nothing to check otherwise
-                outside = () if domain is None or not atoms else tuple(
-                    domain.outside(sample[NODE_Z], sample[EDGE_INDEX], sample[EDGE_LENGTH])
+                outside = (
+                    ()
+                    if domain is None or not atoms
+                    else tuple(domain.outside(sample[NODE_Z], sample[EDGE_INDEX], sample[EDGE_LENGTH]))
                 )
                 checked = domain is not None or not atoms
                 results[k] = Prediction(labels[k], task.target, v, task.prediction_unit, outside, checked)

@@ -85,7 +85,10 @@ class Registry(Generic[T]):
             for ep in sorted(metadata.entry_points(group=self.group), key=lambda e: e.name):
                 dist = getattr(ep, "dist", None)
                 origin = Origin(
-                    "plugin", ep.value, dist.name if dist is not None else None, dist.version if dist is not None else None
+                    "plugin",
+                    ep.value,
+                    dist.name if dist is not None else None,
+                    dist.version if dist is not None else None,
                 )
                 if ep.name in self._builtins or ep.name in found:
                     shadowed.append(Origin("plugin", f"{ep.name} = {ep.value}", origin.distribution, origin.version))
@@ -166,7 +169,9 @@ class Registry(Generic[T]):
         except Exception as exc:  # an import error of a plug-in: one line naming it
             if origin.kind == "builtin":
                 raise
-            raise RegistryError(f"{where}: cannot be loaded from {origin.target}: {type(exc).__name__}: {exc}") from None
+            raise RegistryError(
+                f"{where}: cannot be loaded from {origin.target}: {type(exc).__name__}: {exc}"
+            ) from None
         if self._check is not None:
             try:
                 obj = self._check(obj)

@@ -59,9 +59,14 @@ def build_model(
     try:
         task = task_class(str(layout.manifest.get("task", DEFAULT_TASK))).models_serve()
         config = config_for_run(
-            name, spec.node_features, spec.edge_features if edge_features and schema.EDGE_ORDER in stored else 0,
-            hidden=hidden, layers=layers, dropout=dropout,
-            node_scalar=any(f in stored for f in schema.NODE_SCALAR_FIELDS), task=task,
+            name,
+            spec.node_features,
+            spec.edge_features if edge_features and schema.EDGE_ORDER in stored else 0,
+            hidden=hidden,
+            layers=layers,
+            dropout=dropout,
+            node_scalar=any(f in stored for f in schema.NODE_SCALAR_FIELDS),
+            task=task,
         )
         unknown = sorted(set(options) - {f.name for f in dataclasses.fields(config)})
         if unknown:
@@ -107,14 +112,19 @@ def fit(
     if "model_options" in options:
         options["model_options"] = tuple(options["model_options"])
     given: dict[str, Any] = {
-        "cache": str(cache) if cache is not None else None, "target": target, "model": model,
-        "out": str(out) if out is not None else None, **options,
+        "cache": str(cache) if cache is not None else None,
+        "target": target,
+        "model": model,
+        "out": str(out) if out is not None else None,
+        **options,
     }
     try:
         if resume:
             if out is None:
                 raise ConfigError("fit(resume=True) needs out=, the run folder to continue")
-            config = merge_for_resume(TrainConfig.load(Path(out)), {**given, "model": None if model == "empcn" else model})
+            config = merge_for_resume(
+                TrainConfig.load(Path(out)), {**given, "model": None if model == "empcn" else model}
+            )
         else:
             if cache is None:
                 raise ConfigError("fit needs the cache to train on (or resume=True and out=)")
@@ -141,8 +151,9 @@ def evaluate(
     """
     from empcn.train.evaluate import evaluate_run
 
-    return evaluate_run(Path(run), split, Path(cache) if cache is not None else None, device, batch_size,
-                        num_workers, plot=plot)
+    return evaluate_run(
+        Path(run), split, Path(cache) if cache is not None else None, device, batch_size, num_workers, plot=plot
+    )
 
 
 def load_model(run: str | Path, device: str = "cpu") -> TrainedModel:

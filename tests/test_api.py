@@ -35,8 +35,9 @@ def test_loader_model_fit_evaluate(tmp_path: Path) -> None:
     model = empcn.build_model("egnn", CACHE, hidden=8, layers=1)
     assert sum(p.numel() for p in model.parameters()) > 0
     seen = []
-    result = empcn.fit(CACHE, model="egnn", out=tmp_path / "run", epochs=2, hidden=8, layers=1, device="cpu",
-                       callback=seen.append)
+    result = empcn.fit(
+        CACHE, model="egnn", out=tmp_path / "run", epochs=2, hidden=8, layers=1, device="cpu", callback=seen.append
+    )
     assert [r.epoch for r in seen] == [1, 2]
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2
@@ -49,8 +50,9 @@ def test_missing_extra_is_one_line(tmp_path: Path, monkeypatch) -> None:
     """Asking for TensorBoard without its package names the extra, before any run folder is made."""
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if the extra were not installed
     try:
-        empcn.fit(CACHE, model="egnn", out=tmp_path / "run", epochs=1, hidden=8, layers=1, device="cpu",
-                  tensorboard=True)
+        empcn.fit(
+            CACHE, model="egnn", out=tmp_path / "run", epochs=1, hidden=8, layers=1, device="cpu", tensorboard=True
+        )
     except empcn.MissingExtra as exc:
         assert "empcn[tensorboard]" in str(exc) and "\n" not in str(exc)
     else:
@@ -62,8 +64,9 @@ def test_tensorboard_events_match_metrics(tmp_path: Path) -> None:
     """--tensorboard writes event files beside metrics.jsonl; read back, they hold the same numbers."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    result = empcn.fit(CACHE, model="egnn", out=tmp_path / "run", epochs=2, hidden=8, layers=1, device="cpu",
-                       tensorboard=True)
+    result = empcn.fit(
+        CACHE, model="egnn", out=tmp_path / "run", epochs=2, hidden=8, layers=1, device="cpu", tensorboard=True
+    )
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
     events.Reload()

@@ -37,8 +37,13 @@ def _write_cache(tmp_path, contents):
         digest = cf.write_shard(tmp_path / rel, content)
         shards.append({"file": rel, "samples": [start, start + content.num_samples], "sha256": digest, "bytes": 0})
         start += content.num_samples
-    manifest = {"format": cf.FORMAT_NAME, "format_version": cf.FORMAT_VERSION, "dataset": "toy",
-                "shards": shards, "counts": {"samples": start}}
+    manifest = {
+        "format": cf.FORMAT_NAME,
+        "format_version": cf.FORMAT_VERSION,
+        "dataset": "toy",
+        "shards": shards,
+        "counts": {"samples": start},
+    }
     cf.write_entry(entry, manifest, {"train": np.arange(start)}, [s["file"] for s in shards])
     return entry
 

@@ -10,11 +10,16 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from helpers import qm9pack_csv
 
 from empcn.geometry import (
-    RingGeometry, cell_barycentres, edge_lengths, pair_distances, planned_ring_geometry, ring_geometry, ring_plan,
+    RingGeometry,
+    cell_barycentres,
+    edge_lengths,
+    pair_distances,
+    planned_ring_geometry,
+    ring_geometry,
+    ring_plan,
 )
 
 QM9_CSV = qm9pack_csv()

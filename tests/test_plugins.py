@@ -33,9 +33,22 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(PLUGIN, source)
     target = tmp / "site"
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(target), str(source)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert (target / "empcn_pointclouds-0.1.0.dist-info" / "entry_points.txt").is_file()
@@ -122,7 +135,9 @@ assert isinstance(item, Exception) and "bad.json" in str(item) and "N >= 4" in s
 print("ok")
 """
     checked = run(site, python=check)
-    assert checked.returncode == 0 and checked.stdout.strip().endswith("ok"), checked.stdout[-2000:] + checked.stderr[-3000:]
+    assert checked.returncode == 0 and checked.stdout.strip().endswith("ok"), (
+        checked.stdout[-2000:] + checked.stderr[-3000:]
+    )
 
 
 def test_a_plug_in_model_trains_evaluates_and_predicts_on_the_plug_in_data_set(site: Path, tmp_path: Path) -> None:
@@ -135,8 +150,19 @@ def test_a_plug_in_model_trains_evaluates_and_predicts_on_the_plug_in_data_set(s
     assert listed.returncode == 0 and "plug-in empcn-pointclouds 0.1.0" in listed.stdout, listed.stdout + listed.stderr
     assert "ringnet" in " ".join(run(site, "train", "--help").stdout.split())
 
-    quick = ["--target", "rg", "--epochs", "2", "--hidden", "8", "--batch-size", "16", "--no-progress",
-             "--device", "cpu"]
+    quick = [
+        "--target",
+        "rg",
+        "--epochs",
+        "2",
+        "--hidden",
+        "8",
+        "--batch-size",
+        "16",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     ringnet = tmp_path / "rg-ringnet"
     trained = run(site, "train", "--cache", cache, "--model", "ringnet", *quick, "--out", ringnet)
     assert trained.returncode == 0, trained.stderr[-3000:]

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from helpers import OPLS_ENERGY, invoke, rdkit_ligands
 
 from empcn.cache import cache_fingerprint, lift_fingerprint, open_cache, verify_cache
@@ -24,8 +23,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def lift_args(source: Path, *extra: object) -> list[object]:
-    return ["lift", "--dataset", "molecules", "--source", source, "--targets", OPLS_ENERGY, "--workers", "1",
-            "--no-progress", *extra]
+    return [
+        "lift",
+        "--dataset",
+        "molecules",
+        "--source",
+        source,
+        "--targets",
+        OPLS_ENERGY,
+        "--workers",
+        "1",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -100,7 +110,12 @@ def test_cache_dir_reuses_a_verified_cache_and_relifts_a_damaged_one(tmp_path: P
 def _lift_process(source: Path, team: Path, log: Path) -> subprocess.Popen:
     """``empcn lift --cache-dir team`` in another process, its stdout and stderr in ``log``."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    args = [sys.executable, "-m", "empcn", *[str(a) for a in lift_args(source, "--cache-dir", team, "--shard-size", "64")]]
+    args = [
+        sys.executable,
+        "-m",
+        "empcn",
+        *[str(a) for a in lift_args(source, "--cache-dir", team, "--shard-size", "64")],
+    ]
     return subprocess.Popen(args, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
 
 
@@ -161,8 +176,28 @@ def test_a_read_only_copy_is_fully_usable(tmp_path: Path) -> None:
         assert info.exit_code == 0 and "47" in info.stdout
         assert invoke("cache", "ls", "--cache-dir", shared).exit_code == 0
         run = tmp_path / "run"
-        r = invoke("train", "--cache", entry, "--target", "energy", "--model", "egnn", "--out", run, "--hidden", "16",
-                   "--layers", "2", "--epochs", "1", "--batch-size", "16", "--no-progress", "--device", "cpu")
+        r = invoke(
+            "train",
+            "--cache",
+            entry,
+            "--target",
+            "energy",
+            "--model",
+            "egnn",
+            "--out",
+            run,
+            "--hidden",
+            "16",
+            "--layers",
+            "2",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--no-progress",
+            "--device",
+            "cpu",
+        )
         assert r.exit_code == 0, r.output
         r = invoke("evaluate", run, "--device", "cpu")
         assert r.exit_code == 0 and "test MAE" in r.stdout, r.output
@@ -184,7 +219,9 @@ def test_qm9_fingerprint_is_known_before_the_lift_and_shared_by_cache_dir(qm9_ca
     from empcn.lift.qm9 import QM9LiftConfig
 
     params = QM9LiftConfig(limit=300, shard_size=128).recorded_params()
-    assert cache_fingerprint(open_cache(qm9_cache).manifest) == lift_fingerprint("qm9", source_fingerprint(None), params)
+    assert cache_fingerprint(open_cache(qm9_cache).manifest) == lift_fingerprint(
+        "qm9", source_fingerprint(None), params
+    )
     args = ["lift", "--dataset", "qm9", "--limit", "40", "--cache-dir", tmp_path, "--workers", "1", "--no-progress"]
     first, second = invoke(*args), invoke(*args)
     assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output

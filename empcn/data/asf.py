@@ -204,10 +204,7 @@ class _Lines:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
             raise MocapError(f"{path}: cannot read ({exc.strerror or exc})") from None
-        self.items = [
-            (n, line.split("#", 1)[0].split())
-            for n, line in enumerate(text.splitlines(), start=1)
-        ]
+        self.items = [(n, line.split("#", 1)[0].split()) for n, line in enumerate(text.splitlines(), start=1)]
         self.items = [(n, w) for n, w in self.items if w]
         self.pos = 0
         self.last = len(text.splitlines())
@@ -256,8 +253,10 @@ def read_asf(path: Path | str) -> Skeleton:
     lines = _Lines(Path(path))
     units = {"length": 1.0, "angle": "deg"}
     root: dict[str, object] = {
-        "order": ("tx", "ty", "tz", "rx", "ry", "rz"), "axis": "XYZ",
-        "position": np.zeros(3), "orientation": np.zeros(3),
+        "order": ("tx", "ty", "tz", "rx", "ry", "rz"),
+        "axis": "XYZ",
+        "position": np.zeros(3),
+        "orientation": np.zeros(3),
     }
     raw_bones: list[tuple[int, dict[str, object]]] = []
     hierarchy: list[tuple[int, list[str]]] = []

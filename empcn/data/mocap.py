@@ -164,11 +164,15 @@ class MocapProtocol:
         need(self.horizon_frames >= 1, f"horizon {self.horizon} s is under one frame at {self.fps} Hz")
         need(self.window_frames > self.first_start, f"window {self.window} s holds no start frame at {self.fps} Hz")
         need(self.train_samples >= 1, f"train_samples must be ≥ 1, got {self.train_samples!r}")
-        need(len(self.trial_split) == 3 and min(self.trial_split) >= 1,
-             f"trial_split needs three positive counts, got {self.trial_split!r}")
+        need(
+            len(self.trial_split) == 3 and min(self.trial_split) >= 1,
+            f"trial_split needs three positive counts, got {self.trial_split!r}",
+        )
         need(self.seed >= 0, f"seed must be ≥ 0, got {self.seed!r}")
-        need(math.isfinite(self.velocity_unit) and self.velocity_unit > 0,
-             f"velocity_unit must be positive seconds, got {self.velocity_unit!r}")
+        need(
+            math.isfinite(self.velocity_unit) and self.velocity_unit > 0,
+            f"velocity_unit must be positive seconds, got {self.velocity_unit!r}",
+        )
 
     @property
     def horizon_frames(self) -> int:

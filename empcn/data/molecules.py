@@ -28,8 +28,14 @@ from empcn.data.qm9_targets import SourceError
 from empcn.data.xyz import parse_plain_xyz
 
 __all__ = [
-    "MoleculeRecord", "MoleculeSet", "Skipped", "SourceError", "files_fingerprint", "parse_target",
-    "read_targets_csv", "read_xyz_folder",
+    "MoleculeRecord",
+    "MoleculeSet",
+    "Skipped",
+    "SourceError",
+    "files_fingerprint",
+    "parse_target",
+    "read_targets_csv",
+    "read_xyz_folder",
 ]
 
 
@@ -121,7 +127,9 @@ def read_targets_csv(path: Path, id_column: str, targets: Sequence[str] | None) 
             names = tuple(targets) if targets else tuple(h for h in header if h != id_column)
             missing = [n for n in names if n not in header]
             if missing:
-                raise SourceError(f"{path}: no target column {', '.join(map(repr, missing))} (columns: {', '.join(header)})")
+                raise SourceError(
+                    f"{path}: no target column {', '.join(map(repr, missing))} (columns: {', '.join(header)})"
+                )
             if not names:
                 raise SourceError(f"{path}: no target columns besides the id column {id_column!r}")
             rows: dict[str, list[str]] = {}

@@ -35,8 +35,16 @@ from pathlib import Path
 
 from empcn.errors import EmpcnError
 
-__all__ = ["CACHE_ENV_VAR", "LISTING", "MAX_BYTES", "PackagedDataError", "cache_root", "pack_members",
-           "read_members", "unpacked"]
+__all__ = [
+    "CACHE_ENV_VAR",
+    "LISTING",
+    "MAX_BYTES",
+    "PackagedDataError",
+    "cache_root",
+    "pack_members",
+    "read_members",
+    "unpacked",
+]
 
 CACHE_ENV_VAR = "EMPCN_CACHE_DIR"
 LISTING = ".empcn-files.json"  # written into an unpacked folder, last, before the rename
@@ -84,13 +92,17 @@ def read_members(archive: Path | str) -> dict[str, bytes]:
                     _check_name(archive, info.name.rstrip("/"))
                     continue
                 if not info.isfile():
-                    raise PackagedDataError(f"{archive}: member {info.name!r} is a link or special file; refusing to unpack")
+                    raise PackagedDataError(
+                        f"{archive}: member {info.name!r} is a link or special file; refusing to unpack"
+                    )
                 _check_name(archive, info.name)
                 if info.name in members:
                     raise PackagedDataError(f"{archive}: member {info.name!r} appears twice")
                 total += info.size
                 if total > MAX_BYTES:
-                    raise PackagedDataError(f"{archive}: more than {MAX_BYTES >> 20} MiB of content; refusing to unpack")
+                    raise PackagedDataError(
+                        f"{archive}: more than {MAX_BYTES >> 20} MiB of content; refusing to unpack"
+                    )
                 handle = tar.extractfile(info)
                 assert handle is not None  # a regular file always has one
                 members[info.name] = handle.read()

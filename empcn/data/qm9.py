@@ -34,8 +34,18 @@ from empcn.data.qm9_targets import (
 from empcn.data.qm9_xyz import ARCHIVE_SUFFIXES, read_xyz_archive, read_xyz_folder
 
 __all__ = [
-    "TARGETS", "TARGET_UNITS", "RAW_TARGET_UNITS", "QM9Raw", "Skipped", "SourceError", "default_source",
-    "read_qm9", "standard_targets", "source_fingerprint", "source_kind", "uncharacterized_ids",
+    "TARGETS",
+    "TARGET_UNITS",
+    "RAW_TARGET_UNITS",
+    "QM9Raw",
+    "Skipped",
+    "SourceError",
+    "default_source",
+    "read_qm9",
+    "standard_targets",
+    "source_fingerprint",
+    "source_kind",
+    "uncharacterized_ids",
 ]
 
 UNCHARACTERIZED_FILE = Path(__file__).with_name("qm9_uncharacterized.txt")

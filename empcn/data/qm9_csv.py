@@ -29,9 +29,18 @@ from empcn.data.qm9_targets import (
 )
 
 TARGET_COLUMNS: tuple[str, ...] = (
-    "Dipole_debye", "Polarizability_bohr3", "HOMO_au", "LUMO_au", "HOMO_LUMO_gap_au", "R2_bohr2",
-    "ZPVE_au", "InternalEnergy_0K_au", "InternalEnergy_298K_au", "Enthalphy_298K_au",
-    "GibbsFreeEnergy_298K_au", "Heatcapacity_Cv_cal_mol_K",
+    "Dipole_debye",
+    "Polarizability_bohr3",
+    "HOMO_au",
+    "LUMO_au",
+    "HOMO_LUMO_gap_au",
+    "R2_bohr2",
+    "ZPVE_au",
+    "InternalEnergy_0K_au",
+    "InternalEnergy_298K_au",
+    "Enthalphy_298K_au",
+    "GibbsFreeEnergy_298K_au",
+    "Heatcapacity_Cv_cal_mol_K",
 )
 """qm9pack column of each of :data:`TARGETS`, in the same order."""
 

@@ -17,14 +17,34 @@ from empcn.errors import EmpcnError
 TARGETS: tuple[str, ...] = ("mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "G", "Cv")
 
 RAW_TARGET_UNITS: dict[str, str] = {
-    "mu": "D", "alpha": "bohr^3", "homo": "Ha", "lumo": "Ha", "gap": "Ha", "r2": "bohr^2",
-    "zpve": "Ha", "U0": "Ha", "U": "Ha", "H": "Ha", "G": "Ha", "Cv": "cal/(mol K)",
+    "mu": "D",
+    "alpha": "bohr^3",
+    "homo": "Ha",
+    "lumo": "Ha",
+    "gap": "Ha",
+    "r2": "bohr^2",
+    "zpve": "Ha",
+    "U0": "Ha",
+    "U": "Ha",
+    "H": "Ha",
+    "G": "Ha",
+    "Cv": "cal/(mol K)",
 }
 """Units of ``QM9Raw.targets`` (as printed in the QM9 files)."""
 
 TARGET_UNITS: dict[str, str] = {
-    "mu": "D", "alpha": "bohr^3", "homo": "meV", "lumo": "meV", "gap": "meV", "r2": "bohr^2",
-    "zpve": "meV", "U0": "meV", "U": "meV", "H": "meV", "G": "meV", "Cv": "cal/(mol K)",
+    "mu": "D",
+    "alpha": "bohr^3",
+    "homo": "meV",
+    "lumo": "meV",
+    "gap": "meV",
+    "r2": "bohr^2",
+    "zpve": "meV",
+    "U0": "meV",
+    "U": "meV",
+    "H": "meV",
+    "G": "meV",
+    "Cv": "cal/(mol K)",
 }
 """Units after :func:`standard_targets`."""
 
@@ -118,8 +138,12 @@ class QM9Raw:
     def empty() -> QM9Raw:
         """A block of zero molecules."""
         return QM9Raw(
-            ids=np.zeros(0, np.int64), smiles=[], offsets=np.zeros(1, np.int64), z=np.zeros(0, np.uint8),
-            pos=np.zeros((0, 3)), targets=np.zeros((0, len(TARGETS))),
+            ids=np.zeros(0, np.int64),
+            smiles=[],
+            offsets=np.zeros(1, np.int64),
+            z=np.zeros(0, np.uint8),
+            pos=np.zeros((0, 3)),
+            targets=np.zeros((0, len(TARGETS))),
         )
 
 

@@ -30,7 +30,21 @@ from empcn.data.qm9_targets import SYMBOL_TO_Z, QM9Raw, Skipped, SourceError, _o
 
 ARCHIVE_SUFFIXES: tuple[str, ...] = (".tar.bz2", ".tbz2", ".tbz", ".tar")
 PROPERTY_NAMES: tuple[str, ...] = (
-    "A", "B", "C", "mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "G", "Cv",
+    "A",
+    "B",
+    "C",
+    "mu",
+    "alpha",
+    "homo",
+    "lumo",
+    "gap",
+    "r2",
+    "zpve",
+    "U0",
+    "U",
+    "H",
+    "G",
+    "Cv",
 )
 """The 15 numbers of the property line after ``gdb <id>``; the last 12 are the targets."""
 

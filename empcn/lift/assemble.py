@@ -13,21 +13,37 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from empcn import geometry
+from empcn import geometry, schema
 from empcn.cache import RaggedGroup, Sample, ShardContent, sample_from_shard
 from empcn.lift.complex import ShardTopology, build_neighbourhoods
-from empcn import schema
 from empcn.schema import (
-    EDGE_GROUP, FIELD_DOCS, NBR_PREFIX, NEIGHBOURHOODS, NODE_GROUP, RANK_GROUPS, RING_GROUP, RING_SLOT_GROUP,
+    EDGE_GROUP,
+    FIELD_DOCS,
+    NBR_PREFIX,
+    NEIGHBOURHOODS,
+    NODE_GROUP,
+    RANK_GROUPS,
+    RING_GROUP,
+    RING_SLOT_GROUP,
     SAMPLE_GROUP,
 )
 
 #: The fields :func:`complex_shard` writes for every data set (``nbr/<name>/…``: every neighbourhood);
 #: a data set's spec declares the others it writes (its ``sample/…`` rows, node and edge arrays).
 COMPLEX_FIELDS: tuple[str, ...] = (
-    schema.NODE_POS, schema.EDGE_INDEX, schema.EDGE_LENGTH, schema.RING_SIZE, schema.RING_AREA, schema.RING_PERIMETER,
-    schema.RING_RADIUS, schema.SLOT_NODE, schema.SLOT_EDGE, f"{NBR_PREFIX}/<name>/index", f"{NBR_PREFIX}/<name>/dist",
+    schema.NODE_POS,
+    schema.EDGE_INDEX,
+    schema.EDGE_LENGTH,
+    schema.RING_SIZE,
+    schema.RING_AREA,
+    schema.RING_PERIMETER,
+    schema.RING_RADIUS,
+    schema.SLOT_NODE,
+    schema.SLOT_EDGE,
+    f"{NBR_PREFIX}/<name>/index",
+    f"{NBR_PREFIX}/<name>/dist",
 )
+
 
 @dataclass
 class SampleCells:
@@ -102,7 +118,9 @@ def complex_shard(cells: Sequence[SampleCells], per_sample: Mapping[str, np.ndar
     cell_off = {0: node_off, 1: edge_off, 2: ring_off}
 
     groups: dict[str, RaggedGroup] = {
-        SAMPLE_GROUP: RaggedGroup(np.arange(num + 1, dtype=np.int64), {k: np.asarray(v) for k, v in per_sample.items()}),
+        SAMPLE_GROUP: RaggedGroup(
+            np.arange(num + 1, dtype=np.int64), {k: np.asarray(v) for k, v in per_sample.items()}
+        ),
         NODE_GROUP: RaggedGroup(node_off, {"pos": pos32}),
         EDGE_GROUP: RaggedGroup(
             edge_off,
@@ -162,7 +180,9 @@ def single_sample(cells: SampleCells, per_sample: Mapping[str, np.ndarray] | Non
 
 def undeclared_fields(content: ShardContent, declared: Sequence[str]) -> list[str]:
     """The ``group/array`` fields of ``content`` that are neither the complex's own nor in ``declared``."""
-    written = {f"{g}/{a}" for g, grp in content.groups.items() if not g.startswith(NBR_PREFIX + "/") for a in grp.arrays}
+    written = {
+        f"{g}/{a}" for g, grp in content.groups.items() if not g.startswith(NBR_PREFIX + "/") for a in grp.arrays
+    }
     return sorted(written - set(COMPLEX_FIELDS) - set(declared))
 
 

@@ -52,9 +52,7 @@ _RANGE = np.arange(64)
 
 #: SMILES atom tokens in order: a bracket atom's element symbol (group 1) or an organic-subset atom
 #: (group 2). Checked against RDKit's atom count; anything unexpected takes the slow RDKit path.
-_ATOM_TOKEN = re.compile(
-    r"\[\d*([A-Z][a-z]?|[a-z][a-z]?|\*)[^\]]*\]|(Cl|Br|[BCNOSPFI]|[bcnosp]|\*)"
-)
+_ATOM_TOKEN = re.compile(r"\[\d*([A-Z][a-z]?|[a-z][a-z]?|\*)[^\]]*\]|(Cl|Br|[BCNOSPFI]|[bcnosp]|\*)")
 _SYMBOL_Z: dict[str, int] = {_PT.GetElementSymbol(k): k for k in range(1, 119)}
 _SYMBOL_Z.update({s: _SYMBOL_Z[s.capitalize()] for s in ("b", "c", "n", "o", "p", "s", "se", "as", "te")})
 _SYMBOL_Z["*"] = 0
@@ -62,8 +60,7 @@ _SYMBOL_Z["*"] = 0
 _DROP_NON_LETTERS = {c: None for c in range(128) if not chr(c).isalpha()}
 #: bytes.translate table: atomic number -> its symbol when that is one letter, else "?".
 _ONE_LETTER_SYMBOL = bytes(
-    ord(_PT.GetElementSymbol(k)) if 0 < k < 119 and len(_PT.GetElementSymbol(k)) == 1 else ord("?")
-    for k in range(256)
+    ord(_PT.GetElementSymbol(k)) if 0 < k < 119 and len(_PT.GetElementSymbol(k)) == 1 else ord("?") for k in range(256)
 )
 #: Characters without which a SMILES has no double bond, aromatic bond or aromatic atom (lowercase
 #: b c n o p s, and the s / t of se, as, te); a false hit only costs an aromaticity perception.
@@ -185,9 +182,7 @@ def _upper(k: int) -> np.ndarray:
     return _UPPER[:k, :k] if k <= _UPPER.shape[0] else np.triu(np.ones((k, k), dtype=bool), 1)
 
 
-def _put_smiles_bonds(
-    bond: np.ndarray, mol: Chem.Mol, smiles: str, zh: np.ndarray, d2: np.ndarray
-) -> bool:
+def _put_smiles_bonds(bond: np.ndarray, mol: Chem.Mol, smiles: str, zh: np.ndarray, d2: np.ndarray) -> bool:
     """Write the SMILES heavy-heavy bond orders into the heavy block of ``bond`` (N, N); return
     False, writing nothing, when a SMILES bond is longer than SMILES_BOND_MAX times its covalent
     length.

@@ -56,8 +56,10 @@ def _run_task(build: BuildFn, job: ShardJob, stop: str) -> ShardResult | _Failed
     _init_worker()
     folder = Path(job[1]).parent
     if not folder.is_dir():
-        return _Failed(f"Dask worker on {socket.gethostname()} cannot see the cache's folder {folder}: "
-                       "--out must be on a file system every worker shares")
+        return _Failed(
+            f"Dask worker on {socket.gethostname()} cannot see the cache's folder {folder}: "
+            "--out must be on a file system every worker shares"
+        )
     if os.path.exists(stop):
         return _Failed("stopped: another shard failed")
     try:
@@ -117,8 +119,10 @@ def check_workers(client: Any, folder: Path, versions: Sequence[str]) -> None:
         try:
             answers = client.run(_probe, str(probe), token, list(versions))
         except Exception as exc:  # e.g. empcn not importable there: the probe cannot be unpickled
-            raise LiftError(f"the Dask workers cannot run empcn ({type(exc).__name__}: {exc}); install the same "
-                            "empcn on every worker") from None
+            raise LiftError(
+                f"the Dask workers cannot run empcn ({type(exc).__name__}: {exc}); install the same "
+                "empcn on every worker"
+            ) from None
     finally:
         probe.unlink(missing_ok=True)
     ours = created_by(versions)
@@ -129,10 +133,12 @@ def check_workers(client: Any, folder: Path, versions: Sequence[str]) -> None:
                 "--out must be on a file system every worker shares, at the same path"
             )
         if answer["versions"] != ours:
-            diff = ", ".join(f"{k} {answer['versions'].get(k)} (here {v})" for k, v in ours.items()
-                             if answer["versions"].get(k) != v)
-            raise LiftError(f"Dask worker {address} on {answer['host']} runs other versions: {diff}; "
-                            "the shards' bytes would differ")
+            diff = ", ".join(
+                f"{k} {answer['versions'].get(k)} (here {v})" for k, v in ours.items() if answer["versions"].get(k) != v
+            )
+            raise LiftError(
+                f"Dask worker {address} on {answer['host']} runs other versions: {diff}; the shards' bytes would differ"
+            )
 
 
 def run_on_dask(
@@ -160,8 +166,15 @@ def run_on_dask(
             check_workers(client, folder, versions)
             build_ref = client.scatter(build, broadcast=True, hash=False)
             futures = [
-                client.submit(_run_task, build_ref, job, str(stop), key=f"empcn-shard-{job[0].index:05d}-{run}",
-                              retries=RETRIES, pure=False)
+                client.submit(
+                    _run_task,
+                    build_ref,
+                    job,
+                    str(stop),
+                    key=f"empcn-shard-{job[0].index:05d}-{run}",
+                    retries=RETRIES,
+                    pure=False,
+                )
                 for job in jobs
             ]
             try:
@@ -191,8 +204,9 @@ def _gather(futures: Sequence[Any], indices: Sequence[int], done: Callable[[Shar
         try:
             outcome = future.result()
         except KilledWorker as exc:
-            raise LiftError(f"shard {index}: the Dask workers running it kept dying ({exc}); "
-                            "see the workers' logs (out of memory?)") from None
+            raise LiftError(
+                f"shard {index}: the Dask workers running it kept dying ({exc}); see the workers' logs (out of memory?)"
+            ) from None
         except Exception as exc:
             raise LiftError(f"shard {index}: {type(exc).__name__}: {exc} (after {RETRIES + 1} tries)") from None
         if isinstance(outcome, _Failed):

@@ -42,8 +42,10 @@ def dataset(name: str, distribution: str | None = None) -> DatasetSpec:
     spec = DATASETS.get(name, distribution)
     if spec.name != name:
         where = DATASETS.origin(name).describe()
-        raise RegistryError(f"data set {name!r} ({where}): its config says it is {spec.name!r} ({spec.config.__name__}"
-                            ".DATASET); the two names must agree")
+        raise RegistryError(
+            f"data set {name!r} ({where}): its config says it is {spec.name!r} ({spec.config.__name__}"
+            ".DATASET); the two names must agree"
+        )
     return spec
 
 
@@ -77,12 +79,18 @@ def lift(config: LiftConfig, spec: DatasetSpec | None = None, say: Callable[[str
 
     source = config.source_info()
     return lift_shared(
-        config.cache_dir, spec.name, config.recorded_params(), source["fingerprint"],
-        lambda entry: lift_unclaimed(replace(config, out=entry, cache_dir=None), spec, source), say=say,
+        config.cache_dir,
+        spec.name,
+        config.recorded_params(),
+        source["fingerprint"],
+        lambda entry: lift_unclaimed(replace(config, out=entry, cache_dir=None), spec, source),
+        say=say,
     )
 
 
-def lift_unclaimed(config: LiftConfig, spec: DatasetSpec | None = None, source: Mapping[str, Any] | None = None) -> Path:
+def lift_unclaimed(
+    config: LiftConfig, spec: DatasetSpec | None = None, source: Mapping[str, Any] | None = None
+) -> Path:
     """The lift into ``config.out``, whose lock the caller holds; returns the entry file.
 
     ``source``: :meth:`~empcn.lift.spec.LiftConfig.source_info`, when the caller has it already.
@@ -107,8 +115,9 @@ def lift_unclaimed(config: LiftConfig, spec: DatasetSpec | None = None, source: 
     return pipeline.run_lift(job, partial(_finish, spec, config, lifted))
 
 
-def _build(name: str, build_shard: Callable[..., Any], fields: tuple[str, ...], items: Any, config: LiftConfig,
-           task: Any) -> Any:
+def _build(
+    name: str, build_shard: Callable[..., Any], fields: tuple[str, ...], items: Any, config: LiftConfig, task: Any
+) -> Any:
     """One shard of ``items`` (in a worker: what it needs only, as Dask pickles it), holding only ``fields``."""
     from empcn.lift.assemble import undeclared_fields
     from empcn.lift.pipeline import LiftError

@@ -86,7 +86,7 @@ class CellSpec:
         rings, groups = False, []
         for value in values:
             if value.startswith("smarts:"):
-                name, sep, pattern = value[len("smarts:"):].partition("=")
+                name, sep, pattern = value[len("smarts:") :].partition("=")
                 if not sep or not pattern:
                     raise CellsError(f"cells: {value!r} is not smarts:NAME=PATTERN")
                 groups.append((name, pattern))
@@ -148,7 +148,9 @@ def check_cells(num_nodes: int, cells: Iterable[Sequence[int]], label: object = 
     out: list[tuple[int, ...]] = []
     seen: dict[frozenset[int], int] = {}
     for k, cell in enumerate(cells):
-        if isinstance(cell, (str, bytes)) or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in cell):
+        if isinstance(cell, (str, bytes)) or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in cell
+        ):
             raise CellsError(f"{where}cell {k} {cell!r}: vertices must be integers")
         vertices = tuple(int(v) for v in cell)
         if len(vertices) < 3:
@@ -218,8 +220,11 @@ def read_cells_file(path: Any) -> CellsFile:
             if not isinstance(cell, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in cell):
                 raise CellsError(f"{path}: {where} cell {k} {cell!r}: a cell is a list of node indices")
             out.append(tuple(cell))
-        check_cells(max((v for c in out for v in c), default=-1) + 1, [c for c in out if min(c, default=0) >= 0],
-                    f"{path}: {where}")
+        check_cells(
+            max((v for c in out for v in c), default=-1) + 1,
+            [c for c in out if min(c, default=0) >= 0],
+            f"{path}: {where}",
+        )
         return tuple(out)
 
     if "cells" in doc:

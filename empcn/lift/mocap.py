@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import numpy as np
 
 from empcn.data.asf import Skeleton
-from empcn.lift.groups import packaged_cells
 from empcn.data.mocap import (
     SPLIT_NAMES,
     MocapProtocol,
@@ -40,6 +39,7 @@ from empcn.data.mocap import (
     split_trials,
 )
 from empcn.lift import pipeline
+from empcn.lift.groups import packaged_cells
 from empcn.lift.spec import DatasetSpec, LiftConfig, LiftInput, Option
 
 if TYPE_CHECKING:
@@ -68,10 +68,37 @@ EDGE_BONE, EDGE_TWO_HOP, EDGE_BOUNDARY = 0, 1, 2
 PAPER_CELLS_FILE = "mocap_paper_cells.json"
 PAPER_CELLS: tuple[tuple[int, ...], ...] = packaged_cells(PAPER_CELLS_FILE).cells or ()
 CMU_JOINTS: tuple[str, ...] = (
-    "root", "lhipjoint", "lfemur", "ltibia", "lfoot", "ltoes", "rhipjoint", "rfemur", "rtibia", "rfoot", "rtoes",
-    "lowerback", "upperback", "thorax", "lowerneck", "upperneck", "head",
-    "lclavicle", "lhumerus", "lradius", "lwrist", "lhand", "lfingers", "lthumb",
-    "rclavicle", "rhumerus", "rradius", "rwrist", "rhand", "rfingers", "rthumb",
+    "root",
+    "lhipjoint",
+    "lfemur",
+    "ltibia",
+    "lfoot",
+    "ltoes",
+    "rhipjoint",
+    "rfemur",
+    "rtibia",
+    "rfoot",
+    "rtoes",
+    "lowerback",
+    "upperback",
+    "thorax",
+    "lowerneck",
+    "upperneck",
+    "head",
+    "lclavicle",
+    "lhumerus",
+    "lradius",
+    "lwrist",
+    "lhand",
+    "lfingers",
+    "lthumb",
+    "rclavicle",
+    "rhumerus",
+    "rradius",
+    "rwrist",
+    "rhand",
+    "rfingers",
+    "rthumb",
 )
 
 
@@ -138,11 +165,14 @@ class MocapLiftConfig(LiftConfig):
     def source_info(self) -> dict[str, Any]:
         """The folder and the fingerprint of the skeleton and every trial read."""
         # the folder's own name, not its path: the same files give the same bytes wherever they lie
-        return {"kind": "asf-amc-folder", "name": Path(self.folder).resolve().name,
-                "fingerprint": self.mocap_source().fingerprint()}
+        return {
+            "kind": "asf-amc-folder",
+            "name": Path(self.folder).resolve().name,
+            "fingerprint": self.mocap_source().fingerprint(),
+        }
 
     @classmethod
-    def from_options(cls, values: Any, **run: Any) -> "MocapLiftConfig":
+    def from_options(cls, values: Any, **run: Any) -> MocapLiftConfig:
         """The config of ``empcn lift --dataset mocap``'s options: ``fps`` (default 120 Hz, CMU's; 30 Hz for
         the built-in source), ``trial_split``, ``velocity`` and ``seed`` make the protocol."""
         values = dict(values)
@@ -215,7 +245,7 @@ class MocapItems:
     complex: SkeletonComplex
 
 
-def build_shard(items: MocapItems, config: MocapLiftConfig, start: int, stop: int) -> "ShardContent":
+def build_shard(items: MocapItems, config: MocapLiftConfig, start: int, stop: int) -> ShardContent:
     """Samples [start, stop) as one shard (the same complex for every sample)."""
     from empcn.lift.assemble import SampleCells, complex_shard
 
@@ -268,9 +298,13 @@ def read(config: MocapLiftConfig) -> LiftInput:
     protocol = config.protocol
     usable = [t for t in trials if len(t.positions) >= protocol.min_frames]
     skipped = [
-        {"id": t.name, "reason": f"{len(t.positions)} frames, fewer than the {protocol.min_frames} "
-                                 f"({protocol.window} s of start frames + {protocol.horizon} s) the protocol needs"}
-        for t in trials if len(t.positions) < protocol.min_frames
+        {
+            "id": t.name,
+            "reason": f"{len(t.positions)} frames, fewer than the {protocol.min_frames} "
+            f"({protocol.window} s of start frames + {protocol.horizon} s) the protocol needs",
+        }
+        for t in trials
+        if len(t.positions) < protocol.min_frames
     ]
     if not usable:
         longest = max(len(t.positions) for t in trials)
@@ -281,8 +315,9 @@ def read(config: MocapLiftConfig) -> LiftInput:
     splits = split_trials([t.name for t in usable], protocol)
     samples = draw_samples(usable, splits, protocol)
     cx = skeleton_complex(skeleton, config.edges, config.cells)
-    return LiftInput(MocapItems(samples, cx), len(samples.pos), skipped=skipped,
-                     context=_Read(skeleton, source.asf.name, splits))
+    return LiftInput(
+        MocapItems(samples, cx), len(samples.pos), skipped=skipped, context=_Read(skeleton, source.asf.name, splits)
+    )
 
 
 def lift_mocap(config: MocapLiftConfig) -> Path:
@@ -292,7 +327,9 @@ def lift_mocap(config: MocapLiftConfig) -> Path:
     return lift(config, SPEC)[0]
 
 
-def finish(config: MocapLiftConfig, lifted: LiftInput, results: Sequence[pipeline.ShardResult]) -> pipeline.LiftedSplits:
+def finish(
+    config: MocapLiftConfig, lifted: LiftInput, results: Sequence[pipeline.ShardResult]
+) -> pipeline.LiftedSplits:
     """The trial split, the target, the motion and the skeleton's cells."""
     samples, cx = lifted.items.samples, lifted.items.complex
     skeleton, asf_name, trial_splits = lifted.context.skeleton, lifted.context.asf_name, lifted.context.trial_splits
@@ -301,7 +338,8 @@ def finish(config: MocapLiftConfig, lifted: LiftInput, results: Sequence[pipelin
     h = p.horizon_frames
     names = skeleton.names
     velocity = (
-        "causal backward difference (x[s] - x[s-1]) * fps * velocity_unit_s" if p.velocity == "causal"
+        "causal backward difference (x[s] - x[s-1]) * fps * velocity_unit_s"
+        if p.velocity == "causal"
         else "forward difference (x[s+1] - x[s]) * fps * velocity_unit_s, as GMN/CSMPN/EMPCN"
     )
     manifest = {
@@ -349,8 +387,9 @@ def finish(config: MocapLiftConfig, lifted: LiftInput, results: Sequence[pipelin
         "cells": {
             "ranks": {
                 "0": f"nodes ({skeleton.num_joints} joints, depth-first order of :hierarchy)",
-                "1": "bones" + (" + 2-hop pairs (GMN)" if config.edges == "gmn" else "")
-                     + (" + 2-cell boundary pairs that are neither" if cx.rings else ""),
+                "1": "bones"
+                + (" + 2-hop pairs (GMN)" if config.edges == "gmn" else "")
+                + (" + 2-cell boundary pairs that are neither" if cx.rings else ""),
                 "2": "the EMPCN paper's nine MoCap cells" if cx.rings else "none",
             },
             "edges_by_kind": {
@@ -407,23 +446,62 @@ SPEC = DatasetSpec(
     config=MocapLiftConfig,
     summary="CMU motion capture: a skeleton's joint positions 0.25 s ahead",
     options=(
-        Option("source", "A folder of one .asf skeleton and its .amc trials.", Path,
-               default="the built-in CMU subject 35 walks at 30 Hz", metavar="FOLDER"),
-        Option("fps", "Frame rate of the .amc files.", float, default="120 Hz (CMU's); 30 Hz for the built-in source",
-               unit="Hz"),
-        Option("trials", "Comma-separated .amc names, stems or globs to use (too-short trials are skipped).",
-               parse_trials, default="all", metavar="NAMES"),
-        Option("trial-split", "Trials per split TRAIN,VALID,TEST (a seeded permutation of the sorted names).",
-               parse_triple, default=",".join(map(str, _PROTOCOL.trial_split)), metavar="TRAIN,VALID,TEST"),
-        Option("split-seed", "Seed of the trial split and of the choice of training samples.", int,
-               default=str(_PROTOCOL.seed), minimum=0, field="seed"),
-        Option("velocity", "Input velocity (ASF units per 1/120 s): causal from x[s]-x[s-1], or forward from "
-               "x[s+1]-x[s] as the papers.", get_args(VelocityKind), default=_PROTOCOL.velocity),
+        Option(
+            "source",
+            "A folder of one .asf skeleton and its .amc trials.",
+            Path,
+            default="the built-in CMU subject 35 walks at 30 Hz",
+            metavar="FOLDER",
+        ),
+        Option(
+            "fps",
+            "Frame rate of the .amc files.",
+            float,
+            default="120 Hz (CMU's); 30 Hz for the built-in source",
+            unit="Hz",
+        ),
+        Option(
+            "trials",
+            "Comma-separated .amc names, stems or globs to use (too-short trials are skipped).",
+            parse_trials,
+            default="all",
+            metavar="NAMES",
+        ),
+        Option(
+            "trial-split",
+            "Trials per split TRAIN,VALID,TEST (a seeded permutation of the sorted names).",
+            parse_triple,
+            default=",".join(map(str, _PROTOCOL.trial_split)),
+            metavar="TRAIN,VALID,TEST",
+        ),
+        Option(
+            "split-seed",
+            "Seed of the trial split and of the choice of training samples.",
+            int,
+            default=str(_PROTOCOL.seed),
+            minimum=0,
+            field="seed",
+        ),
+        Option(
+            "velocity",
+            "Input velocity (ASF units per 1/120 s): causal from x[s]-x[s-1], or forward from "
+            "x[s+1]-x[s] as the papers.",
+            get_args(VelocityKind),
+            default=_PROTOCOL.velocity,
+        ),
     ),
     read=read,
     build_shard=build_shard,
     finish=finish,
-    fields=("sample/id", "sample/split", "sample/trial", "sample/start", "sample/frame", "nodes/vel",
-            "nodes/target_pos", "edges/kind"),
+    fields=(
+        "sample/id",
+        "sample/split",
+        "sample/trial",
+        "sample/start",
+        "sample/frame",
+        "nodes/vel",
+        "nodes/target_pos",
+        "edges/kind",
+    ),
     task="positions",
 )

@@ -55,7 +55,7 @@ class CellOptions:
             raise ValueError(f"cells must be a CellSpec, got {self.cells!r}")
 
     @staticmethod
-    def from_params(params: Mapping[str, Any]) -> "CellOptions":
+    def from_params(params: Mapping[str, Any]) -> CellOptions:
         """The options a cache's ``manifest["params"]`` recorded (today's defaults for those it lacks)."""
         cells = CellSpec.parse(params.get("cells", ["rings"]))
         return CellOptions(str(params.get("rings", "chordless")), int(params.get("max_ring", 8)), cells)  # type: ignore[arg-type]
@@ -68,9 +68,13 @@ def _cells_value(text: str) -> str:
 
 
 CELLS_OPTION = Option(
-    "cells", "2-cells: 'rings', 'rings,groups' (built-in functional groups, docs/datasets.md) or "
+    "cells",
+    "2-cells: 'rings', 'rings,groups' (built-in functional groups, docs/datasets.md) or "
     "'smarts:NAME=PATTERN' (a group of >= 3 atoms; boundary in the pattern's atom order); repeatable.",
-    _cells_value, default="rings", metavar="CELLS", multiple=True,
+    _cells_value,
+    default="rings",
+    metavar="CELLS",
+    multiple=True,
 )
 
 
@@ -109,7 +113,7 @@ class MoleculeInput:
     orders: np.ndarray | None = None
 
 
-def molecule_cells(mol: MoleculeInput, options: CellOptions) -> tuple["SampleCells", BondSource]:
+def molecule_cells(mol: MoleculeInput, options: CellOptions) -> tuple[SampleCells, BondSource]:
     """The cells of one molecule and where its bonds came from. Raises BadMolecule."""
     from empcn.lift.assemble import SampleCells
     from empcn.lift.bonds import geometric_bonds, molecule_bonds
@@ -126,7 +130,9 @@ def molecule_cells(mol: MoleculeInput, options: CellOptions) -> tuple["SampleCel
         index, order, source = bonds.index, bonds.order, "smiles" if bonds.from_smiles else "coordinates"
     n = len(z)
     if options.rings == "sssr":
-        rings = sssr_cycles(mol.smiles, np.flatnonzero(z != 1)) if source == "smiles" else sssr_cycles_from_edges(n, index)
+        rings = (
+            sssr_cycles(mol.smiles, np.flatnonzero(z != 1)) if source == "smiles" else sssr_cycles_from_edges(n, index)
+        )
         rings = [r for r in rings if len(r) <= options.max_ring]
     else:
         rings = chordless_cycles(n, index, options.max_ring)
@@ -145,7 +151,7 @@ def molecule_cells(mol: MoleculeInput, options: CellOptions) -> tuple["SampleCel
 
 def _cells_with_groups(
     mol: MoleculeInput, spec: CellSpec, index: np.ndarray, order: np.ndarray, rings: list, source: BondSource
-) -> "SampleCells":
+) -> SampleCells:
     """Rings (when ``spec.rings``) then the group cells of ``spec``; ``rings/kind`` indexes ``spec.kinds``;
     boundary pairs that are not bonds are added as edges of ``edges/kind`` 1 (order 0), bonds have kind 0."""
     from rdkit import Chem
@@ -198,7 +204,7 @@ class MoleculeTable(ABC):
     def sample_arrays(self, keep: np.ndarray, sources: list[BondSource]) -> dict[str, np.ndarray]:
         """The ``sample/…`` rows of the molecules ``keep`` (lifted, in order), whose bonds came from ``sources``."""
 
-    def shard_summary(self, content: "ShardContent", keep: np.ndarray, sources: list[BondSource]) -> dict[str, Any]:
+    def shard_summary(self, content: ShardContent, keep: np.ndarray, sources: list[BondSource]) -> dict[str, Any]:
         """Per-shard statistics beside the ring sizes (JSON-able; summed in the manifest by finish)."""
         return {}
 
@@ -207,7 +213,7 @@ class MoleculeTable(ABC):
         return {}
 
 
-def build_molecule_shard(table: MoleculeTable, config: Any, start: int, stop: int) -> "ShardContent":
+def build_molecule_shard(table: MoleculeTable, config: Any, start: int, stop: int) -> ShardContent:
     """Molecules ``[start, stop)`` of ``table`` as one shard, lifted with ``config.rings``/``max_ring``.
 
     A molecule that cannot be lifted is skipped with its reason (``config.strict``: LiftError naming it).
@@ -267,8 +273,10 @@ def read_molecule_files(path: Path) -> list[tuple[str, Any]]:
             return [(str(path), exc)]
         many = len(records) > 1
         return [
-            (f"{path}:{mol_id}" if many else str(path),
-             item if not isinstance(item, str) else BadMoleculeFile(f"{path}:{mol_id}: {item}"))
+            (
+                f"{path}:{mol_id}" if many else str(path),
+                item if not isinstance(item, str) else BadMoleculeFile(f"{path}:{mol_id}: {item}"),
+            )
             for mol_id, item in records
         ]
     try:
@@ -277,7 +285,7 @@ def read_molecule_files(path: Path) -> list[tuple[str, Any]]:
         return [(str(path), exc)]
 
 
-def lift_single(mol: MoleculeInput, options: CellOptions) -> "Sample":
+def lift_single(mol: MoleculeInput, options: CellOptions) -> Sample:
     """The cache-format sample of one molecule; LiftFailed naming ``mol.label`` when it cannot be lifted."""
     from empcn.lift.assemble import single_sample
     from empcn.lift.bonds import BadMolecule
@@ -297,7 +305,7 @@ def predict_hook(options_of: Callable[[Mapping[str, Any]], CellOptions], smiles_
     lifted by ``--dataset molecules``).
     """
 
-    def lift(item: Any, params: Mapping[str, Any], label: str) -> "Sample":
+    def lift(item: Any, params: Mapping[str, Any], label: str) -> Sample:
         from empcn.data.molecules import MoleculeRecord
 
         if isinstance(item, MoleculeRecord):

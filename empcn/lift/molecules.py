@@ -28,8 +28,7 @@ from typing import Any
 import numpy as np
 
 from empcn.data import molecules as source
-from empcn.lift import pipeline
-from empcn.lift import molecule
+from empcn.lift import molecule, pipeline
 from empcn.lift.molecule import BondSource, CellOptions, MoleculeInput, RingKind
 from empcn.lift.spec import DatasetSpec, LiftConfig, LiftInput, Option
 
@@ -72,7 +71,9 @@ class MoleculesLiftConfig(LiftConfig):
             raise bad(f"{src}: no such file or folder")
         if self.kind == "sdf":
             if self.targets_csv is not None:
-                raise bad("--targets-csv is for a folder of XYZ files; an SD file's targets are its SD tags (--targets)")
+                raise bad(
+                    "--targets-csv is for a folder of XYZ files; an SD file's targets are its SD tags (--targets)"
+                )
             if not self.targets:
                 raise bad(f"{src}: name the SD tags to learn with --targets NAME[=TAG],…")
         elif self.targets_csv is None:
@@ -97,7 +98,9 @@ class MoleculesLiftConfig(LiftConfig):
         object.__setattr__(self, "unit_of", tuple(units))
         fr = tuple(float(f) for f in self.fractions)
         if len(fr) != 3 or min(fr) < 0 or not math.isclose(sum(fr), 1.0, abs_tol=1e-9) or fr[0] <= 0:
-            raise bad(f"fractions must be three numbers TRAIN,VALID,TEST >= 0 summing to 1 (train > 0), got {self.fractions!r}")
+            raise bad(
+                f"fractions must be three numbers TRAIN,VALID,TEST >= 0 summing to 1 (train > 0), got {self.fractions!r}"
+            )
         object.__setattr__(self, "fractions", fr)
         if not _is_int(self.seed) or self.seed < 0:
             raise bad(f"seed must be a non-negative integer, got {self.seed!r}")
@@ -213,7 +216,11 @@ def read_source(config: MoleculesLiftConfig) -> source.MoleculeSet:
         return read_sdf(Path(config.source), tags, config.id_column, config.strict)
     wanted = [n for n, _ in config.target_tags] or None
     return source.read_xyz_folder(
-        Path(config.source), Path(config.targets_csv), config.id_column or "id", wanted, config.strict  # type: ignore[arg-type]
+        Path(config.source),
+        Path(config.targets_csv),
+        config.id_column or "id",
+        wanted,
+        config.strict,  # type: ignore[arg-type]
     )
 
 
@@ -243,7 +250,9 @@ def read(config: MoleculesLiftConfig) -> LiftInput:
     return LiftInput(MoleculeRecords(records, len(mols.targets)), len(records), skipped=skipped, context=mols.targets)
 
 
-def finish(config: MoleculesLiftConfig, lifted: LiftInput, results: list[pipeline.ShardResult]) -> pipeline.LiftedSplits:
+def finish(
+    config: MoleculesLiftConfig, lifted: LiftInput, results: list[pipeline.ShardResult]
+) -> pipeline.LiftedSplits:
     """The seeded random split, train statistics of the targets, the element vocabulary, the cell summary."""
     from empcn.lift.splits import random_splits, target_statistics
 
@@ -272,9 +281,11 @@ def finish(config: MoleculesLiftConfig, lifted: LiftInput, results: list[pipelin
         },
         "elements": {"vocabulary": vocabulary, "atoms": atoms},
         "cells": {
-            "ranks": {"0": "nodes (atoms, hydrogens included)",
-                      "1": "edges (bonds: from the SD file; perceived from covalent radii for XYZ files)",
-                      "2": f"rings ({config.rings} cycles of at most {config.max_ring} atoms)"},
+            "ranks": {
+                "0": "nodes (atoms, hydrogens included)",
+                "1": "edges (bonds: from the SD file; perceived from covalent radii for XYZ files)",
+                "2": f"rings ({config.rings} cycles of at most {config.max_ring} atoms)",
+            },
             "ring_sizes": pipeline.merge_counts(results, "ring_sizes"),
             "bonds_perceived_samples": sum(int(r.summary.get("bonds_perceived", 0)) for r in results),
         },
@@ -299,20 +310,46 @@ SPEC = DatasetSpec(
     config=MoleculesLiftConfig,
     summary="Your own molecules: an SD file, or a folder of XYZ files with a CSV of targets",
     options=(
-        Option("source", "An SD file (.sdf, .sd, .mol; bonds and targets from it), or a folder of XYZ files with "
-               "--targets-csv.", Path, metavar="PATH", required=True),
-        Option("targets", "Targets as NAME[=SD_TAG],… (SD file) or CSV columns (XYZ folder).", str,
-               default="every CSV column but the id (XYZ folder)", metavar="NAME[=TAG],…"),
+        Option(
+            "source",
+            "An SD file (.sdf, .sd, .mol; bonds and targets from it), or a folder of XYZ files with --targets-csv.",
+            Path,
+            metavar="PATH",
+            required=True,
+        ),
+        Option(
+            "targets",
+            "Targets as NAME[=SD_TAG],… (SD file) or CSV columns (XYZ folder).",
+            str,
+            default="every CSV column but the id (XYZ folder)",
+            metavar="NAME[=TAG],…",
+        ),
         Option("targets-csv", "CSV of targets for a folder of XYZ files, a row per molecule.", Path, metavar="FILE"),
-        Option("id-column", "CSV column matching the XYZ file names, or the SD tag holding ids.", str,
-               default="id (CSV); the title line (SD file)", metavar="NAME"),
-        Option("units", "Units of the targets, NAME=UNIT,… (recorded; the values are stored as read).", str,
-               metavar="NAME=UNIT,…"),
+        Option(
+            "id-column",
+            "CSV column matching the XYZ file names, or the SD tag holding ids.",
+            str,
+            default="id (CSV); the title line (SD file)",
+            metavar="NAME",
+        ),
+        Option(
+            "units",
+            "Units of the targets, NAME=UNIT,… (recorded; the values are stored as read).",
+            str,
+            metavar="NAME=UNIT,…",
+        ),
         Option("fractions", "Random split fractions TRAIN,VALID,TEST.", parse_fractions, metavar="TRAIN,VALID,TEST"),
         Option("seed", "Seed of the random split.", int, minimum=0),
-        Option("elements", "The element vocabulary, e.g. H,C,N,O,F,S,Cl,Br; molecules with others are skipped.",
-               parse_elements, default="the elements present", metavar="SYMBOLS"),
-        Option("rings", "2-cells: chordless cycles, or RDKit's symmetrised SSSR of the bond graph.", molecule.RING_KINDS),
+        Option(
+            "elements",
+            "The element vocabulary, e.g. H,C,N,O,F,S,Cl,Br; molecules with others are skipped.",
+            parse_elements,
+            default="the elements present",
+            metavar="SYMBOLS",
+        ),
+        Option(
+            "rings", "2-cells: chordless cycles, or RDKit's symmetrised SSSR of the bond graph.", molecule.RING_KINDS
+        ),
         Option("max-ring", "Largest ring that becomes a 2-cell.", int, unit="atoms", minimum=3),
     ),
     read=read,

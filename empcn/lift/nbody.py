@@ -187,8 +187,11 @@ class NBodyLiftConfig(LiftConfig):
 
     def source_info(self) -> dict[str, Any]:
         """The simulator the data comes from and its fingerprint (:func:`source_fingerprint`)."""
-        return {"kind": "simulation", "name": f"empcn.data.nbody.{_simulate_name(self)}",
-                "fingerprint": source_fingerprint(self)}
+        return {
+            "kind": "simulation",
+            "name": f"empcn.data.nbody.{_simulate_name(self)}",
+            "fingerprint": source_fingerprint(self),
+        }
 
     def progress_label(self) -> str:
         return f"lift nbody ({self.system})"
@@ -313,13 +316,19 @@ def simulate_splits(config: NBodyLiftConfig) -> list[SplitArrays]:
     if config.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(config.splits), desc=f"simulate {config.system}", unit="split", file=sys.stderr,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=len(config.splits),
+            desc=f"simulate {config.system}",
+            unit="split",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
     out: list[SplitArrays] = []
     try:
         if config.workers > 1 and len(config.splits) > 1:
-            with mp.get_context("fork").Pool(min(config.workers, len(config.splits)),
-                                             initializer=pipeline.quiet_signals) as pool:  # Ctrl-C: one line
+            with mp.get_context("fork").Pool(
+                min(config.workers, len(config.splits)), initializer=pipeline.quiet_signals
+            ) as pool:  # Ctrl-C: one line
                 for arrays in pipeline.as_they_come(pool.imap(run, jobs)):
                     out.append(arrays)
                     if bar is not None:
@@ -338,7 +347,9 @@ def simulate_splits(config: NBodyLiftConfig) -> list[SplitArrays]:
 
 
 def _generate(
-    job: tuple[NBodySplit, sim.ChargedInitialState | None], config: ChargedConfig | GravityConfig, frame_in: int,
+    job: tuple[NBodySplit, sim.ChargedInitialState | None],
+    config: ChargedConfig | GravityConfig,
+    frame_in: int,
     frame_target: int,
 ) -> SplitArrays:
     split, initial = job
@@ -366,7 +377,7 @@ def gather_samples(arrays: Sequence[SplitArrays]) -> NBodySamples:
 # worker side: one shard
 
 
-def build_shard(samples: NBodySamples, config: NBodyLiftConfig, start: int, stop: int) -> "ShardContent":
+def build_shard(samples: NBodySamples, config: NBodyLiftConfig, start: int, stop: int) -> ShardContent:
     """Samples [start, stop) as one shard (cells, neighbourhoods, invariants, per-node arrays)."""
     from empcn.lift.assemble import SampleCells, complex_shard
 
@@ -491,7 +502,9 @@ def _stream_info(config: NBodyLiftConfig) -> dict[str, Any]:
     return {"initial_states": "seeded", "seeds": {s.name: s.seed for s in config.splits}}
 
 
-def finish(config: NBodyLiftConfig, lifted: LiftInput, results: Sequence[pipeline.ShardResult]) -> pipeline.LiftedSplits:
+def finish(
+    config: NBodyLiftConfig, lifted: LiftInput, results: Sequence[pipeline.ShardResult]
+) -> pipeline.LiftedSplits:
     """Contiguous split ranges, the simulator's description, the target and the cell summary."""
     samples: NBodySamples = lifted.items
     splits, split_info = _splits(config, samples)
@@ -570,11 +583,21 @@ SPEC = DatasetSpec(
     summary="N-body: simulated charged 5-body or 100-body gravity systems, positions 1,000 steps ahead",
     options=(
         Option("system", "charged 5-body (EGNN's) or 100-body gravity.", get_args(SystemKind)),
-        Option("sims", "Simulations per split TRAIN,VALID,TEST.", parse_sims, default="3000,2000,2000",
-               metavar="TRAIN,VALID,TEST", field="splits"),
-        Option("initial-states", "egnn = the systems of EGNN's data set (charged only; at most 10000,2000,2000 "
-               "simulations), seeded = one random stream per split.", get_args(InitialStates),
-               default="egnn for charged, seeded for gravity"),
+        Option(
+            "sims",
+            "Simulations per split TRAIN,VALID,TEST.",
+            parse_sims,
+            default="3000,2000,2000",
+            metavar="TRAIN,VALID,TEST",
+            field="splits",
+        ),
+        Option(
+            "initial-states",
+            "egnn = the systems of EGNN's data set (charged only; at most 10000,2000,2000 "
+            "simulations), seeded = one random stream per split.",
+            get_args(InitialStates),
+            default="egnn for charged, seeded for gravity",
+        ),
     ),
     read=read,
     build_shard=build_shard,

@@ -107,7 +107,9 @@ def _try_reuse(path: Path, rel: str, task: ShardTask, lift_key: str) -> ShardRes
     return _result_from_content(task, path, rel, recorded, content, reused=True)
 
 
-ShardJob = tuple[ShardTask, str, str, str, bool]  # task, shard path, path relative to the entry's folder, lift key, resume
+ShardJob = tuple[
+    ShardTask, str, str, str, bool
+]  # task, shard path, path relative to the entry's folder, lift key, resume
 
 
 def _build_and_write(args: ShardJob) -> ShardResult:
@@ -204,8 +206,13 @@ def run_shards(
     folder = cache_format.shard_dir(entry)
     folder.mkdir(parents=True, exist_ok=True)
     jobs = [
-        (t, str(folder / cache_format.shard_name(t.index)), f"{folder.name}/{cache_format.shard_name(t.index)}",
-         lift_key, resume)
+        (
+            t,
+            str(folder / cache_format.shard_name(t.index)),
+            f"{folder.name}/{cache_format.shard_name(t.index)}",
+            lift_key,
+            resume,
+        )
         for t in tasks
     ]
     total_items = sum(t.stop - t.start for t in tasks)
@@ -260,9 +267,7 @@ def assemble_manifest(
     start = 0
     shards = []
     for r in results:
-        shards.append(
-            {"file": r.file, "samples": [start, start + r.num_samples], "sha256": r.sha256, "bytes": r.bytes}
-        )
+        shards.append({"file": r.file, "samples": [start, start + r.num_samples], "sha256": r.sha256, "bytes": r.bytes})
         start += r.num_samples
     counts: dict[str, int] = {"samples": start}
     for r in results:
@@ -342,8 +347,12 @@ def run_options(config: Any) -> dict[str, Any]:
     to write and how to run (``out``, ``shard_size``, ``workers``, ``scheduler``, ``resume``,
     ``progress``), none of which changes the cache's bytes."""
     return {
-        "out": Path(config.out), "shard_size": config.shard_size, "workers": config.workers,
-        "scheduler": config.scheduler, "resume": config.resume, "progress": config.progress,
+        "out": Path(config.out),
+        "shard_size": config.shard_size,
+        "workers": config.workers,
+        "scheduler": config.scheduler,
+        "resume": config.resume,
+        "progress": config.progress,
     }
 
 

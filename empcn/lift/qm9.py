@@ -14,8 +14,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from empcn.data import qm9 as qm9_source
-from empcn.lift import pipeline
-from empcn.lift import molecule
+from empcn.lift import molecule, pipeline
 from empcn.lift.groups import CellSpec
 from empcn.lift.molecule import (
     CELLS_OPTION,
@@ -56,8 +55,9 @@ class QM9LiftConfig(LiftConfig):
             raise self.bad(str(exc)) from None
         if self.split not in get_args(SplitScheme):
             raise self.bad(f"split must be 'cormorant' or 'empsn', got {self.split!r}")
-        if self.limit is not None and (not isinstance(self.limit, (int, np.integer)) or isinstance(self.limit, bool)
-                                       or self.limit < 1):
+        if self.limit is not None and (
+            not isinstance(self.limit, (int, np.integer)) or isinstance(self.limit, bool) or self.limit < 1
+        ):
             raise self.bad(f"limit must be a positive integer, got {self.limit!r}")
 
     def recorded_params(self) -> dict[str, Any]:
@@ -80,7 +80,7 @@ class QM9LiftConfig(LiftConfig):
         }
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], **run: Any) -> "QM9LiftConfig":
+    def from_params(cls, params: dict[str, Any], **run: Any) -> QM9LiftConfig:
         """The config whose :meth:`recorded_params` are ``params`` (a cache manifest's), plus run options.
 
         A parameter a cache does not record takes today's default; an unknown one is refused.
@@ -88,7 +88,9 @@ class QM9LiftConfig(LiftConfig):
         recorded = set(cls().recorded_params()) | {"cells"}
         unknown = sorted(set(params) - recorded)
         if unknown:
-            raise pipeline.LiftError(f"qm9 lift: the cache records parameters this empcn does not know: {', '.join(unknown)}")
+            raise pipeline.LiftError(
+                f"qm9 lift: the cache records parameters this empcn does not know: {', '.join(unknown)}"
+            )
         if "cells" in params:
             params = {**params, "cells": tuple(params["cells"])}
         return cls(**params, **run)
@@ -142,8 +144,11 @@ def finish(config: QM9LiftConfig, lifted: LiftInput, results: list[pipeline.Shar
             "subtracted (atomisation), Cv with 2.981 cal/(mol K) per atom subtracted",
         },
         "cells": {
-            "ranks": {"0": "nodes (atoms, hydrogens included)", "1": "edges (covalent bonds)",
-                      "2": f"rings ({config.rings} cycles of at most {config.max_ring} atoms)"},
+            "ranks": {
+                "0": "nodes (atoms, hydrogens included)",
+                "1": "edges (covalent bonds)",
+                "2": f"rings ({config.rings} cycles of at most {config.max_ring} atoms)",
+            },
             "ring_sizes": pipeline.merge_counts(results, "ring_sizes"),
             "bond_fallback_samples": sum(int(r.summary.get("bond_fallback", 0)) for r in results),
             **cells_manifest(config.cells),
@@ -168,10 +173,20 @@ SPEC = DatasetSpec(
     config=QM9LiftConfig,
     summary="QM9: 130,831 small organic molecules with 12 quantum-chemical targets",
     options=(
-        Option("source", "Raw data: QM9's dsgdb9nsd.xyz.tar.bz2, a folder of its .xyz files, or a folder of "
-               "qm9pack-style CSVs.", Path, default="the CSVs of qm9pack==1.0.3", metavar="PATH"),
-        Option("limit", "Lift only the first N molecules (by id); the splits stay those of the full set.", int,
-               minimum=1, metavar="N"),
+        Option(
+            "source",
+            "Raw data: QM9's dsgdb9nsd.xyz.tar.bz2, a folder of its .xyz files, or a folder of qm9pack-style CSVs.",
+            Path,
+            default="the CSVs of qm9pack==1.0.3",
+            metavar="PATH",
+        ),
+        Option(
+            "limit",
+            "Lift only the first N molecules (by id); the splits stay those of the full set.",
+            int,
+            minimum=1,
+            metavar="N",
+        ),
         Option("rings", "2-cells: chordless cycles, or RDKit's symmetrised SSSR.", molecule.RING_KINDS),
         Option("max-ring", "Largest ring that becomes a 2-cell.", int, unit="atoms", minimum=3),
         CELLS_OPTION,

@@ -64,13 +64,7 @@ def chordless_cycles(num_nodes: int, edges: np.ndarray, max_size: int = 8) -> li
     if max_size < 3:
         raise ValueError(f"max_size must be at least 3, got {max_size}")
     edges = np.asarray(edges)
-    if (
-        edges.ndim != 2
-        or edges.shape[0] < 3
-        or edges.shape[1] != 2
-        or num_nodes > _POW2.shape[0]
-        or edges.min() < 0
-    ):
+    if edges.ndim != 2 or edges.shape[0] < 3 or edges.shape[1] != 2 or num_nodes > _POW2.shape[0] or edges.min() < 0:
         edges = _check_edges(num_nodes, edges)
         return _chordless_sparse(num_nodes, edges, max_size) if edges.shape[0] >= 3 else []
     first, second = edges.T

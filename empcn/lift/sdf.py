@@ -24,7 +24,10 @@ from empcn.data.molecules import MoleculeRecord, MoleculeSet, Skips, SourceError
 RDLogger.DisableLog("rdApp.*")
 
 _ORDER = {
-    Chem.BondType.SINGLE: 1.0, Chem.BondType.DOUBLE: 2.0, Chem.BondType.TRIPLE: 3.0, Chem.BondType.AROMATIC: 1.5,
+    Chem.BondType.SINGLE: 1.0,
+    Chem.BondType.DOUBLE: 2.0,
+    Chem.BondType.TRIPLE: 3.0,
+    Chem.BondType.AROMATIC: 1.5,
 }
 
 
@@ -139,7 +142,11 @@ def _records(
             continue
         mol = supplier[k]
         if mol is None:
-            yield k + 1, _record_title(supplier, k) or f"record {k + 1}", f"RDKit cannot read or sanitise record {k + 1}"
+            yield (
+                k + 1,
+                _record_title(supplier, k) or f"record {k + 1}",
+                f"RDKit cannot read or sanitise record {k + 1}",
+            )
             continue
         try:
             if id_tag:

@@ -79,11 +79,15 @@ class LiftConfig:
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
         else:
-            object.__setattr__(self, "out", Path(self.out) if self.out is not None else Path("data") / f"{self.DATASET}.h5")
+            object.__setattr__(
+                self, "out", Path(self.out) if self.out is not None else Path("data") / f"{self.DATASET}.h5"
+            )
         if self.shard_size is None:
             object.__setattr__(self, "shard_size", self.SHARD_SIZE)
         if not _is_int(self.shard_size) or self.shard_size < 1 or not _is_int(self.workers) or self.workers < 1:
-            raise self.bad(f"shard_size and workers must be positive integers, got {self.shard_size!r} and {self.workers!r}")
+            raise self.bad(
+                f"shard_size and workers must be positive integers, got {self.shard_size!r} and {self.workers!r}"
+            )
         if self.strict and not self.TAKES_STRICT:
             raise self.bad("strict does not apply to this data set (it takes no --strict)")
         check_scheduler(self.scheduler)
@@ -108,7 +112,7 @@ class LiftConfig:
         return f"lift {self.DATASET}"
 
     @classmethod
-    def from_options(cls, values: Mapping[str, Any], **run: Any) -> "LiftConfig":
+    def from_options(cls, values: Mapping[str, Any], **run: Any) -> LiftConfig:
         """The config of the command-line options given (``values``: field → value; run options in ``run``).
 
         A config whose fields are not its options one to one (MoCap's protocol) overrides this.
@@ -145,10 +149,17 @@ class Option:
             raise ValueError(f"option name {self.name!r} is not of the form 'word[-word…]' (lower case)")
         if not self.field:
             object.__setattr__(self, "field", self.name.replace("-", "_"))
-        if not (self.kind in (int, float, str, Path, bool) or callable(self.kind)
-                or isinstance(self.kind, tuple) and self.kind and all(isinstance(c, str) for c in self.kind)):
-            raise ValueError(f"option --{self.name}: kind {self.kind!r} is not int, float, str, Path, bool, "
-                             "a tuple of choices or a parse function")
+        if not (
+            self.kind in (int, float, str, Path, bool)
+            or callable(self.kind)
+            or isinstance(self.kind, tuple)
+            and self.kind
+            and all(isinstance(c, str) for c in self.kind)
+        ):
+            raise ValueError(
+                f"option --{self.name}: kind {self.kind!r} is not int, float, str, Path, bool, "
+                "a tuple of choices or a parse function"
+            )
 
     @property
     def flag(self) -> str:
@@ -163,14 +174,28 @@ class Option:
 #: The run options on the command line (:class:`LiftConfig`'s fields); the data set fills in its defaults.
 RUN_OPTIONS: tuple[Option, ...] = (
     Option("out", "Entry file to write (excludes --cache-dir).", Path, metavar="FILE"),
-    Option("cache-dir", "A shared folder of caches: reuse a verified cache with this lift's fingerprint, or lift "
-           "into it (named <dataset>-<fingerprint>.h5).", Path, metavar="DIR"),
+    Option(
+        "cache-dir",
+        "A shared folder of caches: reuse a verified cache with this lift's fingerprint, or lift "
+        "into it (named <dataset>-<fingerprint>.h5).",
+        Path,
+        metavar="DIR",
+    ),
     Option("shard-size", "Samples per shard file.", int, minimum=1, unit="samples"),
-    Option("workers", "Worker processes; with --scheduler local, the Dask cluster's worker processes.", int,
-           default="all cores", minimum=1),
-    Option("scheduler", "Lift the shards on Dask: 'local' (a local cluster of --workers processes) or a scheduler's "
-           "address, tcp://host:8786 (the workers must see --out's folder on a shared file system).", str,
-           metavar="ADDRESS"),
+    Option(
+        "workers",
+        "Worker processes; with --scheduler local, the Dask cluster's worker processes.",
+        int,
+        default="all cores",
+        minimum=1,
+    ),
+    Option(
+        "scheduler",
+        "Lift the shards on Dask: 'local' (a local cluster of --workers processes) or a scheduler's "
+        "address, tcp://host:8786 (the workers must see --out's folder on a shared file system).",
+        str,
+        metavar="ADDRESS",
+    ),
     Option("strict", "Stop at the first bad sample instead of skipping it.", bool),
     Option("resume", "Keep verified shards of an interrupted run with the same parameters.", bool),
     Option("progress", "Show a progress bar.", bool),

@@ -100,7 +100,7 @@ class ComplexBatch:
                 f"{who}the batch has no field {name!r} (its cache does not store it; fields carried: {have})"
             ) from None
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "ComplexBatch":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> ComplexBatch:
         """A copy on ``device``; floating tensors are cast to ``dtype`` when given."""
 
         def move(t: torch.Tensor) -> torch.Tensor:

@@ -79,7 +79,7 @@ class RunMeta:
         return d
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> "RunMeta":
+    def from_dict(d: dict[str, Any]) -> RunMeta:
         """The metadata a checkpoint saved (older checkpoints: their form before task records, and the
         "field added later" rule of :func:`empcn.train.saved.load_saved`)."""
         from dataclasses import replace
@@ -205,8 +205,10 @@ def best_or_last(run_dir: Path) -> tuple[str, str]:
     if (run_dir / BEST).exists() or not run_dir.is_dir():
         return BEST, ""
     if (run_dir / LAST).exists():
-        return LAST, (f"{run_dir / BEST} is missing (the run stopped while writing it?): "
-                      f"used {LAST}, the run's latest checkpoint, instead")
+        return LAST, (
+            f"{run_dir / BEST} is missing (the run stopped while writing it?): "
+            f"used {LAST}, the run's latest checkpoint, instead"
+        )
     raise CheckpointError(f"{run_dir}: no checkpoint ({BEST} and {LAST} are both missing)")
 
 

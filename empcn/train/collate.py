@@ -47,7 +47,7 @@ class CollateSpec:
         return len(BOND_ORDERS)
 
     @staticmethod
-    def from_manifest(manifest: dict, fields: tuple[str, ...] = ()) -> "CollateSpec":
+    def from_manifest(manifest: dict, fields: tuple[str, ...] = ()) -> CollateSpec:
         """Every neighbourhood the cache stores, and ``fields``."""
         nbrs = {n["name"]: (int(n["sender_rank"]), int(n["receiver_rank"])) for n in manifest.get("neighbourhoods", [])}
         return CollateSpec(neighbourhoods=nbrs, fields=tuple(fields))
@@ -119,13 +119,16 @@ class RaggedBatch:
     arrays: dict[str, tuple[np.ndarray, np.ndarray]]
 
     @staticmethod
-    def of_samples(samples: Sequence[Sample]) -> "RaggedBatch":
+    def of_samples(samples: Sequence[Sample]) -> RaggedBatch:
         """Concatenate the cache arrays (``"group/array"`` keys) of per-sample dicts."""
         keys = [k for k, v in samples[0].items() if "/" in k and isinstance(v, np.ndarray)] if samples else []
-        return RaggedBatch(len(samples), {
-            k: (np.concatenate([s[k] for s in samples]), np.array([len(s[k]) for s in samples], np.int64))
-            for k in keys
-        })
+        return RaggedBatch(
+            len(samples),
+            {
+                k: (np.concatenate([s[k] for s in samples]), np.array([len(s[k]) for s in samples], np.int64))
+                for k in keys
+            },
+        )
 
     def values(self, key: str, dtype: npt.DTypeLike, tail: tuple[int, ...] = ()) -> np.ndarray:
         """The concatenated rows of ``key`` as ``dtype``, shaped ``(-1, *tail)`` (an empty batch: no rows)."""
@@ -183,7 +186,9 @@ def collate_ragged(rb: RaggedBatch, spec: CollateSpec) -> ComplexBatch:
     edge_feat = None
     if schema.EDGE_ORDER in rb.arrays:
         order = rb.values(schema.EDGE_ORDER, np.float32)
-        edge_feat = torch.from_numpy((order[:, None] == np.asarray(BOND_ORDERS, np.float32)[None, :]).astype(np.float32))
+        edge_feat = torch.from_numpy(
+            (order[:, None] == np.asarray(BOND_ORDERS, np.float32)[None, :]).astype(np.float32)
+        )
 
     return ComplexBatch(
         num_graphs=b,

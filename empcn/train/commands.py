@@ -61,54 +61,72 @@ def train(
         None, help="Target column of a QM9 cache, e.g. U0, gap, homo (not for a positions cache such as N-body)."
     ),
     model: Optional[str] = typer.Option(None, help=_model_help(), autocompletion=_complete_model),
-    out: Optional[Path] = typer.Option(None, help="Run folder (default: runs/<target>-<model>, N-body runs/nbody-<model>)."),
+    out: Optional[Path] = typer.Option(
+        None, help="Run folder (default: runs/<target>-<model>, N-body runs/nbody-<model>)."
+    ),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder exactly where it stopped."),
     epochs: Optional[int] = typer.Option(None, min=1, help="Epochs (default: QM9 1000, N-body 10000)."),
-    batch_size: Optional[int] = typer.Option(None, min=1, help="Samples per batch and rank (default: QM9 96, N-body 100)."),
+    batch_size: Optional[int] = typer.Option(
+        None, min=1, help="Samples per batch and rank (default: QM9 96, N-body 100)."
+    ),
     hidden: Optional[int] = typer.Option(None, min=1, help="Hidden width (default: the model's paper setting)."),
     layers: Optional[int] = typer.Option(None, min=1, help="Message-passing layers (default: the model's)."),
-    lr: Optional[float] = typer.Option(
-        None, help="Peak learning rate (default: 5e-4; 1e-3 for QM9 gap/homo/lumo)."
-    ),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: 5e-4; 1e-3 for QM9 gap/homo/lumo)."),
     schedule: Optional[ScheduleChoice] = typer.Option(
         None, help="Learning-rate schedule over all steps (default: QM9 cosine, N-body constant as in the papers)."
     ),
     weight_decay: Optional[float] = typer.Option(None, help="Adam weight decay (default: 1e-12)."),
-    clip: Optional[float] = typer.Option(None, help="Max gradient norm, 0 = off (default: the model's: 10; SEGNN on positions: off)."),
+    clip: Optional[float] = typer.Option(
+        None, help="Max gradient norm, 0 = off (default: the model's: 10; SEGNN on positions: off)."
+    ),
     dropout: Optional[float] = typer.Option(None, help="Dropout probability (default: the model's; EMPCN N-body 0.2)."),
     seed: Optional[int] = typer.Option(None, help="Seed of initialisation, shuffling and --train-size (default: 0)."),
     train_size: Optional[int] = typer.Option(
-        None, min=1, help="Train on the first N of a seeded permutation of the train split (QM9: mean/MAD over those N)."
+        None,
+        min=1,
+        help="Train on the first N of a seeded permutation of the train split (QM9: mean/MAD over those N).",
     ),
     time_limit: Optional[float] = typer.Option(
         None, help="Stop cleanly after this many minutes, then test at the best epoch."
     ),
     device: Optional[DeviceChoice] = typer.Option(None, help="auto: CUDA when available (default: auto)."),
     dtype: Optional[DtypeChoice] = typer.Option(None, help="Parameter precision (default: float32)."),
-    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast on CUDA (default: QM9 on, N-body off)."),
+    amp: Optional[bool] = typer.Option(
+        None, "--amp/--no-amp", help="bf16 autocast on CUDA (default: QM9 on, N-body off)."
+    ),
     edge_features: Optional[bool] = typer.Option(
         None, "--edge-features/--no-edge-features", help="EMPCN reads bond orders (default: on)."
     ),
     workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes per rank (default: 0)."),
     buffer_shards: Optional[int] = typer.Option(None, min=1, help="Shards shuffled together (default: 4)."),
-    limit_batches: Optional[int] = typer.Option(None, min=1, help="At most N batches per epoch and split (smoke tests)."),
-    verify: Optional[bool] = typer.Option(None, "--verify/--no-verify", help="Check the cache's checksums first (default: on)."),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar per epoch (default: on)."),
+    limit_batches: Optional[int] = typer.Option(
+        None, min=1, help="At most N batches per epoch and split (smoke tests)."
+    ),
+    verify: Optional[bool] = typer.Option(
+        None, "--verify/--no-verify", help="Check the cache's checksums first (default: on)."
+    ),
+    progress: Optional[bool] = typer.Option(
+        None, "--progress/--no-progress", help="Progress bar per epoch (default: on)."
+    ),
     target_reference: Optional[TargetReferenceChoice] = typer.Option(
         None,
         help="QM9: atoms = fit a per-element reference (element counts → target) on the train molecules and learn "
         "the residual; none = the papers' plain mean/MAD (default: atoms for alpha, zpve, U0, U, H, G, Cv).",
     ),
     valid_every: Optional[int] = typer.Option(
-        None, min=1, help="Validate every N epochs (and at the last); the best epoch is picked among those (default: 1)."
+        None,
+        min=1,
+        help="Validate every N epochs (and at the last); the best epoch is picked among those (default: 1).",
     ),
     compile: Optional[bool] = typer.Option(
-        None, "--compile/--no-compile",
+        None,
+        "--compile/--no-compile",
         help="Run the model through torch.compile (position models: the whole layer stack as one graph; QM9 models: "
         "their layers): the same function, faster (needs a C++ compiler on CPU; default: off).",
     ),
     tensorboard: Optional[bool] = typer.Option(
-        None, "--tensorboard/--no-tensorboard",
+        None,
+        "--tensorboard/--no-tensorboard",
         help="Also log the epoch metrics to TensorBoard event files in RUN/tensorboard (pip install "
         "'empcn[tensorboard]'; default: off).",
     ),
@@ -173,7 +191,8 @@ def train(
     except ConfigError as exc:
         _fail(str(exc))
 
-    from empcn.train.loop import TrainingDiverged, train as run_training
+    from empcn.train.loop import TrainingDiverged
+    from empcn.train.loop import train as run_training
 
     try:
         run_training(config, resume=resume is not None)
@@ -188,7 +207,9 @@ def evaluate(
     split: SplitName = typer.Option(SplitName.test, help="Split of the cache to evaluate on."),
     cache: Optional[Path] = typer.Option(None, help="Cache to read (default: the run's)."),
     device: DeviceChoice = typer.Option(DeviceChoice.auto, help="auto: CUDA when available."),
-    batch_size: Optional[int] = typer.Option(None, min=1, help="Samples (molecules, systems) per batch (default: the run's)."),
+    batch_size: Optional[int] = typer.Option(
+        None, min=1, help="Samples (molecules, systems) per batch (default: the run's)."
+    ),
     workers: int = typer.Option(0, min=0, help="DataLoader worker processes."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     plot: bool = typer.Option(

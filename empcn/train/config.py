@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 from empcn.choices import DeviceChoice, DtypeChoice, ScheduleChoice, TargetReference  # noqa: E402,F401  (re-exported)
 from empcn.errors import EmpcnError
 
-
 #: Options a resumed run may change: they do not change the numbers it computes.
 #: ``cache`` may move (a resumed run checks the cache's fingerprint instead), ``out`` is the folder resumed.
 RUN_CONTROL: frozenset[str] = frozenset(
@@ -171,10 +170,12 @@ class TrainConfig:
         need(self.workers >= 0, "workers", "≥ 0", self.workers)
         need(self.seed >= 0, "seed", "≥ 0", self.seed)
         need(self.buffer_shards >= 1, "buffer_shards", "≥ 1", self.buffer_shards)
-        need(self.target_reference in (None, "atoms", "none"), "target_reference", "atoms or none", self.target_reference)
+        need(
+            self.target_reference in (None, "atoms", "none"), "target_reference", "atoms or none", self.target_reference
+        )
 
     # -- defaults -----------------------------------------------------------------------------
-    def resolved(self, task: TaskDefaults | None = None) -> "TrainConfig":
+    def resolved(self, task: TaskDefaults | None = None) -> TrainConfig:
         """This config with every ``None`` default filled in for ``task`` (see the class docstring).
 
         ``task`` ``None``: a scalar target (QM9) with ``--model`` as the registry name; ConfigError
@@ -223,7 +224,7 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
 
     @staticmethod
-    def from_dict(data: dict[str, Any], where: str = "config") -> "TrainConfig":
+    def from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
         from empcn.train.saved import SavedFormError, load_saved
 
         try:
@@ -240,7 +241,7 @@ class TrainConfig:
         return write_text_atomic(run_dir / CONFIG_FILE, self.to_json() + "\n")
 
     @staticmethod
-    def load(run_dir: Path) -> "TrainConfig":
+    def load(run_dir: Path) -> TrainConfig:
         """The config saved in ``run_dir``; ConfigError naming the file when absent or malformed."""
         path = Path(run_dir) / CONFIG_FILE
         if not path.exists():
@@ -276,5 +277,7 @@ def merge_for_resume(saved: TrainConfig, given: dict[str, Any]) -> TrainConfig:
             changes[name] = value
         elif value != current:
             flag = "--" + name.replace("_", "-")
-            raise ConfigError(f"{flag} {value} differs from the resumed run's {current}; a resumed run keeps its config")
+            raise ConfigError(
+                f"{flag} {value} differs from the resumed run's {current}; a resumed run keeps its config"
+            )
     return replace(saved, **changes) if changes else saved

@@ -55,7 +55,7 @@ class CacheLayout:
     manifest: dict[str, Any]
 
     @staticmethod
-    def read(path: Path | str) -> "CacheLayout":
+    def read(path: Path | str) -> CacheLayout:
         """Read the entry file (manifest + splits); the shards are not touched. Raises CacheError."""
         cache = Cache(path)
         k = cache.num_shards
@@ -169,7 +169,9 @@ def worker_block(num_batches: int, worker: int, num_workers: int) -> range:
     return range(a, b)
 
 
-def gather_rows(content: ShardContent, rows: np.ndarray, groups: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def gather_rows(
+    content: ShardContent, rows: np.ndarray, groups: tuple[str, ...]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Samples ``rows`` of an in-memory shard, only the arrays of ``groups``, as :class:`RaggedBatch` arrays.
 
     One vectorised gather per array (the rows' ranges of each group's ``offsets`` joined into one
@@ -190,7 +192,9 @@ def gather_rows(content: ShardContent, rows: np.ndarray, groups: tuple[str, ...]
     return out
 
 
-def join_parts(parts: list[tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]], size: int, where: str) -> RaggedBatch:
+def join_parts(
+    parts: list[tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]], size: int, where: str
+) -> RaggedBatch:
     """One :class:`RaggedBatch` of ``size`` samples from per-shard gathers ``(positions, arrays)``.
 
     ``positions`` says where in the batch each gathered sample goes; samples are put in batch order

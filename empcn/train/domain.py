@@ -48,13 +48,15 @@ class TrainingDomain:
     def to_dict(self) -> dict[str, Any]:
         """The saved form (JSON-able, string keys)."""
         return {
-            "molecules": int(self.molecules), "atoms": [int(a) for a in self.atoms], "unit": self.unit,
+            "molecules": int(self.molecules),
+            "atoms": [int(a) for a in self.atoms],
+            "unit": self.unit,
             "elements": {str(z): int(n) for z, n in sorted(self.elements.items())},
             "bonds": {f"{a}-{b}": [float(lo), float(hi)] for (a, b), (lo, hi) in sorted(self.bonds.items())},
         }
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> "TrainingDomain | None":
+    def from_dict(d: dict[str, Any]) -> TrainingDomain | None:
         """The domain a run saved; None for a run saved without one (an empty dict)."""
         if not d:
             return None
@@ -63,8 +65,11 @@ class TrainingDomain:
             a, b = key.split("-")
             bonds[(int(a), int(b))] = (float(lo), float(hi))
         return TrainingDomain(
-            int(d["molecules"]), (int(d["atoms"][0]), int(d["atoms"][1])),
-            {int(z): int(n) for z, n in d["elements"].items()}, bonds, str(d.get("unit", "Å")),
+            int(d["molecules"]),
+            (int(d["atoms"][0]), int(d["atoms"][1])),
+            {int(z): int(n) for z, n in d["elements"].items()},
+            bonds,
+            str(d.get("unit", "Å")),
         )
 
     def outside(self, z: np.ndarray, edges: np.ndarray, lengths: np.ndarray) -> list[str]:
@@ -148,8 +153,8 @@ def training_domain(layout: Any, indices: np.ndarray) -> TrainingDomain | None:
     cache.close()
     seen = np.flatnonzero(np.isfinite(shortest))
     return TrainingDomain(
-        molecules=len(indices), atoms=(fewest, most),
+        molecules=len(indices),
+        atoms=(fewest, most),
         elements={int(e): int(per_element[e]) for e in np.flatnonzero(per_element)},
         bonds={(int(q // _Z), int(q % _Z)): (float(shortest[q]), float(longest[q])) for q in seen},
     )
-

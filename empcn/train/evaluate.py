@@ -7,7 +7,6 @@ title) into ``RUN/parity_<split>.png``, beside the learning curve. The training 
 :func:`task_error` for its validation and test numbers, so both report the same quantity.
 """
 
-
 from __future__ import annotations
 
 import dataclasses
@@ -105,7 +104,9 @@ class TrainedModel:
 def collate_spec(meta: RunMeta, fields: tuple[str | tuple[str, ...], ...] = ()) -> CollateSpec:
     """The collation of a run: its neighbourhoods, species and charge powers, carrying ``fields``."""
     return CollateSpec(
-        neighbourhoods=dict(meta.neighbourhoods), fields=field_names(fields), species=tuple(meta.species),
+        neighbourhoods=dict(meta.neighbourhoods),
+        fields=field_names(fields),
+        species=tuple(meta.species),
         charge_power=meta.charge_power,
     )
 
@@ -224,8 +225,18 @@ def evaluate_run(
     value, n = task_error(
         trained.model, make_loader(stream, workers), trained.device, trained.dtype, amp, task, pairs=pairs
     )
-    result = EvalResult(str(run_dir), split, task.target, task.unit, task.metric, value, n, trained.epoch, task.sample_noun,
-                        note=best_missing)
+    result = EvalResult(
+        str(run_dir),
+        split,
+        task.target,
+        task.unit,
+        task.metric,
+        value,
+        n,
+        trained.epoch,
+        task.sample_noun,
+        note=best_missing,
+    )
     if pairs is None:
         return result
     try:
@@ -236,9 +247,7 @@ def evaluate_run(
     return dataclasses.replace(result, plot=str(path))
 
 
-def write_parity(
-    run_dir: Path, result: EvalResult, pairs: list[tuple[torch.Tensor, torch.Tensor]], task: Task
-) -> Path:
+def write_parity(run_dir: Path, result: EvalResult, pairs: list[tuple[torch.Tensor, torch.Tensor]], task: Task) -> Path:
     """``run_dir/parity_<split>.png`` of the (true, predicted) ``pairs`` that gave ``result``; the
     labels are the task's (:meth:`Task.parity_labels`).
 
@@ -258,8 +267,12 @@ def write_parity(
         f"metric={result.metric} value={result.value!r} unit={result.unit}"
     )
     return plot_parity(
-        Path(run_dir) / PARITY_FILE.format(split=result.split), true.numpy(), pred.numpy(),
-        title=title, quantity=quantity, description=description,
+        Path(run_dir) / PARITY_FILE.format(split=result.split),
+        true.numpy(),
+        pred.numpy(),
+        title=title,
+        quantity=quantity,
+        description=description,
     )
 
 

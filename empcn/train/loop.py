@@ -94,7 +94,11 @@ class RunState:
 
 
 def build_model_config(
-    config: TrainConfig, spec: CollateSpec, has_edge_order: bool, model: ModelChoice, has_node_scalar: bool = True,
+    config: TrainConfig,
+    spec: CollateSpec,
+    has_edge_order: bool,
+    model: ModelChoice,
+    has_node_scalar: bool = True,
     cell_kinds: int = 0,
 ) -> Any:
     """The model's config dataclass for this run: the model's defaults with the cache's input widths and the run's sizes.
@@ -111,9 +115,16 @@ def build_model_config(
     edge_width = spec.edge_features if config.edge_features and has_edge_order else 0
     try:
         return config_for_run(
-            model.name, spec.node_features, edge_width,
-            hidden=config.hidden, layers=config.layers, dropout=config.dropout, options=config.model_options,
-            node_scalar=has_node_scalar, task=model.task, cell_kinds=cell_kinds,
+            model.name,
+            spec.node_features,
+            edge_width,
+            hidden=config.hidden,
+            layers=config.layers,
+            dropout=config.dropout,
+            options=config.model_options,
+            node_scalar=has_node_scalar,
+            task=model.task,
+            cell_kinds=cell_kinds,
         )
     except ValueError as exc:
         raise TrainError(str(exc)) from None
@@ -220,7 +231,11 @@ class Trainer:
     """
 
     def __init__(
-        self, config: TrainConfig, resume: bool = False, env: DistEnv | None = None, stop_after_epoch: int | None = None,
+        self,
+        config: TrainConfig,
+        resume: bool = False,
+        env: DistEnv | None = None,
+        stop_after_epoch: int | None = None,
         on_epoch: Callable[[metrics_io.EpochRecord], Any] | None = None,
     ) -> None:
         self.env = env or init_distributed(config.device)
@@ -290,7 +305,10 @@ class Trainer:
         base_spec = replace(base_spec, species=manifest_species(manifest))  # node features from the vocabulary
         _seed_everything(cfg.seed)
         self.model_config = build_model_config(
-            cfg, base_spec, schema.EDGE_ORDER in stored, self.model_choice,
+            cfg,
+            base_spec,
+            schema.EDGE_ORDER in stored,
+            self.model_choice,
             has_node_scalar=any(k in stored for k in schema.NODE_SCALAR_FIELDS),
             cell_kinds=len(manifest.get("cells", {}).get("kinds", ())) if schema.RING_KIND in stored else 0,
         )
@@ -328,9 +346,13 @@ class Trainer:
                 f"training on all {len(train_idx)}"
             )
         if len(train_idx) < env.world_size:
-            raise TrainError(f"{cfg.cache}: the train split has {len(train_idx)} samples, fewer than {env.world_size} ranks")
+            raise TrainError(
+                f"{cfg.cache}: the train split has {len(train_idx)} samples, fewer than {env.world_size} ranks"
+            )
         try:
-            self.task = task = task.normalised(self.layout, train_idx, str(cfg.target_reference), tuple(self.spec.species))
+            self.task = task = task.normalised(
+                self.layout, train_idx, str(cfg.target_reference), tuple(self.spec.species)
+            )
         except TaskError as exc:
             raise TrainError(str(exc)) from None
         self.train_idx = train_idx
@@ -338,8 +360,11 @@ class Trainer:
         self.unit = task.unit
 
         common: dict[str, Any] = dict(
-            batch_size=cfg.batch_size, buffer_shards=cfg.buffer_shards, limit_batches=cfg.limit_batches,
-            rank=env.rank, world_size=env.world_size,
+            batch_size=cfg.batch_size,
+            buffer_shards=cfg.buffer_shards,
+            limit_batches=cfg.limit_batches,
+            rank=env.rank,
+            world_size=env.world_size,
         )
         self.train_stream = ShardStream(
             self.layout, train_idx, self.spec, shuffle=True, seed=cfg.seed, drop_remainder=True, **common
@@ -453,7 +478,9 @@ class Trainer:
             if "config" in state:
                 check_config_agrees(self.run_dir / CONFIG_FILE, self.config, path, state["config"])
             saved = RunMeta.from_dict(state["meta"])
-            check_weights_fit(path, saved.model, saved.model_config, state["model"], task_from_meta(saved).models_serve())
+            check_weights_fit(
+                path, saved.model, saved.model_config, state["model"], task_from_meta(saved).models_serve()
+            )
         except EmpcnError as exc:
             raise TrainError(str(exc)) from None
         except (KeyError, TypeError, ValueError) as exc:
@@ -465,7 +492,9 @@ class Trainer:
         path = path or self.run_dir / LAST
         saved = RunMeta.from_dict(state["meta"])
         if saved.cache_fingerprint != self.meta.cache_fingerprint:
-            raise TrainError(f"{self.config.cache}: not the cache run {self.run_dir} was trained on (fingerprint differs)")
+            raise TrainError(
+                f"{self.config.cache}: not the cache run {self.run_dir} was trained on (fingerprint differs)"
+            )
         if (saved.model, saved.task) != (self.meta.model, self.meta.task):
             raise TrainError(f"{path}: its model differs from the run config's")
         saved_model = saved_config(saved.model, saved.model_config, self.task.models_serve())
@@ -486,8 +515,10 @@ class Trainer:
                 metrics_io.truncate_records(self.run_dir, self.state.epoch)
             except metrics_io.MetricsError as exc:
                 raise TrainError(str(exc)) from None
-        self.log(f"resuming {self.run_dir} after epoch {self.state.epoch} (step {self.state.step})"
-                 + (f" from {path.name} ({LAST} is missing)" if path.name != LAST else ""))
+        self.log(
+            f"resuming {self.run_dir} after epoch {self.state.epoch} (step {self.state.step})"
+            + (f" from {path.name} ({LAST} is missing)" if path.name != LAST else "")
+        )
         # A run stopped while writing best.pt (a full disk, before best.pt was written ahead of last.pt)
         # has no best model: the resumed run makes its latest state the best so far (see _run).
         self._best_missing = self.state.best_epoch > 0 and not (self.run_dir / BEST).exists()
@@ -528,9 +559,13 @@ class Trainer:
         from tqdm import tqdm
 
         bar = tqdm(
-            total=self.steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+            total=self.steps_per_epoch,
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            unit="batch",
+            leave=False,
             disable=True if not (cfg.progress and env.is_main) else None,  # None: off when not a TTY
-            file=sys.stderr, dynamic_ncols=True,
+            file=sys.stderr,
+            dynamic_ncols=True,
         )
         totals = torch.zeros(2, dtype=torch.float64)  # Σ loss·n, n
         cut = False
@@ -586,7 +621,13 @@ class Trainer:
 
         ``pairs``: collects this rank's (true, predicted) values (:func:`task_error`)."""
         return task_error(
-            self.model, self.eval_loaders[split], self.device, self.dtype, bool(self.config.amp), self.task, self.env,
+            self.model,
+            self.eval_loaders[split],
+            self.device,
+            self.dtype,
+            bool(self.config.amp),
+            self.task,
+            self.env,
             pairs=pairs,
         )
 
@@ -602,8 +643,12 @@ class Trainer:
             return self._run()
         except WriteError as exc:
             kept = resume_from(self.run_dir)
-            then = (f"the run keeps its checkpoint {kept.name}: free space or fix the folder, then "
-                    f"`empcn train --resume {self.run_dir}`" if kept is not None else "no checkpoint was written")
+            then = (
+                f"the run keeps its checkpoint {kept.name}: free space or fix the folder, then "
+                f"`empcn train --resume {self.run_dir}`"
+                if kept is not None
+                else "no checkpoint was written"
+            )
             raise TrainError(f"{exc} ({then})") from None
         finally:
             if flush:
@@ -639,8 +684,10 @@ class Trainer:
                 self.log(self.baselines["valid"].line(self.unit))
         if self._best_missing:  # every rank scores, rank 0 writes
             valid = self.evaluate("valid")[0]
-            self.log(f"{self.run_dir / BEST} (epoch {self.state.best_epoch}) is missing: epoch {self.state.epoch} "
-                     f"(valid {task.metric} {valid:.5g} {self.unit}) is the best so far")
+            self.log(
+                f"{self.run_dir / BEST} (epoch {self.state.best_epoch}) is missing: epoch {self.state.epoch} "
+                f"(valid {task.metric} {valid:.5g} {self.unit}) is the best so far"
+            )
             self.state.best_valid, self.state.best_epoch = valid, self.state.epoch
             if env.is_main:
                 save_checkpoint(self.run_dir / BEST, self._checkpoint_state())
@@ -651,7 +698,8 @@ class Trainer:
             loss, count, seconds, cut = self._train_epoch(epoch, deadline)
             out_of_time = cut or (deadline is not None and time.monotonic() > deadline)
             ending = (
-                epoch == cfg.epochs or out_of_time
+                epoch == cfg.epochs
+                or out_of_time
                 or (self.stop_after_epoch is not None and epoch >= self.stop_after_epoch)
             )
             validated = ending or epoch % cfg.valid_every == 0
@@ -661,9 +709,16 @@ class Trainer:
             if improved:
                 self.state.best_valid, self.state.best_epoch = valid, epoch
             record = metrics_io.EpochRecord(
-                epoch=epoch, lr=float(self.optimizer.param_groups[0]["lr"]), train_loss=loss, valid_error=valid,
-                best_valid_error=self.state.best_valid, unit=self.unit, time_s=seconds,
-                throughput=count / seconds if seconds > 0 else 0.0, steps=self.state.step, partial=cut,
+                epoch=epoch,
+                lr=float(self.optimizer.param_groups[0]["lr"]),
+                train_loss=loss,
+                valid_error=valid,
+                best_valid_error=self.state.best_valid,
+                unit=self.unit,
+                time_s=seconds,
+                throughput=count / seconds if seconds > 0 else 0.0,
+                steps=self.state.step,
+                partial=cut,
                 metric=task.metric,
             )
             if env.is_main:  # the record first: a resume drops records after its checkpoint's epoch
@@ -714,15 +769,35 @@ class Trainer:
                 from empcn.train.evaluate import EvalResult, write_parity
 
                 task = self.task
-                write_parity(self.run_dir, EvalResult(
-                    str(self.run_dir), "test", task.target, task.unit, task.metric, test, n_test, self.state.best_epoch,
-                    task.sample_noun,
-                ), pairs, task)
+                write_parity(
+                    self.run_dir,
+                    EvalResult(
+                        str(self.run_dir),
+                        "test",
+                        task.target,
+                        task.unit,
+                        task.metric,
+                        test,
+                        n_test,
+                        self.state.best_epoch,
+                        task.sample_noun,
+                    ),
+                    pairs,
+                    task,
+                )
         metric = self.task.metric
         result = metrics_io.RunResult(
-            target=self.task.target, unit=self.unit, model=self.config.model, epochs_run=self.state.epoch,
-            best_epoch=self.state.best_epoch, best_valid_error=self.state.best_valid, test_error=test,
-            stopped=stopped, wall_time_s=wall, parameters=self.parameters, metric=metric,
+            target=self.task.target,
+            unit=self.unit,
+            model=self.config.model,
+            epochs_run=self.state.epoch,
+            best_epoch=self.state.best_epoch,
+            best_valid_error=self.state.best_valid,
+            test_error=test,
+            stopped=stopped,
+            wall_time_s=wall,
+            parameters=self.parameters,
+            metric=metric,
             baselines={name: b.to_dict() for name, b in self.baselines.items()},
         )
         if stopped == "interrupted":
@@ -744,7 +819,10 @@ class Trainer:
 
 
 def train(
-    config: TrainConfig, resume: bool = False, env: DistEnv | None = None, stop_after_epoch: int | None = None,
+    config: TrainConfig,
+    resume: bool = False,
+    env: DistEnv | None = None,
+    stop_after_epoch: int | None = None,
     on_epoch: Callable[[metrics_io.EpochRecord], Any] | None = None,
 ) -> metrics_io.RunResult:
     """Run (or resume) training; the process group is left when done. Raises TrainError on bad input.
@@ -753,8 +831,9 @@ def train(
     own_env = env is None
     trainer_env = env or init_distributed(config.device)
     try:
-        return Trainer(config, resume=resume, env=trainer_env, stop_after_epoch=stop_after_epoch,
-                       on_epoch=on_epoch).run()
+        return Trainer(
+            config, resume=resume, env=trainer_env, stop_after_epoch=stop_after_epoch, on_epoch=on_epoch
+        ).run()
     except WriteError as exc:  # while setting the run up (config.json); run() words its own
         raise TrainError(str(exc)) from None
     finally:

@@ -164,11 +164,17 @@ def plot_learning_curve(run_dir: Path, records: list[EpochRecord] | None = None)
     ax1.plot(epochs, [r.train_loss for r in records], marker="." if len(records) < 50 else None)
     ax1.set(xlabel="epoch", ylabel=loss_label, title="training loss")
     scored = [r for r in records if math.isfinite(r.valid_error)]  # --valid-every: not every epoch is validated
-    ax2.plot([r.epoch for r in scored], [r.valid_error for r in scored], marker="." if len(scored) < 50 else None,
-             label="valid")
+    ax2.plot(
+        [r.epoch for r in scored],
+        [r.valid_error for r in scored],
+        marker="." if len(scored) < 50 else None,
+        label="valid",
+    )
     if scored:
         best = min(scored, key=lambda r: r.valid_error)
-        ax2.axhline(best.valid_error, color="grey", lw=0.8, ls="--", label=f"best {best.valid_error:.4g} (epoch {best.epoch})")
+        ax2.axhline(
+            best.valid_error, color="grey", lw=0.8, ls="--", label=f"best {best.valid_error:.4g} (epoch {best.epoch})"
+        )
     ax2.set(xlabel="epoch", ylabel=f"{metric} [{records[-1].unit}]", title=f"validation {metric}")
     ax2.legend(fontsize=8)
     from matplotlib.ticker import MaxNLocator
@@ -183,9 +189,7 @@ def plot_learning_curve(run_dir: Path, records: list[EpochRecord] | None = None)
     return files.write_atomic(run_dir / CURVE_FILE, lambda f: fig.savefig(f, format="png"))
 
 
-def plot_parity(
-    path: Path, true: Any, predicted: Any, *, title: str, quantity: str, description: str = ""
-) -> Path:
+def plot_parity(path: Path, true: Any, predicted: Any, *, title: str, quantity: str, description: str = "") -> Path:
     """Predicted against true values (one point each, the y = x line for reference) into the PNG ``path``.
 
     ``true``/``predicted``: (n,) values in the unit named in ``quantity`` (the axis label, e.g.

@@ -35,8 +35,13 @@ def _segments(sample: dict, pos: np.ndarray) -> np.ndarray:
 
 
 def draw_poses(
-    run_dir: Path, out: Path, split: str = "test", count: int = 4, cache: Path | None = None,
-    device: str = "auto", which: str = BEST,
+    run_dir: Path,
+    out: Path,
+    split: str = "test",
+    count: int = 4,
+    cache: Path | None = None,
+    device: str = "auto",
+    which: str = BEST,
 ) -> Path:
     """Draw ``count`` samples of ``split`` with the run's predictions into the PNG ``out``; returns it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -44,7 +49,9 @@ def draw_poses(
 
     trained = load_trained(run_dir, which, device)
     if not isinstance(trained.task, PositionTask):
-        raise TaskError(f"{run_dir}: --poses draws position runs (MoCap, N-body); this run predicts {trained.task.target}")
+        raise TaskError(
+            f"{run_dir}: --poses draws position runs (MoCap, N-body); this run predicts {trained.task.target}"
+        )
     path = _find_cache(run_dir, cache, trained.config, trained.meta)
     data = Cache(path)
     indices = np.asarray(data.splits[split]) if split in data.splits else np.zeros(0, dtype=np.int64)
@@ -67,12 +74,19 @@ def draw_poses(
         )
         for pos, colour, style, label in poses:
             for n, seg in enumerate(_segments(sample, pos)):
-                ax.plot(seg[:, 0], seg[:, 2], seg[:, 1], color=colour, ls=style, lw=1.2,
-                        label=label if n == 0 else None)
+                ax.plot(
+                    seg[:, 0], seg[:, 2], seg[:, 1], color=colour, ls=style, lw=1.2, label=label if n == 0 else None
+                )
         everything = np.concatenate([p[0] for p in poses])
         centre, half = everything.mean(axis=0), (everything.max(axis=0) - everything.min(axis=0)).max() / 2 + 1e-9
-        ax.set(xlim=(centre[0] - half, centre[0] + half), ylim=(centre[2] - half, centre[2] + half),
-               zlim=(centre[1] - half, centre[1] + half), xlabel="x", ylabel="z", zlabel="y")
+        ax.set(
+            xlim=(centre[0] - half, centre[0] + half),
+            ylim=(centre[2] - half, centre[2] + half),
+            zlim=(centre[1] - half, centre[1] + half),
+            xlabel="x",
+            ylabel="z",
+            zlabel="y",
+        )
         mse = float(((pred[offsets[k] : offsets[k + 1]] - poses[1][0]) ** 2).mean())
         ax.set_title(f"sample {int(index)}: MSE {mse:.3g}", fontsize=9)
         ax.tick_params(labelsize=6)

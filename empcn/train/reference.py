@@ -30,7 +30,6 @@ import numpy as np
 from empcn.cache import Cache
 from empcn.schema import NODE_Z, SAMPLE_Y
 
-
 _SYMBOLS = {1: "H", 6: "C", 7: "N", 8: "O", 9: "F"}  # QM9's elements (the train stage does not import empcn.data)
 
 
@@ -119,8 +118,10 @@ class Baselines:
         return {"mean_mae": self.mean_mae, "atoms_mae": self.atoms_mae, "samples": self.samples}
 
     def line(self, unit: str) -> str:
-        text = (f"baselines on the {self.split} split ({self.samples} samples): predicting the train mean "
-                f"MAE {self.mean_mae:.5g} {unit}")
+        text = (
+            f"baselines on the {self.split} split ({self.samples} samples): predicting the train mean "
+            f"MAE {self.mean_mae:.5g} {unit}"
+        )
         if self.atoms_mae is None:
             return text
         return (
@@ -136,7 +137,10 @@ class Baselines:
 
 
 def baselines(
-    layout: object, train_indices: np.ndarray, splits: dict[str, np.ndarray], target_index: int,
+    layout: object,
+    train_indices: np.ndarray,
+    splits: dict[str, np.ndarray],
+    target_index: int,
     species: tuple[int, ...],
 ) -> dict[str, Baselines]:
     """:class:`Baselines` of each split (name → sample indices), both predictors fitted on ``train_indices``

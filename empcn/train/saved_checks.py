@@ -62,14 +62,18 @@ def _expected_shapes(name: str, values: dict[str, Any], task: str | None = None)
         pass
     try:
         config = saved_config(name, values, task)
-        small = {f: min(int(getattr(config, f)), cap) for f, cap in (("hidden", 16), ("layers", 1)) if hasattr(config, f)}
+        small = {
+            f: min(int(getattr(config, f)), cap) for f, cap in (("hidden", 16), ("layers", 1)) if hasattr(config, f)
+        }
         build_model(name, dataclasses.replace(config, **small), task)
         return _meta_shapes(name, values, task)
     except Exception:  # noqa: BLE001  (no check is possible: the caller builds as before)
         return None
 
 
-def check_weights_fit(where: Path | str, name: str, values: dict[str, Any], weights: Any, task: str | None = None) -> None:
+def check_weights_fit(
+    where: Path | str, name: str, values: dict[str, Any], weights: Any, task: str | None = None
+) -> None:
     """CheckpointError naming ``where`` unless ``weights`` (a state dict) fits model ``name`` (for ``task``) with config ``values``."""
     if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
         raise CheckpointError(f"{where}: its model weights are not a dict of tensors")

@@ -54,9 +54,7 @@ def csv_head():
     return read_qm9(None, limit=CSV_HEAD_ROWS)
 
 
-def write_tar(
-    path: Path, members: Iterable[tuple[str, bytes]], compresslevel: int = 9
-) -> Path:
+def write_tar(path: Path, members: Iterable[tuple[str, bytes]], compresslevel: int = 9) -> Path:
     """Write ``members`` (name, bytes) in order to a .tar or .tar.bz2 archive at ``path``."""
     mode = "w" if path.name.endswith(".tar") else "w:bz2"
     kwargs = {} if mode == "w" else {"compresslevel": compresslevel}

@@ -14,12 +14,12 @@ from empcn.data.nbody import (
     INPUT_FRAME,
     STANDARD_CHARGED_SPLITS,
     TARGET_FRAME,
-    ChargedInitialState,
     ChargedConfig,
+    ChargedInitialState,
     GravityConfig,
     NBodySplit,
-    energy_charged,
     egnn_initial_states,
+    energy_charged,
     energy_gravity,
     generate_split,
     integrate_charged,
@@ -191,9 +191,7 @@ def test_gravity_one_step_matches_brute_force_kdk():
 
 def test_gravity_frames_and_chunking_do_not_change_result():
     coarse = simulate_gravity(5, GravityConfig(num_particles=8, num_steps=40, save_every=10), seed=4)
-    fine = simulate_gravity(
-        5, GravityConfig(num_particles=8, num_steps=40, save_every=1, chunk_bytes=1), seed=4
-    )
+    fine = simulate_gravity(5, GravityConfig(num_particles=8, num_steps=40, save_every=1, chunk_bytes=1), seed=4)
     np.testing.assert_allclose(coarse.pos, fine.pos[:, ::10], rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(coarse.vel, fine.vel[:, ::10], rtol=1e-13, atol=1e-14)
 
@@ -294,7 +292,6 @@ def test_standard_charged_splits():
 def test_bad_input_gives_clear_error(make, match):
     with pytest.raises(ValueError, match=match):
         make()
-
 
 
 # --------------------------------------------------------------------------- EGNN's data set

@@ -30,7 +30,10 @@ def test_the_built_in_source_holds_subject_35_with_cmus_terms(monkeypatch):
     assert BUILTIN_ARCHIVE.stat().st_size < 800_000  # compressed: 2.4 MB of text in ≈0.69 MB
     source = find_source(folder / "amc30")
     assert source.asf.name == "35.asf" and len(source.trials) == 33
-    assert {p.name for p in source.trials} == {f"train_{k:02d}.amc" for k in range(1, 32)} | {"test_01.amc", "test_02.amc"}
+    assert {p.name for p in source.trials} == {f"train_{k:02d}.amc" for k in range(1, 32)} | {
+        "test_01.amc",
+        "test_02.amc",
+    }
     assert (folder / "35.asf").read_bytes() == source.asf.read_bytes() and (folder / "35_01.amc").is_file()
     readme = (folder / "README.md").read_text(encoding="utf-8")
     assert ATTRIBUTION in readme and "may not be resold" in readme
@@ -46,7 +49,9 @@ def test_packing_is_reproducible_and_unpacking_gives_the_same_files(tmp_path):
     folder = unpacked(archive, tmp_path / "cache")
     assert folder.parent == tmp_path / "cache" and folder.name.startswith("toy-")
     assert {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == {
-        **members, LISTING: (folder / LISTING).read_bytes()}
+        **members,
+        LISTING: (folder / LISTING).read_bytes(),
+    }
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [folder.name]  # no temporary left over
 
 
@@ -91,15 +96,18 @@ def _link(tar: tarfile.TarFile, name: str, target: str, kind: bytes) -> None:
     tar.addfile(info)
 
 
-@pytest.mark.parametrize(("build", "words"), [
-    (lambda t: _file(t, "../escaped.txt"), "not a plain relative path"),
-    (lambda t: _file(t, "/tmp/absolute.txt"), "not a plain relative path"),
-    (lambda t: _file(t, "a/../../up.txt"), "not a plain relative path"),
-    (lambda t: _file(t, ".hidden"), "not a plain relative path"),
-    (lambda t: (_file(t, "ok.txt"), _link(t, "link", "/etc/passwd", tarfile.SYMTYPE)), "link or special file"),
-    (lambda t: (_file(t, "ok.txt"), _link(t, "hard", "ok.txt", tarfile.LNKTYPE)), "link or special file"),
-    (lambda t: (_file(t, "twice.txt"), _file(t, "twice.txt")), "appears twice"),
-])
+@pytest.mark.parametrize(
+    ("build", "words"),
+    [
+        (lambda t: _file(t, "../escaped.txt"), "not a plain relative path"),
+        (lambda t: _file(t, "/tmp/absolute.txt"), "not a plain relative path"),
+        (lambda t: _file(t, "a/../../up.txt"), "not a plain relative path"),
+        (lambda t: _file(t, ".hidden"), "not a plain relative path"),
+        (lambda t: (_file(t, "ok.txt"), _link(t, "link", "/etc/passwd", tarfile.SYMTYPE)), "link or special file"),
+        (lambda t: (_file(t, "ok.txt"), _link(t, "hard", "ok.txt", tarfile.LNKTYPE)), "link or special file"),
+        (lambda t: (_file(t, "twice.txt"), _file(t, "twice.txt")), "appears twice"),
+    ],
+)
 def test_a_hostile_archive_is_refused_before_anything_is_written(tmp_path, build, words):
     archive = _hostile(tmp_path / "bad.tar.xz", build)
     root = tmp_path / "deep" / "cache"

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from empcn.data.qm9 import QM9_MAX_ID
 from empcn.data.qm9 import (
+    QM9_MAX_ID,
     TARGET_UNITS,
     TARGETS,
     UNCHARACTERIZED_FILE,
@@ -29,8 +29,17 @@ FIXTURE_IDS = [1, 16, 17, 184, 212, 271]  # fixture files of characterised molec
 UNCHARACTERIZED_FIXTURE = 58  # fixture file with an uncharacterized id: always left out
 # qm9pack column of each target, in TARGETS order (typed here, independent of the reader)
 CSV_TARGET_COLUMNS = [
-    "Dipole_debye", "Polarizability_bohr3", "HOMO_au", "LUMO_au", "HOMO_LUMO_gap_au", "R2_bohr2", "ZPVE_au",
-    "InternalEnergy_0K_au", "InternalEnergy_298K_au", "Enthalphy_298K_au", "GibbsFreeEnergy_298K_au",
+    "Dipole_debye",
+    "Polarizability_bohr3",
+    "HOMO_au",
+    "LUMO_au",
+    "HOMO_LUMO_gap_au",
+    "R2_bohr2",
+    "ZPVE_au",
+    "InternalEnergy_0K_au",
+    "InternalEnergy_298K_au",
+    "Enthalphy_298K_au",
+    "GibbsFreeEnergy_298K_au",
     "Heatcapacity_Cv_cal_mol_K",
 ]
 STOICHIOMETRY_Z = [1, 6, 7, 8, 9]  # qm9pack's Stoichiometry order: H, C, N, O, F
@@ -475,8 +484,20 @@ ATOM_REF = {  # QM9 atomref (Hartree): U0, U, H, G
 
 def test_standard_targets_closed_form():
     # methane (C + 4 H) with its real raw targets, and a made-up molecule with one atom of each element
-    methane = [0.0, 13.21, -0.3877, 0.1171, 0.5048, 35.3641, 0.044749, -40.47893, -40.476062, -40.475117,
-               -40.498597, 6.469]
+    methane = [
+        0.0,
+        13.21,
+        -0.3877,
+        0.1171,
+        0.5048,
+        35.3641,
+        0.044749,
+        -40.47893,
+        -40.476062,
+        -40.475117,
+        -40.498597,
+        6.469,
+    ]
     raw = QM9Raw(
         ids=np.array([1, 2], np.int64),
         smiles=["C", "x"],
@@ -520,7 +541,16 @@ def test_standard_targets_over_many_molecules(csv_head):
 def test_target_names_and_units():
     assert TARGETS == ("mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "G", "Cv")
     assert TARGET_UNITS == {
-        "mu": "D", "alpha": "bohr^3", "homo": "meV", "lumo": "meV", "gap": "meV", "r2": "bohr^2",
-        "zpve": "meV", "U0": "meV", "U": "meV", "H": "meV", "G": "meV", "Cv": "cal/(mol K)",
+        "mu": "D",
+        "alpha": "bohr^3",
+        "homo": "meV",
+        "lumo": "meV",
+        "gap": "meV",
+        "r2": "bohr^2",
+        "zpve": "meV",
+        "U0": "meV",
+        "U": "meV",
+        "H": "meV",
+        "G": "meV",
+        "Cv": "cal/(mol K)",
     }
-

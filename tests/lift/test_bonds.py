@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
-from rdkit import Chem
-
 from helpers import qm9pack_csv
+from rdkit import Chem
 
 from empcn.lift.bonds import BadMolecule, geometric_bonds, molecule_bonds
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 import torch
-
 from helpers import qm9pack_csv
 
 from empcn.geometry import cell_barycentres, pair_distances, ring_geometry
@@ -343,8 +342,15 @@ def test_bad_topologies_name_the_sample() -> None:
         build_neighbourhoods(_replace(topo, ring_sizes=np.array([3, 5, 6])))
     digon = stack([Sample(2, [(0, 1)]), Sample(3, [(0, 1), (1, 2), (0, 2)])])
     with pytest.raises(BadTopology, match="sample 1: ring 0 has 2 vertices, need >= 3"):
-        build_neighbourhoods(_replace(digon, ring_node=np.array([2, 3]), ring_edge=np.array([1, 1]),
-                                      ring_sizes=np.array([2]), ring_offsets=np.array([0, 0, 1])))
+        build_neighbourhoods(
+            _replace(
+                digon,
+                ring_node=np.array([2, 3]),
+                ring_edge=np.array([1, 1]),
+                ring_sizes=np.array([2]),
+                ring_offsets=np.array([0, 0, 1]),
+            )
+        )
     with pytest.raises(BadTopology, match="integer numpy array"):
         build_neighbourhoods(_replace(topo, ring_node=topo.ring_node.astype(float)))
 

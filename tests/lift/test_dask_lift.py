@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from helpers import with_unparsable_smiles
+from typer.testing import CliRunner
 
 from empcn import cache as cache_format
 from empcn.cli import app
@@ -54,9 +53,25 @@ def assert_same_cache(a: Path, b: Path) -> None:
 def test_local_cluster_of_two_workers_writes_the_single_process_bytes(qm9_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "dask" / "qm9.h5"
     limit, shard_size = reference_params(qm9_cache)
-    res = CliRunner().invoke(app, ["lift", "--dataset", "qm9", "--limit", str(limit), "--shard-size",
-                                   str(shard_size), "--scheduler", "local", "--workers", "2", "--out", str(out),
-                                   "--no-progress"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "lift",
+            "--dataset",
+            "qm9",
+            "--limit",
+            str(limit),
+            "--shard-size",
+            str(shard_size),
+            "--scheduler",
+            "local",
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert f"wrote {out}: {limit} samples in 3 shards" in res.output
     assert_same_cache(qm9_cache, out)
@@ -90,8 +105,11 @@ def test_a_killed_worker_s_task_is_rerun_and_the_cache_is_identical(
 
     monkeypatch.setattr(pipeline, "run_lift", run_lift)
     limit, shard_size = reference_params(qm9_cache)
-    entry = lift_qm9(QM9LiftConfig(out=out, limit=limit, shard_size=shard_size, workers=2,
-                                   scheduler=cluster.scheduler_address, progress=False))
+    entry = lift_qm9(
+        QM9LiftConfig(
+            out=out, limit=limit, shard_size=shard_size, workers=2, scheduler=cluster.scheduler_address, progress=False
+        )
+    )
     killed = int(marker.read_text())
     assert killed != os.getpid()
     with pytest.raises(ProcessLookupError):  # the worker that built shard 1 first is gone
@@ -104,8 +122,11 @@ def test_an_error_of_the_data_stops_the_lift_with_its_message(tmp_path: Path, mo
     monkeypatch.setattr(qm9_source, "read_qm9", with_unparsable_smiles(qm9_source.read_qm9))
     out = tmp_path / "s.h5"
     with pytest.raises(pipeline.LiftError, match="^molecule 4: "):
-        lift_qm9(QM9LiftConfig(out=out, limit=20, shard_size=10, strict=True, scheduler=cluster.scheduler_address,
-                               progress=False))
+        lift_qm9(
+            QM9LiftConfig(
+                out=out, limit=20, shard_size=10, strict=True, scheduler=cluster.scheduler_address, progress=False
+            )
+        )
     assert not out.exists() and not list(tmp_path.glob("**/.*.tmp"))
     time.sleep(1)  # no worker still writes: what is there is complete shards with their digests, kept for --resume
     for shard in cache_format.shard_dir(out).glob("*"):
@@ -149,8 +170,11 @@ class _OtherVersionsClient:
 
 
 def test_workers_that_do_not_share_the_folder_or_the_versions_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(pipeline.LiftError, match=r"^Dask worker tcp://10\.0\.0\.7:4242 on .* cannot see the cache's "
-                       r"folder .*: --out must be on a file system every worker shares"):
+    with pytest.raises(
+        pipeline.LiftError,
+        match=r"^Dask worker tcp://10\.0\.0\.7:4242 on .* cannot see the cache's "
+        r"folder .*: --out must be on a file system every worker shares",
+    ):
         dask_runner.check_workers(_ElsewhereClient(), tmp_path, ("rdkit",))
     with pytest.raises(pipeline.LiftError, match=r"runs other versions: h5py 0\.0\.1 \(here "):
         dask_runner.check_workers(_OtherVersionsClient(), tmp_path, ())

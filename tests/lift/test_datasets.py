@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fixtures.lift.make_content import cases, content_digest
 from typer.testing import CliRunner
 
 from empcn import open_cache
@@ -18,11 +19,23 @@ from empcn.data.mocap import default_source
 from empcn.errors import RegistryError
 from empcn.lift import datasets
 from empcn.lift.spec import DatasetSpec, LiftConfig, LiftInput, Option
-from fixtures.lift.make_content import cases, content_digest
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "lift" / "content.json"
-MOCAP_SMALL = ["--dataset", "mocap", "--source", str(default_source() / "amc30"), "--fps", "30",
-               "--trials", "train_0[1-4]", "--trial-split", "2,1,1", "--no-progress", "--workers", "1"]
+MOCAP_SMALL = [
+    "--dataset",
+    "mocap",
+    "--source",
+    str(default_source() / "amc30"),
+    "--fps",
+    "30",
+    "--trials",
+    "train_0[1-4]",
+    "--trial-split",
+    "2,1,1",
+    "--no-progress",
+    "--workers",
+    "1",
+]
 runner = CliRunner()
 
 
@@ -32,23 +45,27 @@ def error_line(result) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("name, args, flag, owners", [
-    ("nbody", ["--limit", "10"], "--limit", "qm9"),
-    ("nbody", ["--rings", "sssr", "--max-ring", "5"], "--rings", "qm9, molecules"),
-    ("nbody", ["--strict"], "--strict", "qm9, molecules"),
-    ("nbody", ["--source", "x"], "--source", "qm9, mocap, molecules"),
-    ("mocap", ["--max-ring", "5"], "--max-ring", "qm9, molecules"),
-    ("mocap", ["--sims", "3,2,2"], "--sims", "nbody"),
-    ("qm9", ["--targets", "U0"], "--targets", "molecules"),
-    ("qm9", ["--split-seed", "1"], "--split-seed", "mocap"),
-    ("molecules", ["--limit=10"], "--limit", "qm9"),
-])
+@pytest.mark.parametrize(
+    "name, args, flag, owners",
+    [
+        ("nbody", ["--limit", "10"], "--limit", "qm9"),
+        ("nbody", ["--rings", "sssr", "--max-ring", "5"], "--rings", "qm9, molecules"),
+        ("nbody", ["--strict"], "--strict", "qm9, molecules"),
+        ("nbody", ["--source", "x"], "--source", "qm9, mocap, molecules"),
+        ("mocap", ["--max-ring", "5"], "--max-ring", "qm9, molecules"),
+        ("mocap", ["--sims", "3,2,2"], "--sims", "nbody"),
+        ("qm9", ["--targets", "U0"], "--targets", "molecules"),
+        ("qm9", ["--split-seed", "1"], "--split-seed", "mocap"),
+        ("molecules", ["--limit=10"], "--limit", "qm9"),
+    ],
+)
 def test_an_option_of_another_data_set_is_refused_in_one_line(tmp_path, name, args, flag, owners) -> None:
     out = tmp_path / "c.h5"
     r = runner.invoke(app, ["lift", "--dataset", name, *args, "--out", str(out), "--no-progress"])
     assert r.exit_code == 2
-    assert error_line(r).startswith(f"error: {flag} is not an option of --dataset {name}; it is an option of "
-                                     f"--dataset {owners}")
+    assert error_line(r).startswith(
+        f"error: {flag} is not an option of --dataset {name}; it is an option of --dataset {owners}"
+    )
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
@@ -80,7 +97,8 @@ def test_every_option_of_every_other_data_set_is_refused_in_one_line(tmp_path) -
             r = runner.invoke(app, ["lift", "--dataset", name, *given, "--out", str(out), "--no-progress"])
             assert r.exit_code == 2, (name, flag, r.output)
             assert error_line(r).startswith(
-                f"error: {flag} is not an option of --dataset {name}; it is an option of --dataset {owners} "), r.output
+                f"error: {flag} is not an option of --dataset {name}; it is an option of --dataset {owners} "
+            ), r.output
             checked += 1
     assert checked >= 3 * len(specs) and not list(tmp_path.iterdir())  # every data set refuses some
     r = runner.invoke(app, ["lift", "--dataset", "nbody", "--limit", "10", "--out", str(tmp_path / "n.h5")])
@@ -110,8 +128,17 @@ def test_help_shows_the_data_sets_own_options_with_defaults_and_units() -> None:
     assert r.exit_code == 0
     text = " ".join(r.output.split())
     assert "Options of --dataset mocap:" in text and "Run options (every data set):" in text
-    for shown in ("--split-seed INT", "[default: 0]", "--fps FLOAT", "Hz", "[default: 11,6,6]", "--cache-dir DIR",
-                  "[default: data/mocap.h5]", "[default: 1000 samples]", "the built-in CMU subject 35 walks at 30 Hz"):
+    for shown in (
+        "--split-seed INT",
+        "[default: 0]",
+        "--fps FLOAT",
+        "Hz",
+        "[default: 11,6,6]",
+        "--cache-dir DIR",
+        "[default: data/mocap.h5]",
+        "[default: 1000 samples]",
+        "the built-in CMU subject 35 walks at 30 Hz",
+    ):
         assert shown in text, shown
     for absent in ("--limit", "--rings", "--strict", "--sims", "--targets"):
         assert absent not in text, absent
@@ -135,7 +162,11 @@ def test_molecule_data_sets_share_one_shard_builder() -> None:
     qm9, molecules = datasets.dataset("qm9"), datasets.dataset("molecules")
     assert qm9.build_shard is molecules.build_shard
     assert [(s.name, s.task) for s in map(datasets.dataset, ("qm9", "nbody", "mocap", "molecules"))] == [
-        ("qm9", "scalar"), ("nbody", "positions"), ("mocap", "positions"), ("molecules", "scalar")]
+        ("qm9", "scalar"),
+        ("nbody", "positions"),
+        ("mocap", "positions"),
+        ("molecules", "scalar"),
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -160,7 +191,7 @@ def test_mocap_lifts_into_and_reuses_a_cache_dir(tmp_path) -> None:
     team = tmp_path / "team"
     first = runner.invoke(app, ["lift", *MOCAP_SMALL, "--cache-dir", str(team)])
     assert first.exit_code == 0 and "wrote" in first.output, first.output
-    entry, = team.glob("mocap-*.h5")
+    (entry,) = team.glob("mocap-*.h5")
     second = runner.invoke(app, ["lift", *MOCAP_SMALL, "--cache-dir", str(team)])
     assert second.exit_code == 0 and f"reusing {entry}" in second.output and "wrote" not in second.output
     manifest = open_cache(entry).manifest
@@ -223,8 +254,9 @@ def _toy_shard(items, config, start, stop, extra=None):
 
     from empcn.lift.assemble import SampleCells, complex_shard
 
-    triangle = SampleCells(pos=np.eye(3), edge_index=np.array([[0, 1], [0, 2], [1, 2]]), rings=[(0, 1, 2)],
-                           ring_edge=np.array([0, 2, 1]))
+    triangle = SampleCells(
+        pos=np.eye(3), edge_index=np.array([[0, 1], [0, 2], [1, 2]]), rings=[(0, 1, 2)], ring_edge=np.array([0, 2, 1])
+    )
     rows = {"id": np.arange(start, stop), **({extra: np.zeros(stop - start)} if extra else {})}
     content = complex_shard([triangle] * (stop - start), rows)
     content.attrs.update(skipped=[], summary={})
@@ -242,9 +274,16 @@ def _toy_finish(config, lifted, results, docs=None):
 @pytest.fixture
 def toy_spec():
     def spec(**changes) -> DatasetSpec:
-        base = dict(config=ToyConfig, summary="toy triangles", options=(Option("size", "Triangles.", int, minimum=1),),
-                    read=lambda c: LiftInput(None, c.size), build_shard=_toy_shard, finish=_toy_finish,
-                    fields=("sample/id",), task="positions")
+        base = dict(
+            config=ToyConfig,
+            summary="toy triangles",
+            options=(Option("size", "Triangles.", int, minimum=1),),
+            read=lambda c: LiftInput(None, c.size),
+            build_shard=_toy_shard,
+            finish=_toy_finish,
+            fields=("sample/id",),
+            task="positions",
+        )
         return DatasetSpec(**{**base, **changes})
 
     return spec
@@ -257,12 +296,15 @@ def test_a_data_set_registered_at_run_time_lifts_through_the_command_line(toy_sp
 
     datasets.DATASETS.register("toy", toy_spec())
     try:
-        r = runner.invoke(app, ["lift", "--dataset", "toy", "--size", "4", "--out", str(tmp_path / "t.h5"),
-                                "--no-progress"])
+        r = runner.invoke(
+            app, ["lift", "--dataset", "toy", "--size", "4", "--out", str(tmp_path / "t.h5"), "--no-progress"]
+        )
         assert r.exit_code == 0 and "4 samples" in r.output, r.output
         m = open_cache(tmp_path / "t.h5").manifest
         assert m["task"] == "positions" and m["params"] == {"size": 4, "shard_size": 1000} and "plugin" not in m
-        assert m["fields"]["sample/id"] == "(S,) index" and "sample/y" not in m["fields"] and "nodes/z" not in m["fields"]
+        assert (
+            m["fields"]["sample/id"] == "(S,) index" and "sample/y" not in m["fields"] and "nodes/z" not in m["fields"]
+        )
         assert {"nodes/pos", "edges/length", "rings/area", "nbr/<name>/dist"} <= set(m["fields"])
         r = runner.invoke(app, ["lift", "--dataset", "toy", "--limit", "4"])
         assert r.exit_code == 2 and "--limit is not an option of --dataset toy" in error_line(r)
@@ -272,7 +314,9 @@ def test_a_data_set_registered_at_run_time_lifts_through_the_command_line(toy_sp
     with pytest.raises(LiftError, match="data set 'toy' wrote sample/extra, which its spec's fields do not declare"):
         datasets.lift(config, toy_spec(build_shard=partial(_toy_shard, extra="extra")))
     with pytest.raises(LiftError, match="no documentation for sample/extra"):
-        datasets.lift(config, toy_spec(build_shard=partial(_toy_shard, extra="extra"), fields=("sample/id", "sample/extra")))
+        datasets.lift(
+            config, toy_spec(build_shard=partial(_toy_shard, extra="extra"), fields=("sample/id", "sample/extra"))
+        )
     with pytest.raises(LiftError, match="documents sample/y, which its spec's fields do not declare"):
         datasets.lift(config, toy_spec(finish=partial(_toy_finish, docs={"sample/id": "i", "sample/y": "y"})))
     assert not (tmp_path / "u.h5").exists()

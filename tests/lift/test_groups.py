@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from rdkit import Chem
-
 from helpers import qm9pack_csv
+from rdkit import Chem
 
 from empcn.lift.groups import BUILTIN_GROUPS, CellsError, CellSpec, boundary_pairs, check_cells, group_cells
 
@@ -138,8 +137,20 @@ def test_lift_qm9_cells_cli(tmp_path):
     from empcn.cache import open_cache
 
     def lift(*args: str) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "empcn", "lift", "--dataset", "qm9", "--limit", "40", "--workers", "1",
-               "--no-progress", *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "empcn",
+            "lift",
+            "--dataset",
+            "qm9",
+            "--limit",
+            "40",
+            "--workers",
+            "1",
+            "--no-progress",
+            *args,
+        ]
         return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
 
     bad = lift("--cells", "smarts:acyl=C(=O", "--out", "bad.h5")

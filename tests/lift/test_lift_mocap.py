@@ -20,8 +20,8 @@ from empcn.cli import app
 from empcn.data.amc import joint_positions, read_amc
 from empcn.data.asf import read_asf
 from empcn.data.mocap import MocapProtocol, default_source
-from empcn.train.checkpoint import load_checkpoint
 from empcn.lift.mocap import PAPER_CELLS, MocapLiftConfig, lift_mocap, skeleton_complex
+from empcn.train.checkpoint import load_checkpoint
 
 TRIALS = ("train_01", "train_02", "train_03", "train_04", "train_17")  # four walks and one jog
 PROTOCOL = MocapProtocol(fps=30, trial_split=(2, 1, 1), train_samples=20, seed=0)
@@ -133,28 +133,98 @@ def test_the_same_files_give_identical_bytes_wherever_they_lie(mocap, tmp_path):
 
 
 def test_cli_lift_errors_are_one_line(tmp_path):
-    r = runner.invoke(app, ["lift", "--dataset", "mocap", "--source", str(tmp_path / "none"), "--out",
-                            str(tmp_path / "m.h5"), "--no-progress"])
+    r = runner.invoke(
+        app,
+        [
+            "lift",
+            "--dataset",
+            "mocap",
+            "--source",
+            str(tmp_path / "none"),
+            "--out",
+            str(tmp_path / "m.h5"),
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 2 and "no such folder" in r.output and len(r.output.strip().splitlines()) == 1
-    r = runner.invoke(app, ["lift", "--dataset", "mocap", "--source", str(default_source() / "amc30"), "--fps", "30",
-                            "--trials", "train_0[1-4]", "--out", str(tmp_path / "m.h5"), "--no-progress"])
+    r = runner.invoke(
+        app,
+        [
+            "lift",
+            "--dataset",
+            "mocap",
+            "--source",
+            str(default_source() / "amc30"),
+            "--fps",
+            "30",
+            "--trials",
+            "train_0[1-4]",
+            "--out",
+            str(tmp_path / "m.h5"),
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 2 and "4 usable trials cannot be split 11/6/6" in r.output
-    r = runner.invoke(app, ["lift", "--dataset", "mocap", "--source", str(default_source() / "amc30"),
-                            "--trials", "train_0[1-4]", "--out", str(tmp_path / "m.h5"), "--no-progress"])
+    r = runner.invoke(
+        app,
+        [
+            "lift",
+            "--dataset",
+            "mocap",
+            "--source",
+            str(default_source() / "amc30"),
+            "--trials",
+            "train_0[1-4]",
+            "--out",
+            str(tmp_path / "m.h5"),
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 2 and "is --fps right?" in r.output  # 30 Hz files read as 120 Hz: all too short
     assert not (tmp_path / "m.h5").exists()
 
 
 def test_a_tiny_run_trains_and_evaluates_through_the_cli(tmp_path):
     cache = tmp_path / "tiny.h5"
-    r = runner.invoke(app, ["lift", "--dataset", "mocap", "--trials", "train_0[1-4]", "--trial-split", "2,1,1",
-                            "--out", str(cache), "--no-progress"])  # no --source: the built-in 30 Hz trials
+    r = runner.invoke(
+        app,
+        [
+            "lift",
+            "--dataset",
+            "mocap",
+            "--trials",
+            "train_0[1-4]",
+            "--trial-split",
+            "2,1,1",
+            "--out",
+            str(cache),
+            "--no-progress",
+        ],
+    )  # no --source: the built-in 30 Hz trials
     assert r.exit_code == 0, r.output
     assert open_cache(cache).manifest["motion"]["fps"] == 30.0
     for model in ("decoupled", "empcn", "egnn"):
         run = tmp_path / f"mocap-{model}"
-        args = ["train", "--cache", str(cache), "--model", model, "--epochs", "1", "--batch-size", "100",
-                "--hidden", "8", "--layers", "2", "--limit-batches", "1", "--out", str(run), "--no-progress"]
+        args = [
+            "train",
+            "--cache",
+            str(cache),
+            "--model",
+            model,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "100",
+            "--hidden",
+            "8",
+            "--layers",
+            "2",
+            "--limit-batches",
+            "1",
+            "--out",
+            str(run),
+            "--no-progress",
+        ]
         r = runner.invoke(app, args)
         assert r.exit_code == 0, r.output
         assert "test MSE" in r.output, r.output
@@ -169,7 +239,6 @@ def test_a_tiny_run_trains_and_evaluates_through_the_cli(tmp_path):
     out = runner.invoke(app, ["evaluate", str(run), "--split", "valid", "--poses", str(picture), "--pose-samples", "2"])
     assert out.exit_code == 0, out.output
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size > 10_000
-
 
 
 def test_a_cache_without_node_scalars_turns_the_models_use_of_one_off():

@@ -7,18 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import OPLS_ENERGY, rdkit_ligands
 from rdkit import Chem
 from rdkit.Chem import AllChem
-
-from helpers import OPLS_ENERGY, rdkit_ligands
 
 from empcn import geometry
 from empcn.cache import open_cache, verify_cache
 from empcn.data.molecules import SourceError
 from empcn.lift.molecules import MoleculesLiftConfig, lift_molecules
-from empcn.lift.splits import random_splits
 from empcn.lift.pipeline import LiftError
 from empcn.lift.rings import chordless_cycles
+from empcn.lift.splits import random_splits
 from empcn.statistics import mean_mad
 
 TAG = "r_mmffld_Potential_Energy-OPLS_2005"
@@ -112,16 +111,18 @@ def test_bad_records_are_skipped_with_id_and_reason_or_stop_strict(tmp_path: Pat
     mols = list(Chem.SDMolSupplier(str(rdkit_ligands("cmet")), removeHs=False))
     flat = Chem.Mol(mols[2])
     AllChem.Compute2DCoords(flat)
-    text = "".join([
-        _sd_record(mols[0], "good-1", {"dg": "-9.1"}),
-        _sd_record(mols[1], "no-tag", {"other": "1"}),
-        _sd_record(flat, "flat", {"dg": "-8"}),
-        _sd_record(mols[3], "word", {"dg": "strong"}),
-        _sd_record(mols[4], "good-1", {"dg": "-7.5"}),
-        "broken\n  junk\n\n  2  1  0  0  0  0            999 V2000\nnot an atom line\nM  END\n$$$$\n",
-        _sd_record(Chem.RemoveHs(mols[5]), "no-hydrogens", {"dg": "-6"}),
-        _sd_record(mols[6], "good-2", {"dg": "-8.25"}),
-    ])
+    text = "".join(
+        [
+            _sd_record(mols[0], "good-1", {"dg": "-9.1"}),
+            _sd_record(mols[1], "no-tag", {"other": "1"}),
+            _sd_record(flat, "flat", {"dg": "-8"}),
+            _sd_record(mols[3], "word", {"dg": "strong"}),
+            _sd_record(mols[4], "good-1", {"dg": "-7.5"}),
+            "broken\n  junk\n\n  2  1  0  0  0  0            999 V2000\nnot an atom line\nM  END\n$$$$\n",
+            _sd_record(Chem.RemoveHs(mols[5]), "no-hydrogens", {"dg": "-6"}),
+            _sd_record(mols[6], "good-2", {"dg": "-8.25"}),
+        ]
+    )
     sdf = tmp_path / "mixed.sdf"
     sdf.write_text(text)
     entry = _lift(tmp_path, sdf, targets="dg")
@@ -162,9 +163,16 @@ def test_xyz_folder_with_a_targets_csv(tmp_path: Path) -> None:
     (folder / "extra.xyz").write_text(_xyz_text(mols[9]))  # no CSV row
     csv = tmp_path / "props.csv"
     csv.write_text("\n".join(rows) + "\n")
-    entry = lift_molecules(MoleculesLiftConfig(
-        source=folder, targets_csv=csv, id_column="name", targets="dg", out=tmp_path / "x.h5", progress=False,
-    ))
+    entry = lift_molecules(
+        MoleculesLiftConfig(
+            source=folder,
+            targets_csv=csv,
+            id_column="name",
+            targets="dg",
+            out=tmp_path / "x.h5",
+            progress=False,
+        )
+    )
     cache = open_cache(entry)
     m = cache.manifest
     kept = [0, 1, 5, 6]
@@ -186,8 +194,11 @@ def test_xyz_folder_with_a_targets_csv(tmp_path: Path) -> None:
         assert [tuple(e) for e in cache[i]["edges"].tolist()] == pairs
     # every column but the id is a target by default; a missing column is one line
     with pytest.raises(SourceError, match="no target column 'logS'"):
-        lift_molecules(MoleculesLiftConfig(source=folder, targets_csv=csv, id_column="name", targets="logS",
-                                           out=tmp_path / "y.h5", progress=False))
+        lift_molecules(
+            MoleculesLiftConfig(
+                source=folder, targets_csv=csv, id_column="name", targets="logS", out=tmp_path / "y.h5", progress=False
+            )
+        )
 
 
 def test_element_vocabulary_option_skips_other_elements(tmp_path: Path) -> None:

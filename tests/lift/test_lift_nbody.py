@@ -16,9 +16,16 @@ import torch
 
 from empcn import cache as cf
 from empcn import geometry, open_cache
-from empcn.data.nbody import ChargedConfig, GravityConfig, NBodySplit, simulate_charged, simulate_gravity
+from empcn.data.nbody import (
+    ChargedConfig,
+    GravityConfig,
+    NBodySplit,
+    egnn_initial_states,
+    integrate_charged,
+    simulate_charged,
+    simulate_gravity,
+)
 from empcn.lift import pipeline
-from empcn.data.nbody import egnn_initial_states, integrate_charged
 from empcn.lift.nbody import NBodyLiftConfig, graph_cells, knn_adjacency, lift_nbody, source_fingerprint
 
 SHORT = ChargedConfig(num_steps=500, save_every=100)  # 5 frames, frame t = step 100 t
@@ -29,8 +36,16 @@ GRAVITY_SPLITS = (NBodySplit("train", 4, 7), NBodySplit("valid", 2, 8), NBodySpl
 
 def charged_config(out: Path, **changes) -> NBodyLiftConfig:
     base = NBodyLiftConfig(
-        system="charged", out=out, splits=SPLITS, simulator=SHORT, frame_in=2, frame_target=4, shard_size=10,
-        workers=1, progress=False, initial_states="seeded",
+        system="charged",
+        out=out,
+        splits=SPLITS,
+        simulator=SHORT,
+        frame_in=2,
+        frame_target=4,
+        shard_size=10,
+        workers=1,
+        progress=False,
+        initial_states="seeded",
     )
     return replace(base, **changes)
 
@@ -43,8 +58,16 @@ def charged(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def gravity(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = NBodyLiftConfig(
-        system="gravity", out=tmp_path_factory.mktemp("grav") / "g.h5", splits=GRAVITY_SPLITS, simulator=GRAVITY,
-        frame_in=0, frame_target=1, k=4, shard_size=3, workers=1, progress=False,
+        system="gravity",
+        out=tmp_path_factory.mktemp("grav") / "g.h5",
+        splits=GRAVITY_SPLITS,
+        simulator=GRAVITY,
+        frame_in=0,
+        frame_target=1,
+        k=4,
+        shard_size=3,
+        workers=1,
+        progress=False,
     )
     return lift_nbody(cfg)
 
@@ -98,8 +121,9 @@ def test_stored_invariants_equal_torch_recomputation(charged):
     pos = torch.from_numpy(s["pos"].astype(np.float64))
     edges = torch.from_numpy(s["edges"].astype(np.int64))
     np.testing.assert_allclose(geometry.edge_lengths(pos, edges).numpy(), s["edges/length"], rtol=1e-6)
-    ring = geometry.ring_geometry(pos, torch.from_numpy(s["ring_slots/node"].astype(np.int64)),
-                                  torch.arange(10).repeat_interleave(3), 10)
+    ring = geometry.ring_geometry(
+        pos, torch.from_numpy(s["ring_slots/node"].astype(np.int64)), torch.arange(10).repeat_interleave(3), 10
+    )
     np.testing.assert_allclose(ring.perimeter.numpy(), s["rings/perimeter"], rtol=1e-6)
     np.testing.assert_allclose(ring.radius.numpy(), s["rings/radius"], rtol=1e-6)
     # a triangle's barycentric-subdivision area is its plain area ½‖(b−a)×(c−a)‖
@@ -195,8 +219,9 @@ def test_gravity_cells_are_the_knn_graph_and_its_triangles(gravity):
         edges = {tuple(e) for e in s["edges"].tolist()}
         assert edges == brute_force_knn_edges(s["pos"].astype(np.float64), 4)
         assert len(edges) == len(s["edges"])
-        cliques = [t for t in itertools.combinations(range(16), 3)
-                   if {(t[0], t[1]), (t[1], t[2]), (t[0], t[2])} <= edges]
+        cliques = [
+            t for t in itertools.combinations(range(16), 3) if {(t[0], t[1]), (t[1], t[2]), (t[0], t[2])} <= edges
+        ]
         assert s["rings"] == cliques
         total_rings += len(cliques)
         if i < 4:  # train split: the seed-7 stream

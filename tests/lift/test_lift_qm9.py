@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from helpers import with_unparsable_smiles
+from typer.testing import CliRunner
 
 from empcn import cache as cf
 from empcn import geometry, open_cache
@@ -94,8 +93,9 @@ def test_worker_count_does_not_change_bytes(tmp_path):
 def test_interrupted_lift_leaves_no_cache_and_resume_recovers(tmp_path, monkeypatch):
     out = tmp_path / "q.h5"
     cfg = QM9LiftConfig(out=out, limit=200, shard_size=64, workers=1, progress=False)
-    clean = lift_qm9(QM9LiftConfig(out=tmp_path / "clean" / "q.h5", limit=200, shard_size=64, workers=1,
-                                   progress=False))
+    clean = lift_qm9(
+        QM9LiftConfig(out=tmp_path / "clean" / "q.h5", limit=200, shard_size=64, workers=1, progress=False)
+    )
     real_write = cf.write_shard
     calls = {"n": 0}
 
@@ -135,8 +135,23 @@ def test_resume_redoes_a_corrupted_shard(tmp_path):
 
 def test_cli_verify_detects_corruption(tmp_path):
     out = tmp_path / "q.h5"
-    res = runner.invoke(app, ["lift", "--dataset", "qm9", "--limit", "60", "--out", str(out), "--workers", "1",
-                              "--no-progress", "--shard-size", "30"])
+    res = runner.invoke(
+        app,
+        [
+            "lift",
+            "--dataset",
+            "qm9",
+            "--limit",
+            "60",
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--no-progress",
+            "--shard-size",
+            "30",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "wrote" in res.output
     ok = runner.invoke(app, ["cache", "verify", str(out)])
@@ -152,8 +167,9 @@ def test_cli_verify_detects_corruption(tmp_path):
 
 
 def test_cli_missing_source_is_one_line_error(tmp_path):
-    res = runner.invoke(app, ["lift", "--dataset", "qm9", "--source", str(tmp_path / "nope.tar.bz2"),
-                              "--out", str(tmp_path / "x.h5")])
+    res = runner.invoke(
+        app, ["lift", "--dataset", "qm9", "--source", str(tmp_path / "nope.tar.bz2"), "--out", str(tmp_path / "x.h5")]
+    )
     assert res.exit_code == 2
     lines = [l for l in res.output.strip().splitlines() if l]
     assert len(lines) == 1 and "nope.tar.bz2" in lines[0] and "Traceback" not in res.output
@@ -176,8 +192,7 @@ def test_raw_xyz_and_csv_sources_give_the_same_samples(tmp_path):
     raw_out = lift_qm9(QM9LiftConfig(source=FIXTURES, out=tmp_path / "raw.h5", workers=1, progress=False))
     raw_cache = open_cache(raw_out)
     ids = [s["id"] for s in raw_cache]
-    csv_cache = open_cache(lift_qm9(QM9LiftConfig(out=tmp_path / "csv.h5", limit=max(ids), workers=1,
-                                                  progress=False)))
+    csv_cache = open_cache(lift_qm9(QM9LiftConfig(out=tmp_path / "csv.h5", limit=max(ids), workers=1, progress=False)))
     by_id = {s["id"]: s for s in csv_cache}
     for s in raw_cache:
         t = by_id[s["id"]]

@@ -46,8 +46,11 @@ def one_line_error(res) -> str:
 
 
 def _lift(out: Path, **kw) -> Path:
-    return lift_qm9(QM9LiftConfig(out=out, limit=kw.pop("limit", 60), shard_size=kw.pop("shard_size", 30),
-                                  workers=1, progress=False, **kw))
+    return lift_qm9(
+        QM9LiftConfig(
+            out=out, limit=kw.pop("limit", 60), shard_size=kw.pop("shard_size", 30), workers=1, progress=False, **kw
+        )
+    )
 
 
 # 1. damage inside a shard's arrays never reads back as data ---------------------------------------
@@ -172,9 +175,15 @@ def test_a_format_1_cache_is_still_read_with_its_shards_checked(qm9_cache: Path,
 def test_a_concurrent_second_lift_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "q.h5"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom empcn.lift.output import "
-         "claim_output\nwith claim_output(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)", str(out)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom pathlib import Path\nfrom empcn.lift.output import "
+            "claim_output\nwith claim_output(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"

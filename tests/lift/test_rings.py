@@ -7,9 +7,8 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 import pytest
-from rdkit import Chem
-
 from helpers import qm9pack_csv
+from rdkit import Chem
 
 from empcn.lift.bonds import molecule_bonds
 from empcn.lift.rings import (

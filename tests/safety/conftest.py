@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from helpers import invoke
 from safety_helpers import TINY_RUN
 
@@ -36,11 +35,16 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
         point.mkdir()
         if shutil.which("mount") is None:
             pytest.skip("no `mount` command here: the full-disk tests mount a small tmpfs")
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k,mode=0755", "tmpfs", str(point)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={kib}k,mode=0755", "tmpfs", str(point)],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
-            pytest.skip(f"cannot mount a small tmpfs here ({' '.join(proc.stderr.split()) or 'mount failed'}): "
-                        "the full-disk tests need root or CAP_SYS_ADMIN")
+            pytest.skip(
+                f"cannot mount a small tmpfs here ({' '.join(proc.stderr.split()) or 'mount failed'}): "
+                "the full-disk tests need root or CAP_SYS_ADMIN"
+            )
         mounted.append(point)
         return point
 

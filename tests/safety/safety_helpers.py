@@ -7,8 +7,21 @@ import subprocess
 from pathlib import Path
 
 #: A run small enough to train in a second: EGNN, width 8, one layer, 2 epochs of 2 batches.
-TINY_RUN = ["--model", "egnn", "--hidden", "8", "--layers", "1", "--epochs", "2", "--batch-size", "50",
-            "--limit-batches", "2", "--no-progress"]
+TINY_RUN = [
+    "--model",
+    "egnn",
+    "--hidden",
+    "8",
+    "--layers",
+    "1",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "50",
+    "--limit-batches",
+    "2",
+    "--no-progress",
+]
 
 
 def copy_run(run: Path, dst: Path) -> Path:

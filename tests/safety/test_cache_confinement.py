@@ -14,7 +14,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from safety_helpers import copy_cache
 
 from empcn import cache as cf
@@ -112,8 +111,11 @@ def test_entry_file_with_a_foreign_external_link_is_refused(qm9_cache: Path, tmp
 
 @pytest.mark.parametrize(
     "file, why",
-    [("../outside/shard-00000.h5", "leaves the shards folder"), ("/tmp/shard-00000.h5", "is an absolute path"),
-     ("qm9.shards/sub/shard-00000.h5", "is not a file inside the shards folder")],
+    [
+        ("../outside/shard-00000.h5", "leaves the shards folder"),
+        ("/tmp/shard-00000.h5", "is an absolute path"),
+        ("qm9.shards/sub/shard-00000.h5", "is not a file inside the shards folder"),
+    ],
 )
 def test_manifest_shard_paths_stay_in_the_shards_folder(qm9_cache: Path, tmp_path: Path, file: str, why: str) -> None:
     entry = copy_cache(qm9_cache, tmp_path / "c")

@@ -57,16 +57,31 @@ def other_cpu() -> dict[str, str]:
 
 
 def test_every_data_set_lifts_to_the_same_bytes_on_another_cpu(tmp_path: Path) -> None:
-    lifts = dict(LIFTS, molecules=["--dataset", "molecules", "--source", str(rdkit_ligands("cdk2")), "--targets",
-                                   "energy=r_mmffld_Potential_Energy-OPLS_2005"])
+    lifts = dict(
+        LIFTS,
+        molecules=[
+            "--dataset",
+            "molecules",
+            "--source",
+            str(rdkit_ligands("cdk2")),
+            "--targets",
+            "energy=r_mmffld_Potential_Energy-OPLS_2005",
+        ],
+    )
     specs = [" ".join([name, *args]) for name, args in lifts.items()]
     runs = {}
     for label, extra in (("here", {}), ("other", other_cpu())):
         out = tmp_path / label
         out.mkdir()
         env = dict(os.environ, OMP_NUM_THREADS="1", **extra)
-        runs[label] = subprocess.Popen([sys.executable, "-c", DRIVER, str(out), *specs], env=env, text=True,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+        runs[label] = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, str(out), *specs],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+        )
     for label, proc in runs.items():
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, f"{label}: {err[-3000:]}"

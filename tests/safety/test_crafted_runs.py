@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from helpers import error_line, invoke
 from safety_helpers import copy_run
 
@@ -35,8 +34,9 @@ def test_a_checkpoint_whose_config_does_not_fit_its_weights_builds_nothing(tiny_
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
     )
     tests = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, timeout=300,
-                          cwd=tests)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(run)], capture_output=True, text=True, timeout=300, cwd=tests
+    )
     code_line, err, *_, peak = proc.stdout.strip().splitlines()
     assert code_line == "2" and err == (
         f"error: {run / BEST}: its weights do not fit its model config (embed.weight: saved [8, 15], its config "

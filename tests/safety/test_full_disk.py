@@ -31,8 +31,20 @@ def temporaries(folder: Path) -> list[str]:
 def test_a_lift_into_a_full_file_system_stops_in_one_line_and_resumes(small_disk, tmp_path: Path) -> None:
     disk = small_disk(100)  # the first shard of 20 molecules (~60 KB) fits, the second does not
     out = disk / "qm9.h5"
-    args = ["lift", "--dataset", "qm9", "--limit", "60", "--shard-size", "20", "--out", out, "--workers", "1",
-            "--no-progress"]
+    args = [
+        "lift",
+        "--dataset",
+        "qm9",
+        "--limit",
+        "60",
+        "--shard-size",
+        "20",
+        "--out",
+        out,
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     full = invoke(*args)
     assert full.exit_code == 2, full.output
     assert error_line(full) == f"error: {cf.shard_dir(out) / cf.shard_name(1)}: no space left on device"

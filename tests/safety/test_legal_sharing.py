@@ -24,7 +24,9 @@ def reads_whole(entry: Path, reference: Path) -> None:
     assert cf.missing_shards(entry) == []
 
 
-def test_entry_file_reached_through_a_link_finds_its_shards_beside_the_real_file(qm9_cache: Path, tmp_path: Path) -> None:
+def test_entry_file_reached_through_a_link_finds_its_shards_beside_the_real_file(
+    qm9_cache: Path, tmp_path: Path
+) -> None:
     shared = copy_cache(qm9_cache, tmp_path / "shared" / "caches")
     mine = tmp_path / "me" / "data"
     mine.mkdir(parents=True)

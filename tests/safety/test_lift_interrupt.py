@@ -15,9 +15,27 @@ from empcn import cache as cf
 def test_ctrl_c_during_a_lift_with_workers_prints_one_line_and_leaves_nothing(tmp_path: Path) -> None:
     out = tmp_path / "qm9.h5"
     lift = subprocess.Popen(
-        [sys.executable, "-m", "empcn", "lift", "--dataset", "qm9", "--limit", "20000", "--shard-size", "50",
-         "--out", str(out), "--workers", "2", "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "empcn",
+            "lift",
+            "--dataset",
+            "qm9",
+            "--limit",
+            "20000",
+            "--shard-size",
+            "50",
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 120
     while len(list(cf.shard_dir(out).glob("shard-*.h5"))) < 2:  # the workers are writing shards

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import error_line, invoke
 from safety_helpers import copy_run
 
@@ -42,8 +41,13 @@ def test_evaluate_never_writes_through_a_planted_temporary_name(tiny_run: Path, 
 
 def test_resume_never_writes_through_planted_names(tiny_run: Path, tmp_path: Path) -> None:
     run = copy_run(tiny_run, tmp_path / "run")
-    names = [".metrics.jsonl.tmp", ".config.json.tmp", ".learning_curve.tmp.png", ".result.json.tmp",
-             ".parity_test.tmp.png"]
+    names = [
+        ".metrics.jsonl.tmp",
+        ".config.json.tmp",
+        ".learning_curve.tmp.png",
+        ".result.json.tmp",
+        ".parity_test.tmp.png",
+    ]
     planted = victims(tmp_path, names, run)
     result = invoke("train", "--resume", run, "--epochs", "3", "--no-progress")
     assert result.exit_code == 0, result.output

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from helpers import invoke
 from safety_helpers import copy_run
 
@@ -57,8 +56,12 @@ def test_the_training_domain_is_the_statistics_of_the_train_molecules(qm9_cache:
 
 
 def test_predict_flags_molecules_outside_the_training_data(tiny_run: Path, tmp_path: Path) -> None:
-    files = [xyz(tmp_path / "water.xyz", WATER), xyz(tmp_path / "water_nm.xyz", WATER, 0.1),
-             xyz(tmp_path / "alkane.xyz", alkane(100)), xyz(tmp_path / "lone.xyz", [("C", 0.0, 0.0, 0.0)])]
+    files = [
+        xyz(tmp_path / "water.xyz", WATER),
+        xyz(tmp_path / "water_nm.xyz", WATER, 0.1),
+        xyz(tmp_path / "alkane.xyz", alkane(100)),
+        xyz(tmp_path / "lone.xyz", [("C", 0.0, 0.0, 0.0)]),
+    ]
     result = invoke("predict", tiny_run, *files, "--device", "cpu", "--json")
     assert result.exit_code == 2  # the lone atom
     from empcn.train.domain import TrainingDomain

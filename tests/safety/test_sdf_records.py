@@ -20,8 +20,22 @@ def records(count: int) -> list[bytes]:
 
 
 def lift(source: Path, out: Path):
-    return invoke("lift", "--dataset", "molecules", "--source", source, "--targets", OPLS_ENERGY, "--out", out,
-                  "--workers", "1", "--no-progress", "--fractions", "0.34,0.33,0.33")
+    return invoke(
+        "lift",
+        "--dataset",
+        "molecules",
+        "--source",
+        source,
+        "--targets",
+        OPLS_ENERGY,
+        "--out",
+        out,
+        "--workers",
+        "1",
+        "--no-progress",
+        "--fractions",
+        "0.34,0.33,0.33",
+    )
 
 
 def test_a_record_cut_inside_its_last_value_is_skipped(tmp_path: Path) -> None:
@@ -29,7 +43,7 @@ def test_a_record_cut_inside_its_last_value_is_skipped(tmp_path: Path) -> None:
     last = three[2].decode()
     value_at = last.index(f"<{ENERGY_TAG}>") + len(ENERGY_TAG) + 3  # the value's line
     source = tmp_path / "cut.sdf"
-    source.write_bytes(three[0] + three[1] + (last[:value_at] + last[value_at:value_at + 4]).encode())  # "-65."
+    source.write_bytes(three[0] + three[1] + (last[:value_at] + last[value_at : value_at + 4]).encode())  # "-65."
     result = lift(source, tmp_path / "c.h5")
     assert result.exit_code == 0, result.output
     cache = open_cache(tmp_path / "c.h5")

@@ -15,9 +15,8 @@ import math
 from dataclasses import dataclass, replace
 
 import torch
-from torch import Tensor
-
 from helpers import qm9pack_csv
+from torch import Tensor
 
 from empcn.train.batch import ComplexBatch
 
@@ -28,8 +27,16 @@ NUM_NODE_FEATURES = 3 * len(SPECIES)  # one-hot × (Z/9)^0,1,2, as EGNN's QM9 ch
 NUM_EDGE_FEATURES = 4  # bond-type one-hot (random in the synthetic complexes)
 QM9_CSV = qm9pack_csv()
 RANK_OF_NAME = {
-    "0_0": (0, 0), "0_1": (0, 1), "1_0": (1, 0), "1_1_lower": (1, 1), "1_1_upper": (1, 1),
-    "1_2": (1, 2), "2_1": (2, 1), "2_2_lower": (2, 2), "0_2": (0, 2), "2_0": (2, 0),
+    "0_0": (0, 0),
+    "0_1": (0, 1),
+    "1_0": (1, 0),
+    "1_1_lower": (1, 1),
+    "1_1_upper": (1, 1),
+    "1_2": (1, 2),
+    "2_1": (2, 1),
+    "2_2_lower": (2, 2),
+    "0_2": (0, 2),
+    "2_0": (2, 0),
 }
 
 
@@ -245,9 +252,6 @@ def transformed(mol: Molecule, matrix: Tensor, shift: Tensor) -> Molecule:
     return replace(mol, pos=mol.pos @ matrix.T + shift)
 
 
-
-
-
 # ---------------------------------------------------------------- batching and relabelling
 
 
@@ -260,11 +264,20 @@ def collate(batches: list[ComplexBatch]) -> ComplexBatch:
     nbr_dist: dict[str, list[Tensor]] = {name: [] for name in batches[0].nbr}
     for b in batches:
         shifted = {
-            "pos": b.pos, "node_feat": b.node_feat, "node_graph": b.node_graph + graphs,
-            "edge_index": b.edge_index + offsets[0], "edge_graph": b.edge_graph + graphs, "edge_len": b.edge_len,
-            "ring_node": b.ring_node + offsets[0], "ring_edge": b.ring_edge + offsets[1],
-            "ring_of": b.ring_of + offsets[2], "ring_graph": b.ring_graph + graphs, "ring_size": b.ring_size,
-            "ring_area": b.ring_area, "ring_perimeter": b.ring_perimeter, "ring_radius": b.ring_radius,
+            "pos": b.pos,
+            "node_feat": b.node_feat,
+            "node_graph": b.node_graph + graphs,
+            "edge_index": b.edge_index + offsets[0],
+            "edge_graph": b.edge_graph + graphs,
+            "edge_len": b.edge_len,
+            "ring_node": b.ring_node + offsets[0],
+            "ring_edge": b.ring_edge + offsets[1],
+            "ring_of": b.ring_of + offsets[2],
+            "ring_graph": b.ring_graph + graphs,
+            "ring_size": b.ring_size,
+            "ring_area": b.ring_area,
+            "ring_perimeter": b.ring_perimeter,
+            "ring_radius": b.ring_radius,
         }
         if b.edge_feat is not None:
             shifted["edge_feat"] = b.edge_feat
@@ -314,13 +327,23 @@ def relabel(batch: ComplexBatch, gen: torch.Generator) -> ComplexBatch:
         nbr_dist[name] = batch.nbr_dist[name][order]
     return replace(
         batch,
-        pos=batch.pos[pn], node_feat=batch.node_feat[pn], node_graph=batch.node_graph[pn],
-        edge_index=edge_index, edge_graph=batch.edge_graph[pe], edge_len=batch.edge_len[pe],
+        pos=batch.pos[pn],
+        node_feat=batch.node_feat[pn],
+        node_graph=batch.node_graph[pn],
+        edge_index=edge_index,
+        edge_graph=batch.edge_graph[pe],
+        edge_len=batch.edge_len[pe],
         edge_feat=None if batch.edge_feat is None else batch.edge_feat[pe],
-        ring_node=inv[0][batch.ring_node[slot_order]], ring_edge=inv[1][batch.ring_edge[slot_order]],
-        ring_of=new_ring_of[slot_order], ring_graph=batch.ring_graph[pr], ring_size=batch.ring_size[pr],
-        ring_area=batch.ring_area[pr], ring_perimeter=batch.ring_perimeter[pr], ring_radius=batch.ring_radius[pr],
-        nbr=nbr, nbr_dist=nbr_dist,
+        ring_node=inv[0][batch.ring_node[slot_order]],
+        ring_edge=inv[1][batch.ring_edge[slot_order]],
+        ring_of=new_ring_of[slot_order],
+        ring_graph=batch.ring_graph[pr],
+        ring_size=batch.ring_size[pr],
+        ring_area=batch.ring_area[pr],
+        ring_perimeter=batch.ring_perimeter[pr],
+        ring_radius=batch.ring_radius[pr],
+        nbr=nbr,
+        nbr_dist=nbr_dist,
     )
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import orthogonal_maps
 
 from empcn.cache import open_cache
@@ -46,10 +45,16 @@ def samples(group_cache: Path) -> list:
 def small(name: str, spec: CollateSpec, kinds: int) -> torch.nn.Module:
     torch.manual_seed(0)
     config = {
-        "empcn": EMPCNConfig(in_node_features=spec.node_features, in_edge_features=spec.edge_features,
-                             hidden=16, layers=2, ring_kinds=kinds),
-        "decoupled": DecoupledConfig(in_node_features=spec.node_features, hidden=16, ring_hidden=8, layers=2,
-                                     ring_kinds=kinds),
+        "empcn": EMPCNConfig(
+            in_node_features=spec.node_features,
+            in_edge_features=spec.edge_features,
+            hidden=16,
+            layers=2,
+            ring_kinds=kinds,
+        ),
+        "decoupled": DecoupledConfig(
+            in_node_features=spec.node_features, hidden=16, ring_hidden=8, layers=2, ring_kinds=kinds
+        ),
     }[name]
     model = build_model(name, config).double().eval()
     with torch.no_grad():  # a kind weight large enough that a wrong kind would show

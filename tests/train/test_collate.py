@@ -38,7 +38,9 @@ def small(name: str, spec: CollateSpec) -> torch.nn.Module:
     torch.manual_seed(0)
     config = {
         "egnn": EGNNConfig(in_node_features=spec.node_features, hidden=16, layers=2),
-        "empcn": EMPCNConfig(in_node_features=spec.node_features, in_edge_features=spec.edge_features, hidden=16, layers=2),
+        "empcn": EMPCNConfig(
+            in_node_features=spec.node_features, in_edge_features=spec.edge_features, hidden=16, layers=2
+        ),
         "decoupled": DecoupledConfig(in_node_features=spec.node_features, hidden=16, ring_hidden=8, layers=2),
     }[name]
     return build_model(name, config).double().eval()

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from helpers import error_line, invoke, qm9pack_csv
 
 from empcn.cache import open_cache
@@ -99,8 +98,28 @@ def test_command_line_mistakes_are_one_line_errors(run: Path, qm9_cache: Path, t
 
 
 def test_a_diverging_run_exits_1_with_one_line(qm9_cache: Path, tmp_path: Path) -> None:
-    r = invoke("train", "--cache", qm9_cache, "--target", "U0", "--model", "egnn", "--out", tmp_path / "r",
-               "--lr", "1e30", "--clip", "0", "--epochs", "3", "--hidden", "16", "--layers", "2", "--no-progress")
+    r = invoke(
+        "train",
+        "--cache",
+        qm9_cache,
+        "--target",
+        "U0",
+        "--model",
+        "egnn",
+        "--out",
+        tmp_path / "r",
+        "--lr",
+        "1e30",
+        "--clip",
+        "0",
+        "--epochs",
+        "3",
+        "--hidden",
+        "16",
+        "--layers",
+        "2",
+        "--no-progress",
+    )
     assert r.exit_code == 1, r.output
     line = error_line(r)
     assert "training diverged: non-finite" in line and "(try a lower --lr" in line
@@ -120,16 +139,35 @@ def raw_qm9_text(row: pd.Series) -> str:
     elements = ast.literal_eval(row["Elements"])
     xyz = ast.literal_eval(row["XYZ_Ang"])
     charges = ast.literal_eval(row["Mulliken_pop"])
-    props = [row[c] for c in ("RotA_GHz", "RotB_GHz", "RotC_GHz", "Dipole_debye", "Polarizability_bohr3", "HOMO_au",
-                              "LUMO_au", "HOMO_LUMO_gap_au", "R2_bohr2", "ZPVE_au", "InternalEnergy_0K_au",
-                              "InternalEnergy_298K_au", "Enthalphy_298K_au", "GibbsFreeEnergy_298K_au",
-                              "Heatcapacity_Cv_cal_mol_K")]
+    props = [
+        row[c]
+        for c in (
+            "RotA_GHz",
+            "RotB_GHz",
+            "RotC_GHz",
+            "Dipole_debye",
+            "Polarizability_bohr3",
+            "HOMO_au",
+            "LUMO_au",
+            "HOMO_LUMO_gap_au",
+            "R2_bohr2",
+            "ZPVE_au",
+            "InternalEnergy_0K_au",
+            "InternalEnergy_298K_au",
+            "Enthalphy_298K_au",
+            "GibbsFreeEnergy_298K_au",
+            "Heatcapacity_Cv_cal_mol_K",
+        )
+    ]
     lines = [str(len(elements)), "gdb " + str(int(row["Index"])) + "\t" + "\t".join(f"{p:.6f}" for p in props)]
     for k, (el, (x, y, z), q) in enumerate(zip(elements, xyz, charges)):
         xs = f"{x * 1e6:.10f}*^-6" if k == 0 else f"{x:.10f}"
         lines.append(f"{el}\t{xs}\t{y:.10f}\t{z:.10f}\t{q:.6f}")
-    lines += ["\t".join(str(f) for f in ast.literal_eval(row["Harmonic_Freq_cmi"])),
-              f"{row['SMILES']}\t{row['SMILES']}", f"{row['InChi']}\t{row['InChi']}"]
+    lines += [
+        "\t".join(str(f) for f in ast.literal_eval(row["Harmonic_Freq_cmi"])),
+        f"{row['SMILES']}\t{row['SMILES']}",
+        f"{row['InChi']}\t{row['InChi']}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -181,8 +219,16 @@ def test_predict_lifts_files_as_the_cache_did(run: Path, ring_molecule, tmp_path
         # the same complex as the cache's (positions rounded to float32 by the lift, as stored)
         assert float(value) == pytest.approx(expected, rel=1e-5)
     listed = json.loads(invoke("predict", run, raw, "--json", "--device", "cpu").stdout)
-    assert listed == [{"file": str(raw), "target": "U0", "unit": "meV", "value": pytest.approx(expected, rel=1e-6),
-                       "outside": [], "checked": True}]
+    assert listed == [
+        {
+            "file": str(raw),
+            "target": "U0",
+            "unit": "meV",
+            "value": pytest.approx(expected, rel=1e-6),
+            "outside": [],
+            "checked": True,
+        }
+    ]
 
 
 def test_predict_names_a_bad_file(run: Path, tmp_path: Path) -> None:
@@ -196,7 +242,9 @@ def test_predict_names_a_bad_file(run: Path, tmp_path: Path) -> None:
     assert r.stdout.split()[0] == str(good) and np.isfinite(float(r.stdout.split()[1]))
     listed = json.loads(invoke("predict", run, garbage, good, tmp_path / "absent.xyz", "--json").stdout)
     assert [sorted(entry) for entry in listed] == [
-        ["error", "file"], ["checked", "file", "outside", "target", "unit", "value"], ["error", "file"]
+        ["error", "file"],
+        ["checked", "file", "outside", "target", "unit", "value"],
+        ["error", "file"],
     ]
     assert "atom count" in listed[0]["error"] and "absent.xyz" in listed[2]["error"]
     short = tmp_path / "short.xyz"

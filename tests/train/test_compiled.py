@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import assert_close
 from synthetic import batch_from_dict
 
@@ -27,7 +26,9 @@ from empcn.train.models.registry import builtin_variants, model_from_saved, save
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "saved_models.pt"
 #: SEGNN's QM9 model has nothing compiled (its messages are e3nn tensor products, not gated MLP messages);
 #: its position model compiles its layer stack like the other position models.
-COMPILED_MODELS = sorted(saved_name(name, task) for name, task in builtin_variants() if saved_name(name, task) != "segnn")
+COMPILED_MODELS = sorted(
+    saved_name(name, task) for name, task in builtin_variants() if saved_name(name, task) != "segnn"
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +69,17 @@ def test_compiled_messages_compute_the_eager_function(saved, name: str) -> None:
 
 def test_train_compile_takes_the_eager_runs_steps(qm9_cache: Path, tmp_path: Path) -> None:
     base = TrainConfig(
-        cache=str(qm9_cache), target="U0", model="egnn", out=str(tmp_path / "eager"), epochs=1, batch_size=32,
-        hidden=16, layers=2, limit_batches=3, progress=False, dtype="float64",
+        cache=str(qm9_cache),
+        target="U0",
+        model="egnn",
+        out=str(tmp_path / "eager"),
+        epochs=1,
+        batch_size=32,
+        hidden=16,
+        layers=2,
+        limit_batches=3,
+        progress=False,
+        dtype="float64",
     )
     Trainer(base).run()
     Trainer(replace(base, out=str(tmp_path / "compiled"), compile=True)).run()
@@ -81,8 +91,17 @@ def test_train_compile_takes_the_eager_runs_steps(qm9_cache: Path, tmp_path: Pat
 
 def test_compile_on_several_cpu_threads_says_what_it_costs(qm9_cache: Path, tmp_path: Path, capsys) -> None:
     """With several torch threads Inductor's CPU scatters use atomic adds (docs/models.md): the run says so."""
-    base = TrainConfig(cache=str(qm9_cache), target="U0", model="egnn", out=str(tmp_path / "one"), epochs=1,
-                       hidden=16, layers=2, progress=False, compile=True)
+    base = TrainConfig(
+        cache=str(qm9_cache),
+        target="U0",
+        model="egnn",
+        out=str(tmp_path / "one"),
+        epochs=1,
+        hidden=16,
+        layers=2,
+        progress=False,
+        compile=True,
+    )
     Trainer(base)  # the test session runs one torch thread
     assert "atomic adds" not in capsys.readouterr().out
     before = torch.get_num_threads()

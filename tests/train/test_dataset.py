@@ -135,7 +135,9 @@ def test_cache_handles_are_opened_lazily(layout: CacheLayout, spec: CollateSpec)
     assert pickle.loads(pickle.dumps(s))._cache is None  # never shipped to another process
 
 
-def test_one_shard_cache_still_splits_across_ranks(tmp_path: Path, qm9_cache: Path, layout: CacheLayout, spec: CollateSpec) -> None:
+def test_one_shard_cache_still_splits_across_ranks(
+    tmp_path: Path, qm9_cache: Path, layout: CacheLayout, spec: CollateSpec
+) -> None:
     """A cache of one shard (its first), built from the real one: ranks still get disjoint halves."""
     entry = tmp_path / "one.h5"
     src = layout.manifest["shards"][0]
@@ -203,7 +205,9 @@ def test_vectorised_batches_equal_per_sample_collation(qm9_cache: Path, layout: 
     """The data path gathers a batch shard by shard in a few numpy calls per array; the oracle is
     :func:`collate` of the samples the public reader returns one by one, in the batch's order."""
     cache = open_cache(qm9_cache)
-    full = CollateSpec.from_manifest(layout.manifest, ("sample/y", "sample/id"))  # every neighbourhood, rings, bond orders
+    full = CollateSpec.from_manifest(
+        layout.manifest, ("sample/y", "sample/id")
+    )  # every neighbourhood, rings, bond orders
     s = stream(layout, full, seed=5, batch_size=batch_size, buffer_shards=3)
     s.set_epoch(2)
     spans = []
@@ -220,11 +224,18 @@ def test_vectorised_batches_of_position_caches(tmp_path: Path) -> None:
     from empcn.data.nbody import ChargedConfig
     from empcn.lift.nbody import NBodyLiftConfig, NBodySplit, lift_nbody
 
-    path = lift_nbody(NBodyLiftConfig(
-        out=tmp_path / "nbody.h5", splits=(NBodySplit("train", 60, 1), NBodySplit("valid", 4, 2), NBodySplit("test", 4, 3)),
-        simulator=ChargedConfig(num_steps=200, save_every=100), frame_in=0, frame_target=1, shard_size=16, workers=1,
-        progress=False,
-    ))
+    path = lift_nbody(
+        NBodyLiftConfig(
+            out=tmp_path / "nbody.h5",
+            splits=(NBodySplit("train", 60, 1), NBodySplit("valid", 4, 2), NBodySplit("test", 4, 3)),
+            simulator=ChargedConfig(num_steps=200, save_every=100),
+            frame_in=0,
+            frame_target=1,
+            shard_size=16,
+            workers=1,
+            progress=False,
+        )
+    )
     layout, cache = CacheLayout.read(path), open_cache(path)
     spec = CollateSpec.from_manifest(layout.manifest, ("nodes/vel", "nodes/charge", "nodes/target_pos", "sample/sim"))
     s = ShardStream(layout, layout.split("train"), spec, 25, shuffle=True, seed=1)

@@ -13,16 +13,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-
 from helpers import assert_close, orthogonal_maps
 
+from empcn import geometry
 from empcn.cache import sample_from_shard
 from empcn.data.nbody import ChargedConfig, GravityConfig, NBodySplit, generate_split
 from empcn.lift.complex import NEIGHBOURHOODS
 from empcn.lift.nbody import NBodyLiftConfig, NBodySamples, build_shard
 from empcn.train.batch import ComplexBatch
 from empcn.train.collate import CollateSpec, collate
-from empcn import geometry
 from empcn.train.models.decoupled_dynamics import DecoupledDynamicsConfig
 from empcn.train.models.egnn_dynamics import EGNNDynamicsConfig
 from empcn.train.models.empcn_dynamics import EMPCNDynamicsConfig, layer_plan
@@ -32,8 +31,9 @@ from empcn.train.models.segnn import SEGNNDynamicsConfig
 
 RTOL = 1e-9
 POSITION_FIELDS = ("nodes/vel", "nodes/charge", "nodes/mass", "nodes/target_pos")
-SPEC = CollateSpec(neighbourhoods={s.name: (s.sender_rank, s.receiver_rank) for s in NEIGHBOURHOODS},
-                   fields=POSITION_FIELDS)
+SPEC = CollateSpec(
+    neighbourhoods={s.name: (s.sender_rank, s.receiver_rank) for s in NEIGHBOURHOODS}, fields=POSITION_FIELDS
+)
 CHARGED = ChargedConfig(num_steps=300, save_every=100)
 GRAVITY = GravityConfig(num_particles=12, num_steps=20, save_every=10)
 SMALL = {
@@ -63,15 +63,22 @@ def lifted(pos, vel, scalar, target, system: str = "charged", k: int = 4) -> lis
     """Samples as ``empcn.open_cache`` would return them, without writing files."""
     n = len(pos)
     samples = NBodySamples(
-        pos=np.asarray(pos, np.float32), vel=np.asarray(vel, np.float32), scalar=np.asarray(scalar, np.float32),
-        target_pos=np.asarray(target, np.float32), split=np.zeros(n, np.uint8), sim=np.arange(n), horizon=1.0,
+        pos=np.asarray(pos, np.float32),
+        vel=np.asarray(vel, np.float32),
+        scalar=np.asarray(scalar, np.float32),
+        target_pos=np.asarray(target, np.float32),
+        split=np.zeros(n, np.uint8),
+        sim=np.arange(n),
+        horizon=1.0,
     )
     if system == "charged":
-        cfg = NBodyLiftConfig(system="charged", splits=(NBodySplit("train", n, 0),), simulator=CHARGED, frame_in=1,
-                              frame_target=2)
+        cfg = NBodyLiftConfig(
+            system="charged", splits=(NBodySplit("train", n, 0),), simulator=CHARGED, frame_in=1, frame_target=2
+        )
     else:
-        cfg = NBodyLiftConfig(system="gravity", splits=(NBodySplit("train", n, 0),), simulator=GRAVITY, frame_in=0,
-                              frame_target=1, k=k)
+        cfg = NBodyLiftConfig(
+            system="gravity", splits=(NBodySplit("train", n, 0),), simulator=GRAVITY, frame_in=0, frame_target=1, k=k
+        )
     content = build_shard(samples, cfg, 0, n)
     return [sample_from_shard(content, r) for r in range(n)]
 
@@ -97,12 +104,6 @@ def batch(charged) -> ComplexBatch:
     return to_batch(lifted(**charged))
 
 
-
-
-
-
-
-
 def with_fields(batch: ComplexBatch, **changes) -> ComplexBatch:
     """``batch`` with the fields ``nodes/<name>`` of ``changes`` replaced (``None``: removed)."""
     fields = {**batch.fields, **{f"nodes/{k}": v for k, v in changes.items()}}
@@ -112,8 +113,11 @@ def with_fields(batch: ComplexBatch, **changes) -> ComplexBatch:
 def moved(batch: ComplexBatch, matrix: torch.Tensor, shift: torch.Tensor) -> ComplexBatch:
     """Positions and targets map by x → Rx + t, velocities by v → Rv (they do not translate)."""
     moved_pos = replace(batch, pos=batch.pos @ matrix.T + shift)
-    return with_fields(moved_pos, vel=batch.field("nodes/vel") @ matrix.T,
-                       target_pos=batch.field("nodes/target_pos") @ matrix.T + shift)
+    return with_fields(
+        moved_pos,
+        vel=batch.field("nodes/vel") @ matrix.T,
+        target_pos=batch.field("nodes/target_pos") @ matrix.T + shift,
+    )
 
 
 # ---------------------------------------------------------------- symmetries
@@ -167,9 +171,13 @@ def garbage_invariants(batch: ComplexBatch) -> ComplexBatch:
     gen = torch.Generator().manual_seed(0)
     noise = lambda t: torch.rand(t.shape, generator=gen, dtype=t.dtype) * 50  # noqa: E731
     return replace(
-        batch, edge_len=noise(batch.edge_len), ring_area=noise(batch.ring_area),
-        ring_perimeter=noise(batch.ring_perimeter), ring_radius=noise(batch.ring_radius),
-        ring_size=noise(batch.ring_size), nbr_dist={k: noise(v) for k, v in batch.nbr_dist.items()},
+        batch,
+        edge_len=noise(batch.edge_len),
+        ring_area=noise(batch.ring_area),
+        ring_perimeter=noise(batch.ring_perimeter),
+        ring_radius=noise(batch.ring_radius),
+        ring_size=noise(batch.ring_size),
+        nbr_dist={k: noise(v) for k, v in batch.nbr_dist.items()},
     )
 
 
@@ -297,7 +305,9 @@ def test_decoupled_node_part_is_the_egnn_model():
 
 def test_registry_defaults_are_the_papers_settings_and_empcns_velocity_extensions():
     assert {n: (config_class(n)().hidden, config_class(n)().layers) for n in NAMES} == {
-        "decoupled_dynamics": (64, 4), "egnn_dynamics": (64, 4), "empcn_dynamics": (66, 4),
+        "decoupled_dynamics": (64, 4),
+        "egnn_dynamics": (64, 4),
+        "empcn_dynamics": (66, 4),
         "segnn_dynamics": (64, 4),
     }
     assert config_class("empcn_dynamics")().dropout == 0.2
@@ -322,13 +332,17 @@ def test_clear_errors(batch):
     assert all(dataclasses.is_dataclass(config_class(n)) for n in NAMES)
 
 
-@pytest.mark.parametrize(("name", "options"), [
-    ("empcn_dynamics", {"velocity_invariants": False, "velocity_messages": False}),
-    ("empcn_dynamics", {"velocity_messages": False}),
-    ("empcn_dynamics", {"velocity_invariants": False}),
-    ("egnn_dynamics", {"velocity_messages": True}),
-    ("decoupled_dynamics", {"velocity_messages": True}),
-], ids=["empcn-paper", "empcn-invariants-only", "empcn-messages-only", "egnn-messages", "decoupled-messages"])
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("empcn_dynamics", {"velocity_invariants": False, "velocity_messages": False}),
+        ("empcn_dynamics", {"velocity_messages": False}),
+        ("empcn_dynamics", {"velocity_invariants": False}),
+        ("egnn_dynamics", {"velocity_messages": True}),
+        ("decoupled_dynamics", {"velocity_messages": True}),
+    ],
+    ids=["empcn-paper", "empcn-invariants-only", "empcn-messages-only", "egnn-messages", "decoupled-messages"],
+)
 def test_velocity_options_keep_every_symmetry(batch, charged, name, options):
     """Every combination of the velocity extensions (EMPCN's default has both; the paper's model neither):
     E(3)-equivariant (positions and velocities rotate, only positions translate), permutation-equivariant,
@@ -339,8 +353,10 @@ def test_velocity_options_keep_every_symmetry(batch, charged, name, options):
         assert_close(model(moved(batch, matrix, shift)), base @ matrix.T + shift), label
     one = {k: v[:1] for k, v in charged.items()}
     perm = np.random.default_rng(2).permutation(5)
-    assert_close(model(to_batch(lifted(**{k: v[:, perm] for k, v in one.items()})))[:5],
-                 model(to_batch(lifted(**one)))[torch.from_numpy(perm)])
+    assert_close(
+        model(to_batch(lifted(**{k: v[:, perm] for k, v in one.items()})))[:5],
+        model(to_batch(lifted(**one)))[torch.from_numpy(perm)],
+    )
     model.train()
     model(batch).square().sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

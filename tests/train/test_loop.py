@@ -24,7 +24,14 @@ from empcn.train.metrics import read_records
 
 def small(cache: Path, out: Path, **changes) -> TrainConfig:
     base = TrainConfig(
-        cache=str(cache), target="U0", model="empcn", out=str(out), epochs=2, batch_size=32, hidden=16, layers=2,
+        cache=str(cache),
+        target="U0",
+        model="empcn",
+        out=str(out),
+        epochs=2,
+        batch_size=32,
+        hidden=16,
+        layers=2,
         progress=False,
     )
     return replace(base, **changes)
@@ -70,7 +77,8 @@ def test_a_run_leaves_a_complete_folder(finished, qm9_cache: Path) -> None:
     assert again.value == pytest.approx(result.test_error, rel=1e-12)
     meta = RunMeta.from_dict(best["meta"])
     assert (meta.task_record["mean"], meta.task_record["mad"]) == (
-        manifest["targets"]["train_mean"]["U0"], manifest["targets"]["train_mad"]["U0"]
+        manifest["targets"]["train_mean"]["U0"],
+        manifest["targets"]["train_mad"]["U0"],
     )
     assert meta.neighbourhoods.keys() == set(meta.model_config["neighbourhoods"])
 
@@ -123,7 +131,9 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     steps = len(open_cache(qm9_cache).splits["train"]) // 32 + 1
     n = steps + 2 if poison_at == "epoch2" else 1
     real = registry.build_model
-    monkeypatch.setattr(registry, "build_model", lambda name, cfg=None, task=None: _PoisonAfter(real(name, cfg, task), n))
+    monkeypatch.setattr(
+        registry, "build_model", lambda name, cfg=None, task=None: _PoisonAfter(real(name, cfg, task), n)
+    )
     with pytest.raises(TrainingDiverged) as info:
         train(config)
     message = str(info.value)
@@ -199,7 +209,10 @@ def test_train_size_trains_on_a_seeded_subset_normalised_over_it(qm9_cache: Path
     assert trainer.task.mad == pytest.approx(np.abs(y - y.mean()).mean(), rel=1e-12)
     assert len(trainer.train_stream) == 2  # ceil(40 / 32)
     trainer.run()
-    assert RunMeta.from_dict(load_checkpoint(tmp_path / "run" / "best.pt")["meta"]).task_record["mean"] == trainer.task.mean
+    assert (
+        RunMeta.from_dict(load_checkpoint(tmp_path / "run" / "best.pt")["meta"]).task_record["mean"]
+        == trainer.task.mean
+    )
 
 
 def test_run_folder_clashes_and_bad_options_are_one_line_errors(finished, qm9_cache: Path, tmp_path: Path) -> None:
@@ -249,7 +262,9 @@ def test_papers_protocol_is_the_plain_command(target: str, lr: float) -> None:
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-6), (torch.float64, 1e-13)])
-def test_fused_adam_takes_the_steps_of_plain_adam(qm9_cache: Path, tmp_path: Path, dtype: torch.dtype, tol: float) -> None:
+def test_fused_adam_takes_the_steps_of_plain_adam(
+    qm9_cache: Path, tmp_path: Path, dtype: torch.dtype, tol: float
+) -> None:
     """The loop's one-kernel Adam (``make_optimizer``) moves a real model's parameters as plain Adam's
     per-parameter loop does, and a plain Adam's saved state (a run of an older release) continues in it."""
     trainer = loop.Trainer(small(qm9_cache, tmp_path / "run", dtype=str(dtype).split(".")[1]))

@@ -5,18 +5,29 @@ from __future__ import annotations
 import pytest
 
 from empcn.train.model_options import ModelOptionError, apply_model_options, parse_model_options, settable_fields
-from empcn.train.models.empcn_dynamics import EMPCNDynamicsConfig
 from empcn.train.models.egnn import EGNNConfig
+from empcn.train.models.empcn_dynamics import EMPCNDynamicsConfig
 
 
 def test_values_take_the_type_of_the_field():
     base = EMPCNDynamicsConfig()
     changes = parse_model_options(
-        base, ["fourier_scale=0.5", "inv_size=8", "velocity_invariants=true", "inv-embedding=rbf",
-               "edge_adjacency=1_1_lower,1_1_upper"],
+        base,
+        [
+            "fourier_scale=0.5",
+            "inv_size=8",
+            "velocity_invariants=true",
+            "inv-embedding=rbf",
+            "edge_adjacency=1_1_lower,1_1_upper",
+        ],
     )
-    assert changes == {"fourier_scale": 0.5, "inv_size": 8, "velocity_invariants": True, "inv_embedding": "rbf",
-                       "edge_adjacency": ("1_1_lower", "1_1_upper")}
+    assert changes == {
+        "fourier_scale": 0.5,
+        "inv_size": 8,
+        "velocity_invariants": True,
+        "inv_embedding": "rbf",
+        "edge_adjacency": ("1_1_lower", "1_1_upper"),
+    }
     cfg = apply_model_options(base, ["residual=no", "coord_weight=2"])
     assert cfg.residual is False and cfg.coord_weight == 2.0 and cfg.hidden == base.hidden
     assert apply_model_options(base, []) is base

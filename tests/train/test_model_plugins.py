@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from helpers import error_line, invoke
+from torch import nn
 
 from empcn.cache import open_cache, write_entry
 from empcn.errors import RegistryError
@@ -52,9 +51,21 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = shutil.copytree(PLUGIN, root / "src")
     target = root / "site"
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(target), str(source)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (target / "empcn_sumnet" / "model.py").is_file()
@@ -67,8 +78,9 @@ def empcn(*args: object, plugins: Path | None = None, cwd: Path | None = None) -
     env["OMP_NUM_THREADS"] = "1"
     if plugins is not None:
         env["PYTHONPATH"] = str(plugins)
-    return subprocess.run([sys.executable, "-m", "empcn", *map(str, args)], capture_output=True, text=True, env=env,
-                          cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "empcn", *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd
+    )
 
 
 def one_error(done: subprocess.CompletedProcess) -> str:
@@ -98,8 +110,9 @@ def test_a_plug_in_model_and_task_train_evaluate_and_predict_like_built_ins(
 
     # the plug-in's model on a built-in task
     run = tmp_path / "homo-sumnet"
-    done = empcn("train", "--cache", qm9_cache, "--target", "homo", "--model", "sumnet", "--out", run, *QUICK,
-                 plugins=site)
+    done = empcn(
+        "train", "--cache", qm9_cache, "--target", "homo", "--model", "sumnet", "--out", run, *QUICK, plugins=site
+    )
     assert done.returncode == 0, done.stderr
     assert "training sumnet (" in done.stdout and "test MAE" in done.stdout
     meta = torch.load(run / "best.pt", weights_only=True)["meta"]
@@ -117,8 +130,21 @@ def test_a_plug_in_model_and_task_train_evaluate_and_predict_like_built_ins(
 
     # the plug-in's task, trained by a built-in model (its models are the scalar task's)
     l2 = tmp_path / "homo-egnn-l2"
-    done = empcn("train", "--cache", l2_cache, "--target", "homo", "--model", "egnn", "--layers", "1", "--out", l2,
-                 *QUICK, plugins=site)
+    done = empcn(
+        "train",
+        "--cache",
+        l2_cache,
+        "--target",
+        "homo",
+        "--model",
+        "egnn",
+        "--layers",
+        "1",
+        "--out",
+        l2,
+        *QUICK,
+        plugins=site,
+    )
     assert done.returncode == 0, done.stderr
     meta = torch.load(l2 / "best.pt", weights_only=True)["meta"]
     assert (meta["model"], meta["task"]) == ("egnn", "scalar_l2")
@@ -172,8 +198,15 @@ def mean_model():
 
 
 def test_a_model_registered_at_run_time_trains_and_evaluates(mean_model: str, qm9_cache: Path, tmp_path: Path) -> None:
-    config = TrainConfig(cache=str(qm9_cache), target="homo", model=mean_model, out=str(tmp_path / "run"), epochs=1,
-                         batch_size=64, progress=False)
+    config = TrainConfig(
+        cache=str(qm9_cache),
+        target="homo",
+        model=mean_model,
+        out=str(tmp_path / "run"),
+        epochs=1,
+        batch_size=64,
+        progress=False,
+    )
     result = train(config)
     assert TrainConfig.load(tmp_path / "run").hidden is None  # the model has no width to default
     again = evaluate_run(tmp_path / "run", "test", device="cpu")
@@ -194,7 +227,7 @@ def test_a_model_must_serve_the_cache_s_task(mean_model: str, nbody_cache_path: 
 
 def test_help_and_the_models_command_list_every_registered_model(mean_model: str) -> None:
     help_text = " ".join(invoke("train", "--help").stdout.split())
-    model_help = help_text[help_text.index("Model to train:"):]
+    model_help = help_text[help_text.index("Model to train:") :]
     for name in ("egnn", "empcn", "decoupled", "segnn"):
         assert re.search(rf"\b{name}\b", model_help[:200]), model_help[:200]
     assert "_dynamics" not in help_text
@@ -224,11 +257,17 @@ def nbody_cache_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from empcn.data.nbody import ChargedConfig
     from empcn.lift.nbody import NBodyLiftConfig, NBodySplit, lift_nbody
 
-    return lift_nbody(NBodyLiftConfig(
-        out=tmp_path_factory.mktemp("nbody") / "nbody.h5",
-        splits=(NBodySplit("train", 8, 1), NBodySplit("valid", 4, 2), NBodySplit("test", 4, 3)),
-        simulator=ChargedConfig(num_steps=200, save_every=100), frame_in=0, frame_target=1, workers=1, progress=False,
-    ))
+    return lift_nbody(
+        NBodyLiftConfig(
+            out=tmp_path_factory.mktemp("nbody") / "nbody.h5",
+            splits=(NBodySplit("train", 8, 1), NBodySplit("valid", 4, 2), NBodySplit("test", 4, 3)),
+            simulator=ChargedConfig(num_steps=200, save_every=100),
+            frame_in=0,
+            frame_target=1,
+            workers=1,
+            progress=False,
+        )
+    )
 
 
 def test_the_plug_in_task_is_the_scalar_task_with_an_l2_loss(qm9_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:

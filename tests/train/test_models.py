@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import pytest
-import torch
 
+import pytest
 import synthetic as S
+import torch
 from helpers import assert_close, orthogonal_maps
 
 from empcn.errors import RegistryError
@@ -45,9 +45,6 @@ def small_model(name: str, **changes) -> torch.nn.Module:
 def molecules() -> list[S.Molecule]:
     """Synthetic complexes plus real QM9 molecules (ethanol, cyclopropane, bicyclo[2.1.0]pentane)."""
     return S.synthetic_molecules(seed=0) + [S.qm9_molecule(i) for i in (14, 16, 162)]
-
-
-
 
 
 # ---------------------------------------------------------------- test helper sanity (real chemistry)
@@ -92,9 +89,6 @@ def test_fully_connected_pairs_edge_cases():
 
 
 # ---------------------------------------------------------------- invariance
-
-
-
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from helpers import error_line
+from typer.testing import CliRunner
 
 from empcn.cache import open_cache
 from empcn.cli import app
@@ -28,10 +27,10 @@ from empcn.train.collate import collate
 from empcn.train.config import TrainConfig
 from empcn.train.dataset import subset_of_split
 from empcn.train.evaluate import evaluate_run, load_trained
-from empcn.train.tasks.positions import PositionTask
-from empcn.train.tasks.scalar import scalar_defaults
 from empcn.train.loop import TrainError, train
 from empcn.train.metrics import read_records, read_result
+from empcn.train.tasks.positions import PositionTask
+from empcn.train.tasks.scalar import scalar_defaults
 
 SIM = ChargedConfig(num_steps=500, save_every=100)
 SPLITS = (NBodySplit("train", 100, 11), NBodySplit("valid", 40, 12), NBodySplit("test", 40, 13))
@@ -42,14 +41,22 @@ runner = CliRunner()
 def nbody_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("nbody") / "nbody.h5"
     return lift_nbody(
-        NBodyLiftConfig(out=out, splits=SPLITS, simulator=SIM, frame_in=2, frame_target=4, shard_size=64,
-                        workers=1, progress=False)
+        NBodyLiftConfig(
+            out=out, splits=SPLITS, simulator=SIM, frame_in=2, frame_target=4, shard_size=64, workers=1, progress=False
+        )
     )
 
 
 def tiny(cache: Path, out: Path, **changes) -> TrainConfig:
     base = TrainConfig(
-        cache=str(cache), model="egnn", out=str(out), epochs=2, batch_size=20, hidden=16, layers=2, lr=1e-3,
+        cache=str(cache),
+        model="egnn",
+        out=str(out),
+        epochs=2,
+        batch_size=20,
+        hidden=16,
+        layers=2,
+        lr=1e-3,
         progress=False,
     )
     return replace(base, **changes)
@@ -95,7 +102,12 @@ def test_positions_defaults_follow_the_papers(nbody_cache: Path, tmp_path: Path,
         assert cfg.target is None and isinstance(trainer.task, PositionTask)
         assert cfg.out == str(Path("runs") / f"nbody-{registry}")
         assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.schedule, cfg.amp) == (
-            10_000, 100, 5e-4, 1e-12, "constant", False
+            10_000,
+            100,
+            5e-4,
+            1e-12,
+            "constant",
+            False,
         )
         assert trainer.optimizer.param_groups[0]["lr"] == 5e-4
         if typed == "empcn":
@@ -204,11 +216,24 @@ def test_a_short_run_beats_positions_that_do_not_move(nbody_cache: Path, tmp_pat
 
 def test_wrong_task_options_are_one_line_errors(finished, nbody_cache: Path, qm9_cache: Path, tmp_path: Path) -> None:
     config, _ = finished
-    r = runner.invoke(app, ["train", "--cache", str(qm9_cache), "--target", "U0", "--model", "empcn_dynamics",
-                            "--out", str(tmp_path / "a")])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "--cache",
+            str(qm9_cache),
+            "--target",
+            "U0",
+            "--model",
+            "empcn_dynamics",
+            "--out",
+            str(tmp_path / "a"),
+        ],
+    )
     assert r.exit_code == 2 and "predicts positions" in error_line(r)
-    r = runner.invoke(app, ["train", "--cache", str(qm9_cache), "--target", "U0", "--model", "gcn",
-                            "--out", str(tmp_path / "a")])
+    r = runner.invoke(
+        app, ["train", "--cache", str(qm9_cache), "--target", "U0", "--model", "gcn", "--out", str(tmp_path / "a")]
+    )
     assert r.exit_code == 2 and "unknown model 'gcn'; known: egnn, empcn, decoupled, segnn" in error_line(r)
     r = runner.invoke(app, ["train", "--cache", str(nbody_cache), "--target", "U0", "--out", str(tmp_path / "b")])
     assert r.exit_code == 2 and "--target U0 does not apply" in error_line(r) and str(nbody_cache) in error_line(r)
@@ -225,9 +250,28 @@ def test_wrong_task_options_are_one_line_errors(finished, nbody_cache: Path, qm9
 
 def test_model_options_reach_the_model_and_the_checkpoint(nbody_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "vel"
-    args = ["train", "--cache", str(nbody_cache), "--model", "empcn", "--out", str(out), "--epochs", "1",
-            "--hidden", "8", "--layers", "2", "--batch-size", "20", "--no-progress",
-            "--model-option", "velocity_messages=false", "--model-option", "inv_size=4"]
+    args = [
+        "train",
+        "--cache",
+        str(nbody_cache),
+        "--model",
+        "empcn",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--layers",
+        "2",
+        "--batch-size",
+        "20",
+        "--no-progress",
+        "--model-option",
+        "velocity_messages=false",
+        "--model-option",
+        "inv_size=4",
+    ]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.stderr
     assert json.loads((out / "config.json").read_text())["model_options"] == ["velocity_messages=false", "inv_size=4"]
@@ -238,8 +282,20 @@ def test_model_options_reach_the_model_and_the_checkpoint(nbody_cache: Path, tmp
     assert runner.invoke(app, ["evaluate", str(out), "--split", "test"]).exit_code == 0
     r = runner.invoke(app, ["train", "--resume", str(out), "--model-option", "velocity_messages=true"])
     assert r.exit_code == 2 and "keeps its config" in error_line(r)
-    r = runner.invoke(app, ["train", "--cache", str(nbody_cache), "--model", "empcn", "--out", str(tmp_path / "bad"),
-                            "--model-option", "fourier_scale=big"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "--cache",
+            str(nbody_cache),
+            "--model",
+            "empcn",
+            "--out",
+            str(tmp_path / "bad"),
+            "--model-option",
+            "fourier_scale=big",
+        ],
+    )
     assert r.exit_code == 2 and "fourier_scale=big: expected a number" in error_line(r)
 
 

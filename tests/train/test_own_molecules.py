@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import OPLS_ENERGY, error_line, invoke, rdkit_ligands
 
 from empcn.cache import open_cache
@@ -21,9 +20,24 @@ def cdk2_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(cache, run): cdk2.sdf (47 ligands, no iodine) lifted and a decoupled EMPCN trained on its energy."""
     tmp = tmp_path_factory.mktemp("own")
     cache = tmp / "cdk2.h5"
-    r = invoke("lift", "--dataset", "molecules", "--source", rdkit_ligands("cdk2"), "--targets", OPLS_ENERGY,
-               "--units", "energy=kcal/mol", "--fractions", "0.6,0.2,0.2", "--out", cache, "--workers", "1",
-               "--no-progress")
+    r = invoke(
+        "lift",
+        "--dataset",
+        "molecules",
+        "--source",
+        rdkit_ligands("cdk2"),
+        "--targets",
+        OPLS_ENERGY,
+        "--units",
+        "energy=kcal/mol",
+        "--fractions",
+        "0.6,0.2,0.2",
+        "--out",
+        cache,
+        "--workers",
+        "1",
+        "--no-progress",
+    )
     assert r.exit_code == 0, r.output
     assert "wrote" in r.stdout and "47 samples" in r.stdout
     run = tmp / "run"
@@ -47,7 +61,11 @@ def test_evaluate_and_predict_an_sd_file(cdk2_run: tuple[Path, Path], tmp_path: 
     r = invoke("evaluate", run, "--json", "--device", "cpu")
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout)
-    assert result["unit"] == "kcal/mol" and result["samples"] == len(open_cache(cache).splits["test"]) and np.isfinite(result["mae"])
+    assert (
+        result["unit"] == "kcal/mol"
+        and result["samples"] == len(open_cache(cache).splits["test"])
+        and np.isfinite(result["mae"])
+    )
     # predict on the training file: one line per record, labelled file:id, the model's value for the cached sample
     r = invoke("predict", run, rdkit_ligands("cdk2"), "--json", "--device", "cpu")
     assert r.exit_code == 0, r.output
@@ -75,7 +93,10 @@ def test_evaluate_and_predict_an_sd_file(cdk2_run: tuple[Path, Path], tmp_path: 
 
     mol = next(iter(Chem.SDMolSupplier(str(one), removeHs=False)))
     xyz = tmp_path / "first.xyz"
-    body = [f"{a.GetSymbol()} {x:.6f} {y:.6f} {z:.6f}" for a, (x, y, z) in zip(mol.GetAtoms(), mol.GetConformer().GetPositions())]
+    body = [
+        f"{a.GetSymbol()} {x:.6f} {y:.6f} {z:.6f}"
+        for a, (x, y, z) in zip(mol.GetAtoms(), mol.GetConformer().GetPositions())
+    ]
     xyz.write_text(f"{mol.GetNumAtoms()}\nfirst\n" + "\n".join(body) + "\n")
     r = invoke("predict", run, xyz, "--device", "cpu")
     assert r.exit_code == 0, r.output
@@ -99,8 +120,20 @@ def test_an_unseen_element_is_refused_in_predict_and_evaluate(cdk2_run: tuple[Pa
     assert r.exit_code == 2 and str(iodo) in error_line(r) and "I (Z=53)" in error_line(r)
     # evaluate on a cache holding iodine: one line naming the element and the cache file
     other = tmp_path / "egfr.h5"
-    lifted = invoke("lift", "--dataset", "molecules", "--source", egfr, "--targets", OPLS_ENERGY, "--out", other,
-                    "--workers", "1", "--no-progress")
+    lifted = invoke(
+        "lift",
+        "--dataset",
+        "molecules",
+        "--source",
+        egfr,
+        "--targets",
+        OPLS_ENERGY,
+        "--out",
+        other,
+        "--workers",
+        "1",
+        "--no-progress",
+    )
     assert lifted.exit_code == 0, lifted.output
     r = invoke("evaluate", run, "--cache", other, "--device", "cpu")
     assert r.exit_code != 0
@@ -113,11 +146,33 @@ def test_molecules_lift_mistakes_are_one_line(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "--source" in error_line(r)
     r = invoke("lift", "--dataset", "molecules", "--source", rdkit_ligands("cdk2"), "--out", tmp_path / "a.h5")
     assert r.exit_code == 2 and "--targets" in error_line(r)
-    r = invoke("lift", "--dataset", "molecules", "--source", rdkit_ligands("cdk2"), "--targets", "energy=nope",
-               "--out", tmp_path / "a.h5", "--strict", "--no-progress")
+    r = invoke(
+        "lift",
+        "--dataset",
+        "molecules",
+        "--source",
+        rdkit_ligands("cdk2"),
+        "--targets",
+        "energy=nope",
+        "--out",
+        tmp_path / "a.h5",
+        "--strict",
+        "--no-progress",
+    )
     assert r.exit_code == 2 and "ZINC" in error_line(r) and "nope" in error_line(r)
-    r = invoke("lift", "--dataset", "molecules", "--source", rdkit_ligands("cdk2"), "--targets", OPLS_ENERGY,
-               "--elements", "H,C,Xx", "--out", tmp_path / "a.h5")
+    r = invoke(
+        "lift",
+        "--dataset",
+        "molecules",
+        "--source",
+        rdkit_ligands("cdk2"),
+        "--targets",
+        OPLS_ENERGY,
+        "--elements",
+        "H,C,Xx",
+        "--out",
+        tmp_path / "a.h5",
+    )
     assert r.exit_code == 2 and "Xx" in error_line(r)
     r = invoke("lift", "--dataset", "molecules", "--source", tmp_path, "--out", tmp_path / "a.h5")
     assert r.exit_code == 2 and "--targets-csv" in error_line(r)

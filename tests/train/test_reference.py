@@ -30,7 +30,14 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "qm9"
 
 def small(cache: Path, out: Path, **changes) -> TrainConfig:
     base = TrainConfig(
-        cache=str(cache), target="U0", model="egnn", out=str(out), epochs=2, batch_size=32, hidden=16, layers=2,
+        cache=str(cache),
+        target="U0",
+        model="egnn",
+        out=str(out),
+        epochs=2,
+        batch_size=32,
+        hidden=16,
+        layers=2,
         progress=False,
     )
     return replace(base, **changes)
@@ -92,8 +99,9 @@ def test_counts_of_the_cache_and_of_a_batch_are_the_molecules_element_counts(qm9
 def test_on_real_qm9_the_atom_count_fit_is_far_below_the_mean(qm9_cache: Path) -> None:
     layout = CacheLayout.read(qm9_cache)
     train_idx, valid_idx = layout.split("train"), layout.split("valid")
-    result = baselines(layout, train_idx, {"valid": valid_idx}, layout.manifest["targets"]["names"].index("U0"),
-                       QM9_SPECIES)["valid"]
+    result = baselines(
+        layout, train_idx, {"valid": valid_idx}, layout.manifest["targets"]["names"].index("U0"), QM9_SPECIES
+    )["valid"]
     train_counts, train_y = table(qm9_cache, train_idx)
     counts, y = table(qm9_cache, valid_idx)
     coef, intercept = lstsq_with_constant(train_counts, train_y)
@@ -198,7 +206,9 @@ def _as_saved_before_the_reference(run: Path) -> None:
     (run / CONFIG_FILE).write_text(json.dumps(config))
 
 
-def test_a_run_saved_before_the_reference_evaluates_and_resumes_exactly_as_before(qm9_cache: Path, tmp_path: Path) -> None:
+def test_a_run_saved_before_the_reference_evaluates_and_resumes_exactly_as_before(
+    qm9_cache: Path, tmp_path: Path
+) -> None:
     kw = dict(target_reference="none", seed=3)
     straight, old = small(qm9_cache, tmp_path / "straight", **kw), small(qm9_cache, tmp_path / "old", **kw)
     train(straight)
@@ -230,7 +240,9 @@ def test_the_option_and_its_defaults(qm9_cache: Path, tmp_path: Path, capsys) ->
         TrainConfig(cache="c", target="U0", target_reference="linear")
     with pytest.raises(TaskError, match="applies to scalar targets"):
         PositionTask().normalised(None, np.arange(3), "atoms")
-    cli = CliRunner().invoke(app, ["train", "--cache", str(qm9_cache), "--target", "U0", "--target-reference", "linear"])
+    cli = CliRunner().invoke(
+        app, ["train", "--cache", str(qm9_cache), "--target", "U0", "--target-reference", "linear"]
+    )
     assert cli.exit_code == 2 and "linear" in cli.output
 
     # none: the papers' plain mean/MAD of the manifest; the log still states both baselines
@@ -242,7 +254,9 @@ def test_the_option_and_its_defaults(qm9_cache: Path, tmp_path: Path, capsys) ->
     out = capsys.readouterr().out
     valid = result.baselines["valid"]
     assert f"predicting the train mean MAE {valid['mean_mae']:.5g} meV" in out
-    assert f"atom-count fit (least squares on the train molecules' element counts) MAE {valid['atoms_mae']:.5g} meV" in out
+    assert (
+        f"atom-count fit (least squares on the train molecules' element counts) MAE {valid['atoms_mae']:.5g} meV" in out
+    )
     # asked for on an intensive target, it is fitted there too; a resumed run keeps its choice
     gap = Trainer(small(qm9_cache, tmp_path / "gap", target="gap", target_reference="atoms", epochs=1))
     assert len(gap.task.reference) == len(QM9_SPECIES) and gap.task.target == "gap"

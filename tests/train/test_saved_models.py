@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import assert_close
-
 from synthetic import batch_from_dict
 
 from empcn.train.models.registry import LEGACY_NAMES, builtin_variants, model_from_saved, saved_name

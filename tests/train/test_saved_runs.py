@@ -61,8 +61,16 @@ def test_a_saved_run_evaluates_to_its_release_s_number(name: str, caches, tmp_pa
 def test_a_saved_run_resumes_to_its_release_s_numbers(name: str, caches, tmp_path: Path) -> None:
     expected = EXPECTED[name]
     run = saved_run(name, tmp_path)
-    r = invoke("train", "--resume", run, "--cache", caches[expected["cache"]], "--epochs", expected["resumed_epochs"],
-               "--no-progress")
+    r = invoke(
+        "train",
+        "--resume",
+        run,
+        "--cache",
+        caches[expected["cache"]],
+        "--epochs",
+        expected["resumed_epochs"],
+        "--no-progress",
+    )
     assert r.exit_code == 0, r.stderr
     records = read_records(run)
     assert [rec.epoch for rec in records] == [e["epoch"] for e in expected["resumed_records"]]

@@ -19,15 +19,15 @@ import numpy as np
 import pytest
 import torch
 from e3nn import o3
-from typer.testing import CliRunner
-
 from helpers import assert_close, orthogonal_maps, random_rotation
+from typer.testing import CliRunner
 
 from empcn.cache import open_cache
 from empcn.cli import app
 from empcn.data.nbody import ChargedConfig, NBodySplit
 from empcn.lift.nbody import NBodyLiftConfig, lift_nbody
 from empcn.train.batch import ComplexBatch
+from empcn.train.checkpoint import load_checkpoint
 from empcn.train.collate import CollateSpec, collate
 from empcn.train.config import TrainConfig
 from empcn.train.evaluate import evaluate_run, load_trained
@@ -35,7 +35,6 @@ from empcn.train.fully_connected import fully_connected_pairs
 from empcn.train.loop import Trainer, train
 from empcn.train.metrics import read_records
 from empcn.train.models.registry import build_model
-from empcn.train.checkpoint import load_checkpoint
 from empcn.train.models.segnn import (
     SEGNN,
     SEGNNConfig,
@@ -58,8 +57,9 @@ def nbody_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The production lift of short charged 5-body simulations: frame 2 → frame 4 (200 steps ahead)."""
     out = tmp_path_factory.mktemp("nbody-segnn") / "nbody.h5"
     return lift_nbody(
-        NBodyLiftConfig(out=out, splits=SPLITS, simulator=SIM, frame_in=2, frame_target=4, shard_size=64,
-                        workers=1, progress=False)
+        NBodyLiftConfig(
+            out=out, splits=SPLITS, simulator=SIM, frame_in=2, frame_target=4, shard_size=64, workers=1, progress=False
+        )
     )
 
 
@@ -79,7 +79,9 @@ def systems(nbody_cache: Path) -> ComplexBatch:
 def molecules(qm9_cache: Path) -> ComplexBatch:
     """Eight real QM9 molecules of the lifted test cache, float64."""
     cache = open_cache(qm9_cache)
-    return collate([cache[i] for i in range(8)], CollateSpec(neighbourhoods={}, fields=("sample/y",))).to("cpu", torch.float64)
+    return collate([cache[i] for i in range(8)], CollateSpec(neighbourhoods={}, fields=("sample/y",))).to(
+        "cpu", torch.float64
+    )
 
 
 def dynamics(**changes) -> SEGNNDynamics:
@@ -115,17 +117,25 @@ def nodes_of(batch: ComplexBatch, nodes: torch.Tensor) -> dict[str, torch.Tensor
 
 def permuted(batch: ComplexBatch, perm: torch.Tensor) -> ComplexBatch:
     """The nodes listed in the order ``perm`` (only the fields SEGNN reads)."""
-    return replace(batch, pos=batch.pos[perm], node_feat=batch.node_feat[perm], node_graph=batch.node_graph[perm],
-                   fields={**batch.fields, **nodes_of(batch, perm)})
+    return replace(
+        batch,
+        pos=batch.pos[perm],
+        node_feat=batch.node_feat[perm],
+        node_graph=batch.node_graph[perm],
+        fields={**batch.fields, **nodes_of(batch, perm)},
+    )
 
 
 # ---------------------------------------------------------------- irreps, parity, graph
 
 
-@pytest.mark.parametrize(("hidden", "lmax", "lmax_attr", "expected"), [
-    (64, 1, 1, "32x0e+32x1o"),  # the paper's N-body model
-    (128, 2, 3, "36x0e+36x1o+36x2e"),  # the paper's QM9 model
-])
+@pytest.mark.parametrize(
+    ("hidden", "lmax", "lmax_attr", "expected"),
+    [
+        (64, 1, 1, "32x0e+32x1o"),  # the paper's N-body model
+        (128, 2, 3, "36x0e+36x1o+36x2e"),  # the paper's QM9 model
+    ],
+)
 def test_balanced_irreps_spend_the_weights_of_a_scalar_layer(hidden, lmax, lmax_attr, expected):
     irreps = balanced_irreps(hidden, lmax, lmax_attr)
     assert irreps == o3.Irreps(expected)
@@ -152,8 +162,10 @@ def test_parity_1o_flips_and_1e_does_not():
     assert float(to_1e(v, a).detach().abs().max()) > 1e-3  # not vacuous
     rot = random_rotation(torch.Generator().manual_seed(2))
     for layer in (to_1o, to_1e):  # both rotate as vectors
-        assert_close(layer(v @ torch.block_diag(rot, rot).T, a @ torch.block_diag(torch.ones(1, 1, dtype=rot.dtype), rot).T),
-                     layer(v, a) @ rot.T)
+        assert_close(
+            layer(v @ torch.block_diag(rot, rot).T, a @ torch.block_diag(torch.ones(1, 1, dtype=rot.dtype), rot).T),
+            layer(v, a) @ rot.T,
+        )
 
 
 def test_radius_graph_is_the_pairs_within_the_cutoff(molecules):
@@ -179,7 +191,9 @@ def test_qm9_prediction_is_invariant_under_e3_and_permutations(molecules):
     perm = torch.randperm(molecules.num_nodes, generator=torch.Generator().manual_seed(3))
     assert_close(model(permuted(molecules, perm)), base)
     shear = torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
-    assert float((model(moved(molecules, shear, torch.zeros(3, dtype=torch.float64))) - base).detach().abs().max()) > 1e-6
+    assert (
+        float((model(moved(molecules, shear, torch.zeros(3, dtype=torch.float64))) - base).detach().abs().max()) > 1e-6
+    )
 
 
 def test_qm9_cutoff_and_pooling_options(molecules):
@@ -261,12 +275,14 @@ def reference_block(layer: SteerableLinear, x: torch.Tensor, attr: torch.Tensor)
     for ins in tp.instructions:
         fan_in[ins.i_out] += tp.irreps_in1[ins.i_in1].mul * tp.irreps_in2[ins.i_in2].mul
     assert all(fan_in)  # every output slice is reached (the reference would divide by zero)
-    sqrt_k = torch.cat([torch.full((mul * ir.dim,), 1.0 / math.sqrt(k), dtype=x.dtype)
-                        for (mul, ir), k in zip(tp.irreps_out, fan_in)])
+    sqrt_k = torch.cat(
+        [torch.full((mul * ir.dim,), 1.0 / math.sqrt(k), dtype=x.dtype) for (mul, ir), k in zip(tp.irreps_out, fan_in)]
+    )
     out = tp(x, attr) / sqrt_k
     if layer.bias is not None:  # the 0e slices, in order
-        bias_at = torch.cat([torch.arange(sl.start, sl.stop)
-                             for (_, ir), sl in zip(tp.irreps_out, tp.irreps_out.slices()) if ir.l == 0])
+        bias_at = torch.cat(
+            [torch.arange(sl.start, sl.stop) for (_, ir), sl in zip(tp.irreps_out, tp.irreps_out.slices()) if ir.l == 0]
+        )
         out = out.index_add(1, bias_at, layer.bias.expand(len(out), -1))
     if layer.gate is None:
         return out
@@ -374,8 +390,12 @@ def test_a_short_nbody_training_reduces_the_loss_and_stays_finite(nbody_cache: P
         for chunk in order.split(20):
             nodes = (chunk.unsqueeze(1) * 5 + torch.arange(5)).reshape(-1)
             batch = replace(
-                train_batch, num_graphs=len(chunk), pos=train_batch.pos[nodes], fields=nodes_of(train_batch, nodes),
-                node_graph=torch.arange(len(chunk)).repeat_interleave(5), node_feat=train_batch.node_feat[nodes],
+                train_batch,
+                num_graphs=len(chunk),
+                pos=train_batch.pos[nodes],
+                fields=nodes_of(train_batch, nodes),
+                node_graph=torch.arange(len(chunk)).repeat_interleave(5),
+                node_feat=train_batch.node_feat[nodes],
             )
             loss = (model(batch) - batch.field("nodes/target_pos")).pow(2).mean()
             opt.zero_grad()
@@ -392,18 +412,49 @@ def test_a_short_nbody_training_reduces_the_loss_and_stays_finite(nbody_cache: P
 
 
 def tiny(cache: Path, out: Path, **changes) -> TrainConfig:
-    base = TrainConfig(cache=str(cache), model="segnn", out=str(out), epochs=2, batch_size=20, hidden=8, layers=2,
-                       lr=1e-3, progress=False, model_options=("optimize_einsums=false",))
+    base = TrainConfig(
+        cache=str(cache),
+        model="segnn",
+        out=str(out),
+        epochs=2,
+        batch_size=20,
+        hidden=8,
+        layers=2,
+        lr=1e-3,
+        progress=False,
+        model_options=("optimize_einsums=false",),
+    )
     return replace(base, **changes)
 
 
 def test_cli_trains_and_evaluates_segnn_on_an_nbody_cache(nbody_cache: Path, tmp_path: Path):
     out = tmp_path / "nbody-segnn"
-    r = runner.invoke(app, ["train", "--cache", str(nbody_cache), "--model", "segnn", "--out", str(out),
-                            "--epochs", "1", "--hidden", "8", "--layers", "2", "--batch-size", "20", "--no-progress"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "--cache",
+            str(nbody_cache),
+            "--model",
+            "segnn",
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--layers",
+            "2",
+            "--batch-size",
+            "20",
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 0, r.output
     trained = load_trained(out)
-    assert (trained.meta.model, trained.meta.task) == ("segnn", "positions") and isinstance(trained.model, SEGNNDynamics)
+    assert (trained.meta.model, trained.meta.task) == ("segnn", "positions") and isinstance(
+        trained.model, SEGNNDynamics
+    )
     assert trained.model.config.hidden == 8 and trained.task.target == "positions"
     assert trained.model.config.optimize_einsums  # the default path
     saved = json.loads((out / "result.json").read_text())
@@ -430,13 +481,15 @@ def test_segnn_position_runs_clip_no_gradient_by_default(nbody_cache: Path, tmp_
     """The reference clips nothing: SEGNN on a positions cache resolves --clip to 0 and records it;
     other models, and SEGNN on QM9, keep 10; an explicit --clip wins."""
     opts = ("optimize_einsums=false",)
-    segnn = Trainer(TrainConfig(cache=str(nbody_cache), model="segnn", out=str(tmp_path / "s"), progress=False,
-                                model_options=opts))
+    segnn = Trainer(
+        TrainConfig(cache=str(nbody_cache), model="segnn", out=str(tmp_path / "s"), progress=False, model_options=opts)
+    )
     assert segnn.config.clip == 0.0 and TrainConfig.load(tmp_path / "s").clip == 0.0
     egnn = TrainConfig(cache=str(nbody_cache), model="egnn", out=str(tmp_path / "e"), progress=False)
     assert Trainer(egnn).config.clip == 10.0
-    clipped = TrainConfig(cache=str(nbody_cache), model="segnn", out=str(tmp_path / "c"), clip=5.0, progress=False,
-                          model_options=opts)
+    clipped = TrainConfig(
+        cache=str(nbody_cache), model="segnn", out=str(tmp_path / "c"), clip=5.0, progress=False, model_options=opts
+    )
     assert Trainer(clipped).config.clip == 5.0
     assert TrainConfig(cache=str(qm9_cache), target="U0", model="segnn").resolved().clip == 10.0
 
@@ -465,14 +518,40 @@ def test_a_segnn_run_saved_before_the_reference_conventions_keeps_its_model(nbod
     assert [rec.epoch for rec in read_records(out)] == [1, 2] and TrainConfig.load(out).clip == 10.0
     resumed = load_trained(out, "last.pt").model.config
     assert (resumed.aggregation, resumed.attr_normalization, resumed.relative_vector, resumed.output_init_scale) == (
-        "mean", "component", "x_i-x_j", 1e-3)
+        "mean",
+        "component",
+        "x_i-x_j",
+        1e-3,
+    )
 
 
 def test_cli_trains_segnn_on_qm9(qm9_cache: Path, tmp_path: Path):
     out = tmp_path / "u0-segnn"
-    r = runner.invoke(app, ["train", "--cache", str(qm9_cache), "--target", "U0", "--model", "segnn", "--out", str(out),
-                            "--epochs", "1", "--hidden", "8", "--layers", "2", "--batch-size", "32", "--no-progress",
-                            "--model-option", "optimize_einsums=false"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "--cache",
+            str(qm9_cache),
+            "--target",
+            "U0",
+            "--model",
+            "segnn",
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--layers",
+            "2",
+            "--batch-size",
+            "32",
+            "--no-progress",
+            "--model-option",
+            "optimize_einsums=false",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "test MAE" in r.stdout and "meV" in r.stdout
     trained = load_trained(out)
@@ -480,15 +559,18 @@ def test_cli_trains_segnn_on_qm9(qm9_cache: Path, tmp_path: Path):
     assert trained.model.config.cutoff == 2.0 and trained.model.config.lmax == 2
     assert trained.model.config.optimize_einsums is False
     js = json.loads(runner.invoke(app, ["evaluate", str(out), "--json"]).stdout)
-    assert js["unit"] == "meV" and js["mae"] == pytest.approx(json.loads((out / "result.json").read_text())["test_mae"],
-                                                                rel=1e-12)
+    assert js["unit"] == "meV" and js["mae"] == pytest.approx(
+        json.loads((out / "result.json").read_text())["test_mae"], rel=1e-12
+    )
     # predict: an xyz file and the same molecule rotated and moved give the same value
     water = np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]])
     rot = random_rotation(torch.Generator().manual_seed(8)).numpy()
     files = []
     for k, xyz in enumerate((water, water @ rot.T + np.array([1.5, -3.0, 0.25]))):
         path = tmp_path / f"water{k}.xyz"
-        path.write_text("3\nwater\n" + "".join(f"{el} {x:.10f} {y:.10f} {z:.10f}\n" for el, (x, y, z) in zip("OHH", xyz)))
+        path.write_text(
+            "3\nwater\n" + "".join(f"{el} {x:.10f} {y:.10f} {z:.10f}\n" for el, (x, y, z) in zip("OHH", xyz))
+        )
         files.append(str(path))
     listed = json.loads(runner.invoke(app, ["predict", str(out), *files, "--json", "--device", "cpu"]).stdout)
     assert [d["unit"] for d in listed] == ["meV", "meV"] and math.isfinite(listed[0]["value"])
@@ -524,8 +606,17 @@ def test_two_gloo_ranks_train_the_same_segnn(nbody_cache: Path, tmp_path: Path):
     probe = tmp_path / "probe"
     probe.mkdir()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-           str(nbody_cache), str(tmp_path / "run"), str(probe)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        str(nbody_cache),
+        str(tmp_path / "run"),
+        str(probe),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     weights = [torch.load(probe / f"weights-{r}.pt", weights_only=True) for r in range(2)]

@@ -27,12 +27,42 @@ def test_two_nodes_by_c10d_rendezvous_train_one_model(qm9_cache: Path, tmp_path:
     out = tmp_path / "run"
     port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "readme",
-            "-m", "empcn", "train", "--cache", str(qm9_cache), "--target", "gap", "--model", "egnn", "--hidden", "8",
-            "--layers", "1", "--epochs", "1", "--out", str(out), "--no-progress"]
-    agents = [subprocess.Popen(node, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-              for _ in range(2)]
+    node = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{port}",
+        "--rdzv-id",
+        "readme",
+        "-m",
+        "empcn",
+        "train",
+        "--cache",
+        str(qm9_cache),
+        "--target",
+        "gap",
+        "--model",
+        "egnn",
+        "--hidden",
+        "8",
+        "--layers",
+        "1",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    agents = [
+        subprocess.Popen(node, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)
+    ]
     logs = [a.communicate(timeout=240)[0] for a in agents]
     assert [a.returncode for a in agents] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
     said = [line for log in logs for line in log.splitlines() if line.startswith("training egnn")]

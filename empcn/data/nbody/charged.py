@@ -81,7 +81,7 @@ class ChargedInitialState:
     def __len__(self) -> int:
         return int(self.charge.shape[0])
 
-    def head(self, count: int) -> "ChargedInitialState":
+    def head(self, count: int) -> ChargedInitialState:
         """The first ``count`` systems."""
         return ChargedInitialState(self.charge[:count], self.pos[:count], self.vel[:count])
 

@@ -23,9 +23,7 @@ def _check_stepping(owner: str, num_particles: int, dt: float, num_steps: int, s
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
     if num_steps % save_every != 0:
-        raise ValueError(
-            f"{owner}: num_steps ({num_steps}) must be a multiple of save_every ({save_every})"
-        )
+        raise ValueError(f"{owner}: num_steps ({num_steps}) must be a multiple of save_every ({save_every})")
 
 
 def _check_positive(owner: str, **values: float) -> None:
@@ -81,9 +79,7 @@ class ChargedConfig(_SavedFrames):
         _check_stepping(owner, self.num_particles, self.dt, self.num_steps, self.save_every)
         _check_positive(owner, coulomb_k=self.coulomb_k, pos_std=self.pos_std)
         _check_nonnegative(owner, vel_norm=self.vel_norm)
-        if self.max_force is not None and not (
-            isinstance(self.max_force, (int, float)) and self.max_force > 0
-        ):
+        if self.max_force is not None and not (isinstance(self.max_force, (int, float)) and self.max_force > 0):
             raise ValueError(f"{owner}: max_force must be positive or None, got {self.max_force!r}")
 
 

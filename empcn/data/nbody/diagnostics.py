@@ -22,9 +22,7 @@ def _per_frame(fn, pos: np.ndarray, vel: np.ndarray) -> np.ndarray:
     return np.stack([fn(pos[:, t], vel[:, t]) for t in range(pos.shape[1])], axis=1)
 
 
-def energy_charged(
-    pos: np.ndarray, vel: np.ndarray, charge: np.ndarray, coulomb_k: float = 1.0
-) -> np.ndarray:
+def energy_charged(pos: np.ndarray, vel: np.ndarray, charge: np.ndarray, coulomb_k: float = 1.0) -> np.ndarray:
     """Total energy ``½ Σ v² + Σ_{i<j} k q_i q_j / r_ij`` (unit masses).
 
     pos, vel: (S, N, 3) or (S, T, N, 3); charge: (S, N). Returns (S,) or (S, T).

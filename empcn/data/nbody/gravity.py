@@ -72,9 +72,7 @@ def simulate_gravity(num_sims: int, config: GravityConfig = GravityConfig(), see
         hi = min(s, lo + chunk)
         x = np.ascontiguousarray(pos0[lo:hi].transpose(1, 2, 0))  # (N, 3, s)
         v = np.ascontiguousarray(vel0[lo:hi].transpose(1, 2, 0))
-        accel = _PlummerAccel(
-            np.ascontiguousarray(mass[lo:hi].T), config.gravitational_constant, config.softening
-        )
+        accel = _PlummerAccel(np.ascontiguousarray(mass[lo:hi].T), config.gravitational_constant, config.softening)
         step = np.empty_like(x)
         a = accel(x)
         for frame in range(1, frames):

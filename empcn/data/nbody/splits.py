@@ -66,8 +66,7 @@ def generate_split(
         simulate = simulate_gravity
     else:
         raise TypeError(
-            f"generate_split[{split.name}]: config must be ChargedConfig or GravityConfig, "
-            f"got {type(config).__name__}"
+            f"generate_split[{split.name}]: config must be ChargedConfig or GravityConfig, got {type(config).__name__}"
         )
     frames = config.num_frames
     if not (0 <= frame_in < frame_target < frames):

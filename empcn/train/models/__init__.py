@@ -17,15 +17,29 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "EGNN": "egnn", "EGNNConfig": "egnn", "EGNNLayer": "egnn",
-    "EMPCN": "empcn", "EMPCNConfig": "empcn", "QM9_NEIGHBOURHOODS": "empcn",
-    "DecoupledEMPCN": "decoupled", "DecoupledConfig": "decoupled",
-    "SEGNN": "segnn", "SEGNNConfig": "segnn", "SEGNNDynamics": "segnn", "SEGNNDynamicsConfig": "segnn",
-    "EGNNDynamics": "egnn_dynamics", "EGNNDynamicsConfig": "egnn_dynamics",
-    "EMPCNDynamics": "empcn_dynamics", "EMPCNDynamicsConfig": "empcn_dynamics",
-    "DecoupledDynamics": "decoupled_dynamics", "DecoupledDynamicsConfig": "decoupled_dynamics",
-    "MODELS": "registry", "ModelSpec": "registry", "Implementation": "registry",
-    "build_model": "registry", "config_class": "registry",
+    "EGNN": "egnn",
+    "EGNNConfig": "egnn",
+    "EGNNLayer": "egnn",
+    "EMPCN": "empcn",
+    "EMPCNConfig": "empcn",
+    "QM9_NEIGHBOURHOODS": "empcn",
+    "DecoupledEMPCN": "decoupled",
+    "DecoupledConfig": "decoupled",
+    "SEGNN": "segnn",
+    "SEGNNConfig": "segnn",
+    "SEGNNDynamics": "segnn",
+    "SEGNNDynamicsConfig": "segnn",
+    "EGNNDynamics": "egnn_dynamics",
+    "EGNNDynamicsConfig": "egnn_dynamics",
+    "EMPCNDynamics": "empcn_dynamics",
+    "EMPCNDynamicsConfig": "empcn_dynamics",
+    "DecoupledDynamics": "decoupled_dynamics",
+    "DecoupledDynamicsConfig": "decoupled_dynamics",
+    "MODELS": "registry",
+    "ModelSpec": "registry",
+    "Implementation": "registry",
+    "build_model": "registry",
+    "config_class": "registry",
 }
 
 __all__ = sorted(_WHERE)

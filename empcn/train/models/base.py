@@ -44,7 +44,9 @@ class ModelConfig:
         """
         return ()
 
-    def with_inputs(self: C, node_features: int, edge_features: int, node_scalar: bool = True, cell_kinds: int = 0) -> C:
+    def with_inputs(
+        self: C, node_features: int, edge_features: int, node_scalar: bool = True, cell_kinds: int = 0
+    ) -> C:
         """This config with the input widths a cache provides (``edge_features`` 0: no edge input).
 
         ``node_scalar`` False: the cache has no per-node scalar (no charges or masses, e.g. MoCap), so a

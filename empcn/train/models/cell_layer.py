@@ -32,8 +32,13 @@ class CellLayer(nn.Module):
     """
 
     def __init__(
-        self, hidden: int, communications: tuple[str, ...], inv_dims: dict[str, int], update_ranks: Iterable[int],
-        residual: bool, dropout: float,
+        self,
+        hidden: int,
+        communications: tuple[str, ...],
+        inv_dims: dict[str, int],
+        update_ranks: Iterable[int],
+        residual: bool,
+        dropout: float,
     ) -> None:
         super().__init__()
         self.communications = communications

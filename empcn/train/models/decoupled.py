@@ -8,9 +8,8 @@ readout reads node features only. Cost O(|V|² + |R|·|V|).
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -29,12 +28,13 @@ from empcn.train.models.layers import (
     check_sizes,
     full_precision,
     get_neighbourhood,
-    ring_kind_onehot,
     in_param_dtype,
     mlp,
     pool_sum,
+    ring_kind_onehot,
     scatter_sum,
 )
+
 
 @dataclass(frozen=True)
 class DecoupledConfig(ModelConfig, InvariantEmbeddingConfig):
@@ -58,8 +58,11 @@ class DecoupledConfig(ModelConfig, InvariantEmbeddingConfig):
 
     def __post_init__(self) -> None:
         check_sizes(
-            "DecoupledConfig", in_node_features=self.in_node_features, hidden=self.hidden,
-            ring_hidden=self.ring_hidden, layers=self.layers,
+            "DecoupledConfig",
+            in_node_features=self.in_node_features,
+            hidden=self.hidden,
+            ring_hidden=self.ring_hidden,
+            layers=self.layers,
         )
         check_ring_kinds("DecoupledConfig", self.ring_kinds)
         check_dropout("DecoupledConfig", self.dropout)
@@ -132,8 +135,12 @@ class DecoupledEMPCN(nn.Module):
         # the node part is exactly the standalone EGNN (embed, layers, node_dec, graph_dec)
         self.node_part = EGNN(
             EGNNConfig(
-                in_node_features=config.in_node_features, hidden=h, layers=config.layers,
-                attention=config.attention, residual=config.residual, dropout=config.dropout,
+                in_node_features=config.in_node_features,
+                hidden=h,
+                layers=config.layers,
+                attention=config.attention,
+                residual=config.residual,
+                dropout=config.dropout,
             )
         )
         emb = config.embedding
@@ -146,7 +153,11 @@ class DecoupledEMPCN(nn.Module):
             ring_part.kind = nn.Linear(config.ring_kinds, hr, bias=False)
         ring_part.layers = nn.ModuleList(
             RingLayer(
-                h, hr, ring_part.pair_inv.out_dim, config.residual, update_rings=k < config.layers - 1,
+                h,
+                hr,
+                ring_part.pair_inv.out_dim,
+                config.residual,
+                update_rings=k < config.layers - 1,
                 dropout=config.dropout,
             )
             for k in range(config.layers)

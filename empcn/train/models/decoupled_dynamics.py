@@ -63,8 +63,15 @@ class DecoupledDynamics(nn.Module):
         node_part = nn.Module()
         node_part.embed = nn.Linear(1, h)
         node_part.layers = egnn_stack(
-            h, config.layers, 2 if config.use_node_scalar else 1, config.attention, config.residual, config.dropout,
-            config.coord_agg, config.coord_weight, config.velocity_messages,
+            h,
+            config.layers,
+            2 if config.use_node_scalar else 1,
+            config.attention,
+            config.residual,
+            config.dropout,
+            config.coord_agg,
+            config.coord_weight,
+            config.velocity_messages,
         )
         self.node_part = node_part
         emb = config.embedding
@@ -75,8 +82,9 @@ class DecoupledDynamics(nn.Module):
         n_ring = config.layers - 1
         ring_part.embed = nn.Linear(ring_part.ring_inv.out_dim, hr) if n_ring > 0 else None
         ring_part.layers = nn.ModuleList(
-            RingLayer(h, hr, ring_part.pair_inv.out_dim, config.residual, update_rings=k < n_ring - 1,
-                      dropout=config.dropout)
+            RingLayer(
+                h, hr, ring_part.pair_inv.out_dim, config.residual, update_rings=k < n_ring - 1, dropout=config.dropout
+            )
             for k in range(n_ring)
         )
         self.ring_part = ring_part
@@ -94,7 +102,9 @@ class DecoupledDynamics(nn.Module):
         vel = velocity(batch, name)
         pairs = fully_connected_pairs(batch.node_graph)
         attr = egnn_edge_attr(batch, pairs, self.config.use_node_scalar, name)
-        plan = geometry.ring_plan(batch.ring_node, batch.ring_of, batch.num_rings, pos=batch.pos)  # P(ρ): (ring, vertex) slots
+        plan = geometry.ring_plan(
+            batch.ring_node, batch.ring_of, batch.num_rings, pos=batch.pos
+        )  # P(ρ): (ring, vertex) slots
         return self.layer_stack(self.node_part.embed(speed(vel)), batch.pos, vel, pairs, attr, plan)
 
     def layer_stack(
@@ -116,7 +126,9 @@ class DecoupledDynamics(nn.Module):
                 c = torch.stack([geo.radius, geo.perimeter, geo.size], dim=-1)
                 if g is None:
                     g = rp.embed(rp.ring_inv(c))
-                d = torch.linalg.vector_norm(x.index_select(0, node) - geo.barycentre.index_select(0, ring), dim=-1, keepdim=True)
+                d = torch.linalg.vector_norm(
+                    x.index_select(0, node) - geo.barycentre.index_select(0, ring), dim=-1, keepdim=True
+                )
                 q = rp.pair_inv(torch.cat([c.index_select(0, ring), d], dim=-1))
                 extra = rp.layers[k].node_term(h, g, ring, node, q)
                 g = rp.layers[k].ring_step(h, g, ring, node, q)

@@ -13,20 +13,20 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from empcn.train.models.base import ModelConfig
 from empcn.train.batch import ComplexBatch
 from empcn.train.fully_connected import message_pairs
+from empcn.train.models.base import ModelConfig
 from empcn.train.models.layers import (
     GatedMessage,
     check_dropout,
     check_node_features,
     check_sizes,
-    mlp,
     full_precision,
-    pair_position_step,
-    position_weight_mlp,
     in_param_dtype,
+    mlp,
+    pair_position_step,
     pool_sum,
+    position_weight_mlp,
     scatter_sum,
 )
 
@@ -143,9 +143,7 @@ class EGNNLayer(nn.Module):
         out = self.dropout(self.node_out(pre))
         return h + out if self.residual else out
 
-    def coord_update(
-        self, h: Tensor, x: Tensor, m: Tensor, diff: Tensor, pairs: Tensor, vel: Tensor | None
-    ) -> Tensor:
+    def coord_update(self, h: Tensor, x: Tensor, m: Tensor, diff: Tensor, pairs: Tensor, vel: Tensor | None) -> Tensor:
         """``x + C · agg [(x_i − x_j) φ_x(m_ij) (+ (v_i − v_j) φ_w(m_ij))] [+ φ_v(h_i) v_i]``."""
         assert self.coord_mlp is not None
         if self.vel_mlp is not None and vel is None:

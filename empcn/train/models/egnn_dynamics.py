@@ -56,15 +56,29 @@ def egnn_edge_attr(batch: ComplexBatch, pairs: Tensor, use_scalar: bool, model: 
 
 
 def egnn_stack(
-    hidden: int, layers: int, edge_attr_dim: int, attention: bool, residual: bool, dropout: float,
-    coord_agg: CoordAgg, coord_weight: float, velocity_messages: bool,
+    hidden: int,
+    layers: int,
+    edge_attr_dim: int,
+    attention: bool,
+    residual: bool,
+    dropout: float,
+    coord_agg: CoordAgg,
+    coord_weight: float,
+    velocity_messages: bool,
 ) -> nn.ModuleList:
     """``layers`` coordinate-and-velocity EGNN layers. The last has no node update φ_h: the output is its
     positions, which never read its node features, so every parameter receives a gradient."""
     stack = nn.ModuleList(
         EGNNLayer(
-            hidden, edge_attr_dim=edge_attr_dim, attention=attention, residual=residual, dropout=dropout,
-            update_coords=True, use_velocity=True, coord_agg=coord_agg, coord_weight=coord_weight,
+            hidden,
+            edge_attr_dim=edge_attr_dim,
+            attention=attention,
+            residual=residual,
+            dropout=dropout,
+            update_coords=True,
+            use_velocity=True,
+            coord_agg=coord_agg,
+            coord_weight=coord_weight,
             velocity_messages=velocity_messages,
         )
         for _ in range(layers)
@@ -90,8 +104,15 @@ class EGNNDynamics(nn.Module):
         self.config = config
         self.embed = nn.Linear(1, config.hidden)
         self.layers = egnn_stack(
-            config.hidden, config.layers, 2 if config.use_node_scalar else 1, config.attention, config.residual,
-            config.dropout, config.coord_agg, config.coord_weight, config.velocity_messages,
+            config.hidden,
+            config.layers,
+            2 if config.use_node_scalar else 1,
+            config.attention,
+            config.residual,
+            config.dropout,
+            config.coord_agg,
+            config.coord_weight,
+            config.velocity_messages,
         )
 
     #: the tensor-only method ``--compile`` compiles whole (:func:`~empcn.train.models.layers.use_compiled_messages`)

@@ -57,9 +57,7 @@ class GaussianRBF(nn.Module):
     Width ``w`` = the spacing of the centres. Output ``(..., in_dim · num_centres [+ in_dim])``.
     """
 
-    def __init__(
-        self, in_dim: int, num_centres: int = 16, max_value: float = 10.0, include_input: bool = True
-    ) -> None:
+    def __init__(self, in_dim: int, num_centres: int = 16, max_value: float = 10.0, include_input: bool = True) -> None:
         super().__init__()
         if num_centres < 2:
             raise ValueError(f"GaussianRBF needs at least 2 centres, got {num_centres}")
@@ -97,7 +95,9 @@ class InvariantEmbeddingConfig:
         if self.inv_embedding not in EMBEDDING_KINDS:
             raise ValueError(f"{model}: inv_embedding must be one of {EMBEDDING_KINDS}, got {self.inv_embedding!r}")
         if self.inv_size < (2 if self.inv_embedding == "rbf" else 1):
-            raise ValueError(f"{model}: inv_size must be ≥ {2 if self.inv_embedding == 'rbf' else 1}, got {self.inv_size}")
+            raise ValueError(
+                f"{model}: inv_size must be ≥ {2 if self.inv_embedding == 'rbf' else 1}, got {self.inv_size}"
+            )
         if self.inv_embedding == "rbf" and not self.rbf_max > 0:
             raise ValueError(f"{model}: rbf_max must be > 0, got {self.rbf_max}")
 

@@ -8,9 +8,8 @@ updated (QM9 setting).
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -60,7 +59,9 @@ class EMPCNConfig(ModelConfig, InvariantEmbeddingConfig):
     """
 
     INPUT_FIELDS: ClassVar[dict[str, str]] = {
-        "node": "in_node_features", "edge": "in_edge_features", "cell_kind": "ring_kinds",
+        "node": "in_node_features",
+        "edge": "in_edge_features",
+        "cell_kind": "ring_kinds",
     }
     SAVED_WITHOUT: ClassVar[dict[str, object]] = {"ring_kinds": 0}
 

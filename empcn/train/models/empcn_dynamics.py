@@ -117,7 +117,7 @@ class _Geometry:
     bary: tuple[Tensor, Tensor, Tensor]  # nodes, edge midpoints, ring barycentres
 
     @staticmethod
-    def of(x: Tensor, edge_index: Tensor, plan: geometry.RingPlan) -> "_Geometry":
+    def of(x: Tensor, edge_index: Tensor, plan: geometry.RingPlan) -> _Geometry:
         ring = geometry.planned_ring_geometry(x, plan)
         return _Geometry(
             edge_len=geometry.edge_lengths(x, edge_index),
@@ -140,8 +140,16 @@ class EMPCNDynamicsLayer(CellLayer):
     """
 
     def __init__(
-        self, hidden: int, communications: tuple[str, ...], update_ranks: tuple[int, ...], inv_dims: dict[str, int],
-        residual: bool, dropout: float, coord_agg: CoordAgg, coord_weight: float, velocity_messages: bool = False,
+        self,
+        hidden: int,
+        communications: tuple[str, ...],
+        update_ranks: tuple[int, ...],
+        inv_dims: dict[str, int],
+        residual: bool,
+        dropout: float,
+        coord_agg: CoordAgg,
+        coord_weight: float,
+        velocity_messages: bool = False,
     ) -> None:
         super().__init__(hidden, communications, inv_dims, update_ranks, residual, dropout)
         self.coord_agg = coord_agg
@@ -151,7 +159,12 @@ class EMPCNDynamicsLayer(CellLayer):
         self.rel_vel_mlp = position_weight_mlp(hidden) if velocity_messages else None
 
     def forward(
-        self, h: dict[int, Tensor], x: Tensor, vel: Tensor, nbr: dict[str, Tensor], inv: dict[str, Tensor],
+        self,
+        h: dict[int, Tensor],
+        x: Tensor,
+        vel: Tensor,
+        nbr: dict[str, Tensor],
+        inv: dict[str, Tensor],
         rel_vel: Tensor | None = None,
     ) -> tuple[dict[int, Tensor], Tensor]:
         """``h[r]: (n_r, H)``, ``x, vel: (N, 3)``, ``nbr[A]: (P_A, 2)``, ``inv[A]: (P_A, d_A)`` → ``(h', x')``.
@@ -162,7 +175,13 @@ class EMPCNDynamicsLayer(CellLayer):
         m = self.messages(h, nbr, inv)
         pairs = nbr[NODE_NODE]
         step = pair_position_step(
-            pairs, x.shape[0], x.index_select(0, pairs[:, 1]) - x.index_select(0, pairs[:, 0]), m[NODE_NODE], self.coord_mlp, self.coord_agg, rel_vel,
+            pairs,
+            x.shape[0],
+            x.index_select(0, pairs[:, 1]) - x.index_select(0, pairs[:, 0]),
+            m[NODE_NODE],
+            self.coord_mlp,
+            self.coord_agg,
+            rel_vel,
             self.rel_vel_mlp,
         )
         x_new = x + self.coord_weight * step + self.vel_mlp(h[0]) * vel
@@ -202,8 +221,9 @@ class EMPCNDynamics(nn.Module):
             **{a: self.emb_edge_pair.out_dim for a in config.edge_adjacency},
         }
         self.plan = layer_plan(config.communications, config.layers)
-        self.input_ranks = tuple(sorted({r for a in self.plan[0][0] for r in neighbourhood_ranks(a)} | {0}
-                                        | set(self.plan[0][1])))
+        self.input_ranks = tuple(
+            sorted({r for a in self.plan[0][0] for r in neighbourhood_ranks(a)} | {0} | set(self.plan[0][1]))
+        )
         self.embed = nn.ModuleDict({"0": nn.Linear(1, h)})
         if 1 in self.input_ranks:
             self.embed["1"] = nn.Linear(self.emb_edge.out_dim + scalar, h)
@@ -211,14 +231,26 @@ class EMPCNDynamics(nn.Module):
             self.embed["2"] = nn.Linear(self.emb_ring.out_dim, h)
         self.layers = nn.ModuleList(
             EMPCNDynamicsLayer(
-                h, comms, ranks, inv_dims, config.residual, config.dropout, config.coord_agg, config.coord_weight,
+                h,
+                comms,
+                ranks,
+                inv_dims,
+                config.residual,
+                config.dropout,
+                config.coord_agg,
+                config.coord_weight,
                 config.velocity_messages,
             )
             for comms, ranks in self.plan
         )
 
     def _invariants(
-        self, geo: _Geometry, x: Tensor, pair_vel: Tensor | None, nbr: dict[str, Tensor], comms: tuple[str, ...],
+        self,
+        geo: _Geometry,
+        x: Tensor,
+        pair_vel: Tensor | None,
+        nbr: dict[str, Tensor],
+        comms: tuple[str, ...],
         pair_scalar: Tensor | None,
     ) -> dict[str, Tensor]:
         """Per communication, the embedded invariants of positions ``x``; ``pair_vel``: ``v⁰_i − v⁰_j``
@@ -241,11 +273,21 @@ class EMPCNDynamics(nn.Module):
                 inv[a] = self.emb_edge(geo.edge_len.index_select(0, send).unsqueeze(-1))
             elif a in EDGE_ADJACENCIES:
                 ell = geo.edge_len
-                inv[a] = self.emb_edge_pair(torch.stack([ell.index_select(0, recv), ell.index_select(0, send), geo.pair_dist(a, idx)], dim=-1))
+                inv[a] = self.emb_edge_pair(
+                    torch.stack([ell.index_select(0, recv), ell.index_select(0, send), geo.pair_dist(a, idx)], dim=-1)
+                )
             elif a == "1_2":
-                inv[a] = self.emb_edge_ring(torch.cat([geo.ring_scalars.index_select(0, recv), geo.edge_len.index_select(0, send)[:, None]], dim=-1))
+                inv[a] = self.emb_edge_ring(
+                    torch.cat(
+                        [geo.ring_scalars.index_select(0, recv), geo.edge_len.index_select(0, send)[:, None]], dim=-1
+                    )
+                )
             elif a == "2_1":
-                inv[a] = self.emb_edge_ring(torch.cat([geo.ring_scalars.index_select(0, send), geo.edge_len.index_select(0, recv)[:, None]], dim=-1))
+                inv[a] = self.emb_edge_ring(
+                    torch.cat(
+                        [geo.ring_scalars.index_select(0, send), geo.edge_len.index_select(0, recv)[:, None]], dim=-1
+                    )
+                )
             else:  # pragma: no cover - the config validates the names
                 raise ValueError(f"EMPCNDynamics: no invariants defined for {a!r}")
         return inv
@@ -279,8 +321,16 @@ class EMPCNDynamics(nn.Module):
     compiled_stack = "layer_stack"
 
     def layer_stack(
-        self, h: dict[int, Tensor], x: Tensor, vel: Tensor, nbr: dict[str, Tensor], edge_index: Tensor,
-        plan: geometry.RingPlan, geo: _Geometry, pair_vel: Tensor | None, dv: Tensor | None,
+        self,
+        h: dict[int, Tensor],
+        x: Tensor,
+        vel: Tensor,
+        nbr: dict[str, Tensor],
+        edge_index: Tensor,
+        plan: geometry.RingPlan,
+        geo: _Geometry,
+        pair_vel: Tensor | None,
+        dv: Tensor | None,
         pair_scalar: Tensor | None,
     ) -> Tensor:
         """The layers from the input features ``h[r]``, positions and velocities ``x⁰, v⁰: (N, 3)``, the

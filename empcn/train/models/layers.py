@@ -9,14 +9,14 @@ buffers follow ``module.to(dtype)``) and vectorised over cells and pairs.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from empcn.schema import RING_KIND
 from empcn.train.batch import ComplexBatch
+
 
 def mlp(dims: Sequence[int], *, final_activation: bool = False) -> nn.Sequential:
     """``Linear → SiLU → … → Linear`` through ``dims`` (at least 2); SiLU after the last too if asked."""
@@ -89,7 +89,9 @@ class GatedMessage(nn.Module):
         recv_proj = nn.functional.linear(h_recv, w[:, :a], first.bias)
         send_proj = nn.functional.linear(h_send, w[:, a : a + b])
         fn = _compiled_pair_messages() if self.compiled else pair_messages
-        return fn(recv_proj, send_proj, recv, send, extra, w[:, a + b :], second.weight, second.bias, *self._gate_params())
+        return fn(
+            recv_proj, send_proj, recv, send, extra, w[:, a + b :], second.weight, second.bias, *self._gate_params()
+        )
 
     def _gate_params(self) -> tuple[Tensor | None, Tensor | None]:
         return (None, None) if self.gate is None else (self.gate.weight, self.gate.bias)
@@ -103,8 +105,16 @@ def gate_messages(m: Tensor, gate_w: Tensor | None, gate_b: Tensor | None) -> Te
 
 
 def pair_messages(
-    recv_proj: Tensor, send_proj: Tensor, recv: Tensor, send: Tensor, extra: Tensor, w_extra: Tensor,
-    w2: Tensor, b2: Tensor, gate_w: Tensor | None, gate_b: Tensor | None,
+    recv_proj: Tensor,
+    send_proj: Tensor,
+    recv: Tensor,
+    send: Tensor,
+    extra: Tensor,
+    w_extra: Tensor,
+    w2: Tensor,
+    b2: Tensor,
+    gate_w: Tensor | None,
+    gate_b: Tensor | None,
 ) -> Tensor:
     """The per-pair part of :meth:`GatedMessage.pairwise`: ``pre = P_r[recv] + P_s[send] + W_c·extra``,
     ``m = SiLU(W_2 SiLU(pre) + b_2)``, ``e·m`` with ``e = sigmoid(W_g m + b_g)`` (no gate: ``m``).
@@ -183,8 +193,14 @@ def in_param_dtype(x: Tensor, module: nn.Module) -> Tensor:
 
 
 def pair_position_step(
-    pairs: Tensor, num_nodes: int, diff: Tensor, m: Tensor, coord_mlp: nn.Module, coord_agg: str,
-    rel_vel: Tensor | None = None, rel_vel_mlp: nn.Module | None = None,
+    pairs: Tensor,
+    num_nodes: int,
+    diff: Tensor,
+    m: Tensor,
+    coord_mlp: nn.Module,
+    coord_agg: str,
+    rel_vel: Tensor | None = None,
+    rel_vel_mlp: nn.Module | None = None,
 ) -> Tensor:
     """``agg_j [(x_i − x_j) φ_x(m_ij) (+ (v_i − v_j) φ_w(m_ij))]``: the pairwise part of an EGNN-style
     position update, ``(num_nodes, 3)``; the caller scales it by C and adds it to x.
@@ -269,7 +285,9 @@ def get_neighbourhood(batch: ComplexBatch, name: str, model: str) -> tuple[Tenso
     idx = neighbourhood_index(batch, name, model)
     dist = batch.nbr_dist.get(name)
     if dist is None:
-        raise ValueError(f"{model}: the batch has no distances of neighbourhood {name!r} (it has {sorted(batch.nbr_dist)})")
+        raise ValueError(
+            f"{model}: the batch has no distances of neighbourhood {name!r} (it has {sorted(batch.nbr_dist)})"
+        )
     if dist.shape != (idx.shape[0],):
         raise ValueError(
             f"{model}: neighbourhood {name!r} has {idx.shape[0]} pairs but distance shape {tuple(dist.shape)}"

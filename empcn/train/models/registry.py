@@ -74,23 +74,31 @@ def _builtin(module: str, config: str, model: str) -> Implementation:
 
 #: The built-in models (registry entries point here; the modules load on first use).
 EGNN = ModelSpec(
-    {"scalar": _builtin("egnn", "EGNNConfig", "EGNN"),
-     "positions": _builtin("egnn_dynamics", "EGNNDynamicsConfig", "EGNNDynamics")},
+    {
+        "scalar": _builtin("egnn", "EGNNConfig", "EGNN"),
+        "positions": _builtin("egnn_dynamics", "EGNNDynamicsConfig", "EGNNDynamics"),
+    },
     "EGNN (Satorras, Hoogeboom, Welling 2021): E(n)-equivariant graph network on node pairs",
 )
 EMPCN = ModelSpec(
-    {"scalar": _builtin("empcn", "EMPCNConfig", "EMPCN"),
-     "positions": _builtin("empcn_dynamics", "EMPCNDynamicsConfig", "EMPCNDynamics")},
+    {
+        "scalar": _builtin("empcn", "EMPCNConfig", "EMPCN"),
+        "positions": _builtin("empcn_dynamics", "EMPCNDynamicsConfig", "EMPCNDynamics"),
+    },
     "EMPCN (Kovač et al. 2024): message passing between the cells of a CW-complex",
 )
 DECOUPLED = ModelSpec(
-    {"scalar": _builtin("decoupled", "DecoupledConfig", "DecoupledEMPCN"),
-     "positions": _builtin("decoupled_dynamics", "DecoupledDynamicsConfig", "DecoupledDynamics")},
+    {
+        "scalar": _builtin("decoupled", "DecoupledConfig", "DecoupledEMPCN"),
+        "positions": _builtin("decoupled_dynamics", "DecoupledDynamicsConfig", "DecoupledDynamics"),
+    },
     "decoupled EMPCN (Kovač et al. 2024): EGNN on node pairs plus ring <-> node messages",
 )
 SEGNN = ModelSpec(
-    {"scalar": _builtin("segnn", "SEGNNConfig", "SEGNN"),
-     "positions": _builtin("segnn", "SEGNNDynamicsConfig", "SEGNNDynamics")},
+    {
+        "scalar": _builtin("segnn", "SEGNNConfig", "SEGNN"),
+        "positions": _builtin("segnn", "SEGNNDynamicsConfig", "SEGNNDynamics"),
+    },
     "SEGNN (Brandstetter et al. 2022): steerable E(3)-equivariant network on e3nn",
 )
 
@@ -223,7 +231,7 @@ def config_class(name: str, task: str | None = None) -> type:
     return resolve(name, task).config_class
 
 
-def build_model(name: str, config: Any = None, task: str | None = None) -> "nn.Module":
+def build_model(name: str, config: Any = None, task: str | None = None) -> nn.Module:
     """Build model ``name`` for ``task`` from ``config`` (its config dataclass; ``None`` = the defaults).
 
     Without ``task``: the task whose config class ``config`` is (or a legacy name's, or the only one).
@@ -281,6 +289,6 @@ def saved_config(name: str, values: dict[str, Any], task: str | None = None, dis
 
 def model_from_saved(
     name: str, values: dict[str, Any], task: str | None = None, distribution: str | None = None
-) -> "nn.Module":
+) -> nn.Module:
     """Model ``name`` for ``task`` rebuilt from the config a run saved (weights still to be loaded)."""
     return build_model(name, saved_config(name, values, task, distribution), task)

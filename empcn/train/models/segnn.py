@@ -151,8 +151,16 @@ class SEGNNConfig(ModelConfig):
     attr_normalization: AttrNormalization = "component"
 
     def __post_init__(self) -> None:
-        _check_irreps_config("SEGNNConfig", self.hidden, self.layers, self.lmax, self.lmax_attr, self.dropout,
-                             self.aggregation, self.attr_normalization)
+        _check_irreps_config(
+            "SEGNNConfig",
+            self.hidden,
+            self.layers,
+            self.lmax,
+            self.lmax_attr,
+            self.dropout,
+            self.aggregation,
+            self.attr_normalization,
+        )
         check_sizes("SEGNNConfig", in_node_features=self.in_node_features)
         if not (math.isfinite(self.cutoff) and self.cutoff >= 0):
             raise ValueError(f"SEGNNConfig: cutoff must be ≥ 0 Å (0 = fully connected), got {self.cutoff}")
@@ -185,7 +193,9 @@ class SEGNNDynamicsConfig(ModelConfig):
     """
 
     SAVED_WITHOUT: ClassVar[dict[str, object]] = {
-        "attr_normalization": "component", "relative_vector": "x_i-x_j", "output_init_scale": 1e-3,
+        "attr_normalization": "component",
+        "relative_vector": "x_i-x_j",
+        "output_init_scale": 1e-3,
     }
     DEFAULT_CLIP: ClassVar[float] = 0.0
 
@@ -204,10 +214,20 @@ class SEGNNDynamicsConfig(ModelConfig):
     output_init_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_irreps_config("SEGNNDynamicsConfig", self.hidden, self.layers, self.lmax, self.lmax_attr,
-                             self.dropout, self.aggregation, self.attr_normalization)
+        _check_irreps_config(
+            "SEGNNDynamicsConfig",
+            self.hidden,
+            self.layers,
+            self.lmax,
+            self.lmax_attr,
+            self.dropout,
+            self.aggregation,
+            self.attr_normalization,
+        )
         if self.connectivity not in ("full", "complex"):
-            raise ValueError(f"SEGNNDynamicsConfig: connectivity must be 'full' or 'complex', got {self.connectivity!r}")
+            raise ValueError(
+                f"SEGNNDynamicsConfig: connectivity must be 'full' or 'complex', got {self.connectivity!r}"
+            )
         if self.relative_vector not in ("x_j-x_i", "x_i-x_j"):
             raise ValueError(
                 f"SEGNNDynamicsConfig: relative_vector must be 'x_j-x_i' or 'x_i-x_j', got {self.relative_vector!r}"
@@ -223,7 +243,7 @@ class SEGNNDynamicsConfig(ModelConfig):
 # building blocks
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _second_moment_scale(name: str) -> float:
     """``1 / sqrt(E[f(z)²])`` for ``z ~ N(0, 1)`` (Gauss–Hermite quadrature): keeps unit-variance inputs
     at unit second moment through the activation ``f`` (``"silu"`` or ``"sigmoid"``), as e3nn's gates do."""
@@ -262,7 +282,7 @@ class GatedNonlinearity(nn.Module):
         return torch.cat(out, dim=-1)
 
 
-def _constants_after_loading(module: "SteerableLinear", _keys: object) -> None:
+def _constants_after_loading(module: SteerableLinear, _keys: object) -> None:
     """A checkpoint saved in float32 holds float32-rounded CG constants: recompute them once loaded."""
     module._exact_constants()
 
@@ -279,7 +299,12 @@ class SteerableLinear(nn.Module):
     """
 
     def __init__(
-        self, irreps_in: o3.Irreps, irreps_attr: o3.Irreps, irreps_out: o3.Irreps, gate: bool, optimize: bool = False,
+        self,
+        irreps_in: o3.Irreps,
+        irreps_attr: o3.Irreps,
+        irreps_out: o3.Irreps,
+        gate: bool,
+        optimize: bool = False,
     ) -> None:
         super().__init__()
         irreps_out = o3.Irreps(irreps_out)
@@ -326,7 +351,7 @@ class SteerableLinear(nn.Module):
             for name, buf in self.tp.named_buffers():
                 leaf = name.rsplit(".", 1)[-1]
                 if leaf.startswith("_w3j_"):
-                    l1, l2, l3 = (int(k) for k in leaf[len("_w3j_"):].split("_"))
+                    l1, l2, l3 = (int(k) for k in leaf[len("_w3j_") :].split("_"))
                     buf.copy_(o3.wigner_3j(l1, l2, l3, dtype=torch.float64).to(buf.dtype))
 
     def forward(self, x: Tensor, attr: Tensor) -> Tensor:
@@ -341,8 +366,14 @@ class SEGNNLayer(nn.Module):
     """One message → aggregate → residual-update layer (the module docstring's ``m_ij``, ``m_i``, ``h_i'``)."""
 
     def __init__(
-        self, hidden: o3.Irreps, edge_attr: o3.Irreps, node_attr: o3.Irreps, num_invariants: int,
-        aggregation: Aggregation, dropout: float, optimize: bool = False,
+        self,
+        hidden: o3.Irreps,
+        edge_attr: o3.Irreps,
+        node_attr: o3.Irreps,
+        num_invariants: int,
+        aggregation: Aggregation,
+        dropout: float,
+        optimize: bool = False,
     ) -> None:
         super().__init__()
         message_in = hidden + hidden + o3.Irreps(f"{num_invariants}x0e")
@@ -369,8 +400,17 @@ class SEGNNCore(nn.Module):
     """Embedding, ``layers`` SEGNN layers and the node-level pre-readout ``W_p2 ⊗ σ(W_p1 ⊗ h)``."""
 
     def __init__(
-        self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, hidden: int, layers: int, lmax: int, lmax_attr: int,
-        num_invariants: int, aggregation: Aggregation, dropout: float, optimize: bool,
+        self,
+        irreps_in: o3.Irreps,
+        irreps_out: o3.Irreps,
+        hidden: int,
+        layers: int,
+        lmax: int,
+        lmax_attr: int,
+        num_invariants: int,
+        aggregation: Aggregation,
+        dropout: float,
+        optimize: bool,
         attr_normalization: AttrNormalization,
     ) -> None:
         super().__init__()
@@ -428,8 +468,16 @@ class SEGNN(nn.Module):
         self.config = config
         h = config.hidden
         self.core = SEGNNCore(
-            o3.Irreps(f"{config.in_node_features}x0e"), o3.Irreps(f"{h}x0e"), h, config.layers, config.lmax,
-            config.lmax_attr, 1, config.aggregation, config.dropout, config.optimize_einsums,
+            o3.Irreps(f"{config.in_node_features}x0e"),
+            o3.Irreps(f"{h}x0e"),
+            h,
+            config.layers,
+            config.lmax,
+            config.lmax_attr,
+            1,
+            config.aggregation,
+            config.dropout,
+            config.optimize_einsums,
             config.attr_normalization,
         )
         self.head = mlp([h, h, 1])
@@ -463,8 +511,16 @@ class SEGNNDynamics(nn.Module):
         self.config = config
         invariants = 2 if config.use_node_scalar else 1
         self.core = SEGNNCore(
-            o3.Irreps("1x1o + 1x1o + 1x0e"), o3.Irreps("1x1o"), config.hidden, config.layers, config.lmax,
-            config.lmax_attr, invariants, config.aggregation, config.dropout, config.optimize_einsums,
+            o3.Irreps("1x1o + 1x1o + 1x0e"),
+            o3.Irreps("1x1o"),
+            config.hidden,
+            config.layers,
+            config.lmax,
+            config.lmax_attr,
+            invariants,
+            config.aggregation,
+            config.dropout,
+            config.optimize_einsums,
             config.attr_normalization,
         )
         if config.output_init_scale != 1.0:

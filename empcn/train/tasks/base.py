@@ -68,13 +68,13 @@ class Task:
 
     # -- where the task comes from --------------------------------------------------------------
     @classmethod
-    def for_cache(cls, manifest: dict[str, Any], path: str, target: str | None) -> "Task":
+    def for_cache(cls, manifest: dict[str, Any], path: str, target: str | None) -> Task:
         """The task a cache with this ``manifest`` asks for, with the user's ``--target`` checked
         against it (TaskError, one line, when it does not fit). Not yet fitted to the training data."""
         raise NotImplementedError
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> "Task":
+    def from_record(cls, record: dict[str, Any]) -> Task:
         """The task a run recorded (:meth:`record`), including records of older versions."""
         from empcn.train.saved import load_saved
 
@@ -92,7 +92,7 @@ class Task:
         if found != self.kind:
             raise CacheError(f"{path}: its task is {found!r}, the run's is {self.kind!r}")
 
-    def check_run(self, meta: "RunMeta") -> None:
+    def check_run(self, meta: RunMeta) -> None:
         """TaskError when the rest of a run's record contradicts this task's (e.g. elements counted)."""
 
     def defaults(self, model: str, dataset: str) -> TaskDefaults:
@@ -102,7 +102,7 @@ class Task:
     # -- training -------------------------------------------------------------------------------
     def normalised(
         self, layout: Any, train_indices: Any, reference: str = "none", species: tuple[int, ...] = ()
-    ) -> "Task":
+    ) -> Task:
         """This task fitted to the samples ``train_indices`` of the cache ``layout`` (normalisation).
 
         ``reference``: ``--target-reference``; ``"atoms"`` applies to scalar targets only.
@@ -111,19 +111,21 @@ class Task:
             raise TaskError(f"--target-reference {reference} applies to scalar targets (QM9), not to {self.describe()}")
         return self
 
-    def restored(self, record: dict[str, Any]) -> "Task":
+    def restored(self, record: dict[str, Any]) -> Task:
         """This task with what a run recorded when it started (``--resume`` keeps its normalisation)."""
         return self
 
-    def loss(self, pred: Tensor, batch: "ComplexBatch") -> Tensor:
+    def loss(self, pred: Tensor, batch: ComplexBatch) -> Tensor:
         """Training loss of ``pred`` (on the model's device) against the CPU ``batch``'s target."""
         raise NotImplementedError
 
-    def error_sum(self, pred: Tensor, batch: "ComplexBatch") -> tuple[float, int]:
+    def error_sum(self, pred: Tensor, batch: ComplexBatch) -> tuple[float, int]:
         """(Σ error, number of terms) of a batch, in the metric's unit (float64); metric = Σ/n over a split."""
         raise NotImplementedError
 
-    def baselines(self, layout: Any, train_indices: Any, splits: dict[str, Any], species: tuple[int, ...]) -> dict[str, Any]:
+    def baselines(
+        self, layout: Any, train_indices: Any, splits: dict[str, Any], species: tuple[int, ...]
+    ) -> dict[str, Any]:
         """Trivial predictors' scores on each split (name → sample indices), fitted on ``train_indices``:
         split name → an object with ``line(unit)``, ``brief()``, ``to_dict()``, ``mean_mae`` and
         ``atoms_mae`` (none when the task has no baselines)."""
@@ -138,7 +140,7 @@ class Task:
         """How the target is normalised, for log lines ('' when it is not)."""
         return ""
 
-    def pairs(self, pred: Tensor, batch: "ComplexBatch") -> tuple[Tensor, Tensor]:
+    def pairs(self, pred: Tensor, batch: ComplexBatch) -> tuple[Tensor, Tensor]:
         """(true, predicted) values of a batch in the metric's unit, flat float64 CPU: the points of the
         parity plot (one per molecule's target; one per particle coordinate)."""
         raise NotImplementedError
@@ -161,7 +163,7 @@ class Task:
             f"(score it with `empcn evaluate {run}`)"
         )
 
-    def predictions(self, pred: Tensor, batch: "ComplexBatch") -> list[Any]:
+    def predictions(self, pred: Tensor, batch: ComplexBatch) -> list[Any]:
         """The model's output as ``empcn predict`` prints it: one JSON-able value per sample of the CPU
         ``batch`` in :attr:`prediction_unit` (TaskError when the task has nothing to print per sample)."""
         raise TaskError(f"`empcn predict` does not print {self.describe()}")
@@ -193,7 +195,7 @@ def task_for_cache(manifest: dict[str, Any], path: str, target: str | None) -> T
         raise TaskError(f"{path}: {exc}") from None
 
 
-def task_from_meta(meta: "RunMeta") -> Task:
+def task_from_meta(meta: RunMeta) -> Task:
     """The task a trained run was trained on, as it recorded it."""
     plugin = meta.plugins.get("task", {}).get("distribution") or None
     task = task_class(meta.task, plugin).from_record(dict(meta.task_record))

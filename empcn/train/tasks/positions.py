@@ -53,7 +53,7 @@ class PositionTask(Task):
     horizon: int = 0
 
     @classmethod
-    def for_cache(cls, manifest: dict[str, Any], path: str, target: str | None) -> "PositionTask":
+    def for_cache(cls, manifest: dict[str, Any], path: str, target: str | None) -> PositionTask:
         if target is not None:
             raise TaskError(
                 f"{path}: --target {target} does not apply: this cache's task is positions "
@@ -73,25 +73,25 @@ class PositionTask(Task):
     def defaults(self, model: str, dataset: str) -> TaskDefaults:
         return positions_defaults(dataset or "nbody", model)
 
-    def _target(self, batch: "ComplexBatch") -> Tensor:
+    def _target(self, batch: ComplexBatch) -> Tensor:
         target = batch.field(schema.NODE_TARGET_POS, "positions")
         if target.shape != batch.pos.shape:
             raise TaskError(f"the batch's {schema.NODE_TARGET_POS} has shape {tuple(target.shape)}, not (N, 3)")
         return target
 
-    def loss(self, pred: Tensor, batch: "ComplexBatch") -> Tensor:
+    def loss(self, pred: Tensor, batch: ComplexBatch) -> Tensor:
         dtype = loss_dtype(pred)
         target = self._target(batch).to(device=pred.device, dtype=dtype)
         return ((pred.to(dtype) - target) ** 2).mean()
 
-    def error_sum(self, pred: Tensor, batch: "ComplexBatch") -> tuple[float, int]:
+    def error_sum(self, pred: Tensor, batch: ComplexBatch) -> tuple[float, int]:
         diff = pred.detach().double().cpu() - self._target(batch).double()
         return float((diff * diff).sum()), int(diff.numel())
 
     def describe(self) -> str:
         return f"positions {self.horizon} steps ahead" if self.horizon else "positions"
 
-    def pairs(self, pred: Tensor, batch: "ComplexBatch") -> tuple[Tensor, Tensor]:
+    def pairs(self, pred: Tensor, batch: ComplexBatch) -> tuple[Tensor, Tensor]:
         return self._target(batch).double().reshape(-1), pred.detach().double().cpu().reshape(-1)
 
     def parity_labels(self) -> tuple[str, str]:
@@ -101,7 +101,7 @@ class PositionTask(Task):
     def prediction_unit(self) -> str:
         return self.unit.removeprefix("(").removesuffix(")²")
 
-    def predictions(self, pred: Tensor, batch: "ComplexBatch") -> list[Any]:
+    def predictions(self, pred: Tensor, batch: ComplexBatch) -> list[Any]:
         """Every sample's predicted node positions, ``[[x, y, z], …]`` in :attr:`prediction_unit`."""
         out = pred.detach().double().cpu()
         counts = batch.node_graph.bincount(minlength=batch.num_graphs).tolist()

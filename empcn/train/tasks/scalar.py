@@ -75,7 +75,7 @@ class ScalarTask(Task):
 
     # -- where the task comes from --------------------------------------------------------------
     @classmethod
-    def for_cache(cls, manifest: dict[str, Any], path: str, target: str | None) -> "ScalarTask":
+    def for_cache(cls, manifest: dict[str, Any], path: str, target: str | None) -> ScalarTask:
         targets = manifest.get("targets", {})
         names = list(targets.get("names", []))
         if target is None:
@@ -83,8 +83,12 @@ class ScalarTask(Task):
         if target not in names:
             raise TaskError(f"{path}: target {target!r} is not in this cache (it has {', '.join(names)})")
         atoms = bool(manifest.get("elements")) or manifest.get("dataset") == "qm9"  # QM9 caches before "elements"
-        return cls(target=target, unit=str(targets.get("units", {}).get(target, "")), target_index=names.index(target),
-                   noun="molecules" if atoms else "samples")
+        return cls(
+            target=target,
+            unit=str(targets.get("units", {}).get(target, "")),
+            target_index=names.index(target),
+            noun="molecules" if atoms else "samples",
+        )
 
     @property
     def sample_noun(self) -> str:  # type: ignore[override]
@@ -97,7 +101,7 @@ class ScalarTask(Task):
         if self.target not in names or names.index(self.target) != self.target_index:
             raise CacheError(f"{path}: target {self.target!r} is not column {self.target_index} of this cache")
 
-    def check_run(self, meta: "RunMeta") -> None:
+    def check_run(self, meta: RunMeta) -> None:
         if self.reference and tuple(self.reference_species) != tuple(meta.species):
             raise TaskError(
                 f"the run's atom reference counts elements {list(self.reference_species)}, its model reads {list(meta.species)}"
@@ -107,11 +111,11 @@ class ScalarTask(Task):
         return scalar_defaults(self.target, model)
 
     # -- training -------------------------------------------------------------------------------
-    def targets(self, batch: "ComplexBatch") -> Tensor:
+    def targets(self, batch: ComplexBatch) -> Tensor:
         """(B,) float64 CPU: the target column of every sample of the batch."""
         return batch.field(schema.SAMPLE_Y, f"target {self.target}")[:, self.target_index]
 
-    def reference_values(self, batch: "ComplexBatch") -> Tensor | None:
+    def reference_values(self, batch: ComplexBatch) -> Tensor | None:
         """(B,) float64 CPU: the atom reference of each molecule of the CPU ``batch`` (None without one)."""
         if not self.reference:
             return None
@@ -120,26 +124,26 @@ class ScalarTask(Task):
         counts = species_counts(batch, CollateSpec(neighbourhoods={}, species=self.reference_species))
         return counts @ torch.tensor(self.reference, dtype=torch.float64, device=counts.device)
 
-    def value(self, pred: Tensor, batch: "ComplexBatch") -> Tensor:
+    def value(self, pred: Tensor, batch: ComplexBatch) -> Tensor:
         """(B,) float64 CPU: the model's output ``pred`` (normalised) in the target's unit, for the CPU ``batch``."""
         value = pred.detach().double().cpu() * self.mad + self.mean
         ref = self.reference_values(batch)
         return value if ref is None else value + ref
 
-    def loss(self, pred: Tensor, batch: "ComplexBatch") -> Tensor:
+    def loss(self, pred: Tensor, batch: ComplexBatch) -> Tensor:
         dtype = loss_dtype(pred)
         ref = self.reference_values(batch)
         y = self.targets(batch) if ref is None else self.targets(batch) - ref
         y = ((y - self.mean) / self.mad).to(device=pred.device, dtype=dtype)  # float64 before the cast
         return (pred.to(dtype) - y).abs().mean()
 
-    def error_sum(self, pred: Tensor, batch: "ComplexBatch") -> tuple[float, int]:
+    def error_sum(self, pred: Tensor, batch: ComplexBatch) -> tuple[float, int]:
         value = self.value(pred, batch)
         return float((value - self.targets(batch)).abs().sum()), int(len(value))
 
     def normalised(
         self, layout: Any, train_indices: Any, reference: str = "none", species: tuple[int, ...] = ()
-    ) -> "ScalarTask":
+    ) -> ScalarTask:
         """``reference`` ``"none"``: mean/MAD of the manifest (whole train split), or recomputed over a
         ``--train-size`` subset. ``"atoms"``: the least-squares atom reference of the elements
         ``species`` over ``train_indices``, and mean/MAD of the residual (:mod:`empcn.train.reference`)."""
@@ -155,8 +159,11 @@ class ScalarTask(Task):
             fit = fit_atom_counts(counts, y, tuple(species))
             mean, mad = mean_mad(y - counts @ fit.coef)
             return dataclasses.replace(
-                self, mean=float(mean), mad=float(mad),
-                reference=tuple(float(c) for c in fit.coef), reference_species=tuple(int(s) for s in species),
+                self,
+                mean=float(mean),
+                mad=float(mad),
+                reference=tuple(float(c) for c in fit.coef),
+                reference_species=tuple(int(s) for s in species),
             )
         if reference != "none":
             raise TaskError(f"--target-reference must be atoms or none, got {reference!r}")
@@ -168,13 +175,15 @@ class ScalarTask(Task):
             mad = float(targets.get("train_mad", {}).get(self.target, 1.0)) or 1.0
         return dataclasses.replace(self, mean=mean, mad=mad, reference=(), reference_species=())
 
-    def restored(self, record: dict[str, Any]) -> "ScalarTask":
+    def restored(self, record: dict[str, Any]) -> ScalarTask:
         saved = type(self).from_record(record)
         return dataclasses.replace(
             self, mean=saved.mean, mad=saved.mad, reference=saved.reference, reference_species=saved.reference_species
         )
 
-    def baselines(self, layout: Any, train_indices: Any, splits: dict[str, Any], species: tuple[int, ...]) -> dict[str, Any]:
+    def baselines(
+        self, layout: Any, train_indices: Any, splits: dict[str, Any], species: tuple[int, ...]
+    ) -> dict[str, Any]:
         from empcn.train.reference import baselines
 
         return baselines(layout, train_indices, splits, self.target_index, tuple(species))
@@ -194,11 +203,11 @@ class ScalarTask(Task):
             f"the residual r normalised as (r − mean) / MAD with its train mean {self.mean:.6g} and MAD {self.mad:.6g}"
         )
 
-    def pairs(self, pred: Tensor, batch: "ComplexBatch") -> tuple[Tensor, Tensor]:
+    def pairs(self, pred: Tensor, batch: ComplexBatch) -> tuple[Tensor, Tensor]:
         return self.targets(batch).double().reshape(-1), self.value(pred, batch).reshape(-1)
 
     def check_predict(self, run: str, dataset: str) -> None:
         """``empcn predict`` prints one value per input file: runs of this task are taken."""
 
-    def predictions(self, pred: Tensor, batch: "ComplexBatch") -> list[Any]:
+    def predictions(self, pred: Tensor, batch: ComplexBatch) -> list[Any]:
         return self.value(pred, batch).tolist()  # target unit (+ atom reference)

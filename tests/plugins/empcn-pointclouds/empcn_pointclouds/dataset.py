@@ -61,12 +61,20 @@ class PointCloudConfig(LiftConfig):
             raise self.bad(f"need 4 <= min_points <= max_points, got {self.min_points} and {self.max_points}")
 
     def recorded_params(self) -> dict[str, Any]:
-        return {"samples": self.samples, "seed": self.seed, "points": [self.min_points, self.max_points],
-                "shard_size": self.shard_size}
+        return {
+            "samples": self.samples,
+            "seed": self.seed,
+            "points": [self.min_points, self.max_points],
+            "shard_size": self.shard_size,
+        }
 
     def source_info(self) -> dict[str, Any]:
-        blob = {"generator": GENERATOR_VERSION, "samples": self.samples, "seed": self.seed,
-                "points": [self.min_points, self.max_points]}
+        blob = {
+            "generator": GENERATOR_VERSION,
+            "samples": self.samples,
+            "seed": self.seed,
+            "points": [self.min_points, self.max_points],
+        }
         digest = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
         return {"kind": "generated", "name": "empcn_pointclouds.dataset.random_clouds", "fingerprint": digest}
 
@@ -142,16 +150,25 @@ def finish(config: PointCloudConfig, lifted: LiftInput, results: list[Any]) -> A
     stats = target_statistics(ys[splits["train"]], ("rg",))
     manifest = {
         "splits": {
-            "scheme": "random", "seed": config.seed, "fractions": list(fractions),
-            "counts": {k: int(len(v)) for k, v in splits.items()}, "datasets": {k: f"splits/{k}" for k in splits},
+            "scheme": "random",
+            "seed": config.seed,
+            "fractions": list(fractions),
+            "counts": {k: int(len(v)) for k, v in splits.items()},
+            "datasets": {k: f"splits/{k}" for k in splits},
         },
         "targets": {
-            "names": ["rg"], "units": {"rg": UNITS}, "train_mean": stats["mean"], "train_mad": stats["mad"],
+            "names": ["rg"],
+            "units": {"rg": UNITS},
+            "train_mean": stats["mean"],
+            "train_mad": stats["mad"],
             "convention": "radius of gyration sqrt(mean |x - mean x|^2) of the cloud's points",
         },
         "cells": {
-            "ranks": {"0": "nodes (points)", "1": "edges (the 2-cell's boundary, each other point to its nearest)",
-                      "2": "rings (the cycle 0-1-2-3)"},
+            "ranks": {
+                "0": "nodes (points)",
+                "1": "edges (the 2-cell's boundary, each other point to its nearest)",
+                "2": "rings (the cycle 0-1-2-3)",
+            },
             "points_per_sample": merge_counts(results, "points"),
         },
     }
@@ -208,6 +225,7 @@ SPEC = DatasetSpec(
     finish=finish,
     fields=("sample/id", "sample/y"),
     task="scalar",
-    predict=PredictHook("point clouds as .npy ((N, 3) arrays) or .json ({\"points\": [[x, y, z], …]}) files",
-                        read_cloud, lift_cloud),
+    predict=PredictHook(
+        'point clouds as .npy ((N, 3) arrays) or .json ({"points": [[x, y, z], …]}) files', read_cloud, lift_cloud
+    ),
 )

@@ -90,5 +90,7 @@ class RingNet(nn.Module):
 
 
 #: What ``--model ringnet`` trains: this model for graph-level scalar targets.
-MODEL = ModelSpec({"scalar": Implementation(RingNetConfig, RingNet)},
-                  "RingNet: distances to the 2-cell's barycentre, ring -> vertex messages, a mean over points")
+MODEL = ModelSpec(
+    {"scalar": Implementation(RingNetConfig, RingNet)},
+    "RingNet: distances to the 2-cell's barycentre, ring -> vertex messages, a mean over points",
+)

@@ -240,8 +240,7 @@ def run_shards(
                     bar.update(job[0].stop - job[0].start)
         else:
             ctx = mp.get_context("fork")
-            pool_args = {"initializer": _init_worker, "initargs": (os.getpid(),)}
-            with ctx.Pool(processes=min(workers, len(jobs)), **pool_args) as pool:
+            with ctx.Pool(processes=min(workers, len(jobs)), initializer=_init_worker, initargs=(os.getpid(),)) as pool:
                 for res in as_they_come(pool.imap(_build_and_write, jobs, chunksize=1)):
                     results.append(res)
                     if bar is not None:

@@ -16,6 +16,7 @@ gathered (:meth:`~empcn.train.models.layers.GatedMessage.pairwise`).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -62,7 +63,7 @@ class CellLayer(nn.Module):
         for a in self.communications:
             s, r = neighbourhood_ranks(a)
             send, recv = nbr[a][:, 0], nbr[a][:, 1]
-            out[a] = self.message[a].pairwise(h[r], h[s], recv, send, inv[a])
+            out[a] = cast(GatedMessage, self.message[a]).pairwise(h[r], h[s], recv, send, inv[a])
         return out
 
     def updated(self, h: dict[int, Tensor], nbr: dict[str, Tensor], m: dict[str, Tensor]) -> dict[int, Tensor]:

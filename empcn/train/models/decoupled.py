@@ -8,8 +8,9 @@ readout reads node features only. Cost O(|V|² + |R|·|V|).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -18,8 +19,8 @@ from empcn.schema import RING_KIND, RING_TO_NODE
 from empcn.train.batch import ComplexBatch
 from empcn.train.fully_connected import fully_connected_pairs
 from empcn.train.models.base import ModelConfig
-from empcn.train.models.egnn import EGNN, EGNNConfig
-from empcn.train.models.embedding import InvariantEmbeddingConfig
+from empcn.train.models.egnn import EGNN, EGNNConfig, EGNNLayer
+from empcn.train.models.embedding import GaussianFourierFeatures, GaussianRBF, InvariantEmbeddingConfig
 from empcn.train.models.layers import (
     GatedMessage,
     check_dropout,
@@ -115,6 +116,16 @@ class RingLayer(nn.Module):
         return g + delta if self.residual else delta
 
 
+class _RingPart(nn.Module):
+    """The cellular parameters of :class:`DecoupledEMPCN` (a container; the model sets them)."""
+
+    ring_inv: GaussianFourierFeatures | GaussianRBF
+    pair_inv: GaussianFourierFeatures | GaussianRBF
+    embed: nn.Linear
+    kind: nn.Linear
+    layers: nn.ModuleList
+
+
 class DecoupledEMPCN(nn.Module):
     """EGNN over all node pairs + ring ↔ node messages; readout from nodes only.
 
@@ -145,7 +156,7 @@ class DecoupledEMPCN(nn.Module):
         )
         emb = config.embedding
 
-        ring_part = nn.Module()
+        ring_part = _RingPart()
         ring_part.ring_inv = emb(3, seed=2)
         ring_part.pair_inv = emb(4, seed=3)
         ring_part.embed = nn.Linear(ring_part.ring_inv.out_dim, hr)
@@ -184,7 +195,9 @@ class DecoupledEMPCN(nn.Module):
         pairs = fully_connected_pairs(batch.node_graph)
         h = np_.embed(batch.node_feat)
         x = batch.pos
-        for egnn_layer, ring_layer in zip(np_.layers, rp.layers):
+        for egnn_layer, ring_layer in zip(
+            cast("Sequence[EGNNLayer]", np_.layers), cast("Sequence[RingLayer]", rp.layers)
+        ):
             m, _ = egnn_layer.edge_messages(h, x, pairs)
             agg = scatter_sum(m, pairs[:, 1], h.shape[0])
             extra = ring_layer.node_term(h, g, ring, node, q)

@@ -6,7 +6,9 @@ from the current positions in every layer. ``forward(batch) -> (N, 3)``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -16,8 +18,9 @@ from empcn.train.batch import ComplexBatch
 from empcn.train.fully_connected import fully_connected_pairs
 from empcn.train.models.decoupled import RingLayer
 from empcn.train.models.dynamics_inputs import DynamicsConfig, speed, velocity
+from empcn.train.models.egnn import EGNNLayer
 from empcn.train.models.egnn_dynamics import egnn_edge_attr, egnn_stack
-from empcn.train.models.embedding import InvariantEmbeddingConfig
+from empcn.train.models.embedding import GaussianFourierFeatures, GaussianRBF, InvariantEmbeddingConfig
 from empcn.train.models.layers import check_sizes, scatter_sum
 
 
@@ -42,6 +45,23 @@ class DecoupledDynamicsConfig(DynamicsConfig, InvariantEmbeddingConfig):
         self.check_embedding("DecoupledDynamicsConfig")
 
 
+class _NodePart(nn.Module):
+    """The EGNN parameters of :class:`DecoupledDynamics` (a container; the model sets them)."""
+
+    embed: nn.Linear
+    layers: nn.ModuleList
+
+
+class _RingPart(nn.Module):
+    """The cellular parameters of :class:`DecoupledDynamics` (a container; the model sets them).
+    ``embed`` is None when no layer has a ring part."""
+
+    ring_inv: GaussianFourierFeatures | GaussianRBF
+    pair_inv: GaussianFourierFeatures | GaussianRBF
+    embed: nn.Linear | None
+    layers: nn.ModuleList
+
+
 class DecoupledDynamics(nn.Module):
     """EGNN over all particle pairs + ring → vertex messages (P relation), ring invariants from current x.
 
@@ -60,7 +80,7 @@ class DecoupledDynamics(nn.Module):
         super().__init__()
         self.config = config
         h, hr = config.hidden, config.ring_hidden
-        node_part = nn.Module()
+        node_part = _NodePart()
         node_part.embed = nn.Linear(1, h)
         node_part.layers = egnn_stack(
             h,
@@ -76,7 +96,7 @@ class DecoupledDynamics(nn.Module):
         self.node_part = node_part
         emb = config.embedding
 
-        ring_part = nn.Module()
+        ring_part = _RingPart()
         ring_part.ring_inv = emb(3, seed=2)
         ring_part.pair_inv = emb(4, seed=3)
         n_ring = config.layers - 1
@@ -118,20 +138,22 @@ class DecoupledDynamics(nn.Module):
         ring, node = plan.ring_of, plan.ring_node
         g = None
         n_ring = len(rp.layers)
-        for k, layer in enumerate(np_.layers):
+        rings = cast("Sequence[RingLayer]", rp.layers)
+        for k, layer in enumerate(cast("Sequence[EGNNLayer]", np_.layers)):
             m, diff = layer.edge_messages(h, x, pairs, attr)
             x_new = layer.coord_update(h, x, m, diff, pairs, vel)
             if k < n_ring:
                 geo = geometry.planned_ring_geometry(x, plan)
                 c = torch.stack([geo.radius, geo.perimeter, geo.size], dim=-1)
                 if g is None:
+                    assert rp.embed is not None  # built whenever a layer has a ring part
                     g = rp.embed(rp.ring_inv(c))
                 d = torch.linalg.vector_norm(
                     x.index_select(0, node) - geo.barycentre.index_select(0, ring), dim=-1, keepdim=True
                 )
                 q = rp.pair_inv(torch.cat([c.index_select(0, ring), d], dim=-1))
-                extra = rp.layers[k].node_term(h, g, ring, node, q)
-                g = rp.layers[k].ring_step(h, g, ring, node, q)
+                extra = rings[k].node_term(h, g, ring, node, q)
+                g = rings[k].ring_step(h, g, ring, node, q)
                 h = layer.node_update(h, scatter_sum(m, pairs[:, 1], h.shape[0]), extra)
             x = x_new  # n_ring = layers − 1: the last layer moves positions only
         return x

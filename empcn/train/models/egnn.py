@@ -98,8 +98,9 @@ class EGNNLayer(nn.Module):
         self.edge_attr_dim = edge_attr_dim
         self.residual = residual
         self.edge_mlp = GatedMessage(2 * hidden + 1 + edge_attr_dim, hidden, gate=attention)
-        self.node_in = nn.Linear(2 * hidden, hidden)
-        self.node_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden))
+        # None in the last layer of a dynamics stack (egnn_stack), which updates positions only
+        self.node_in: nn.Linear | None = nn.Linear(2 * hidden, hidden)
+        self.node_out: nn.Module | None = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.update_coords = update_coords
         self.coord_agg = coord_agg
@@ -137,6 +138,8 @@ class EGNNLayer(nn.Module):
         Adding ``W_r · a`` there is a Linear over ``[h ‖ agg ‖ a]`` split in two, which is how the
         decoupled model feeds ring messages into the node update.
         """
+        if self.node_in is None or self.node_out is None:
+            raise ValueError("EGNNLayer: this layer updates positions only (no node update)")
         pre = self.node_in(torch.cat([h, agg], dim=-1))
         if extra is not None:
             pre = pre + extra
@@ -146,9 +149,9 @@ class EGNNLayer(nn.Module):
     def coord_update(self, h: Tensor, x: Tensor, m: Tensor, diff: Tensor, pairs: Tensor, vel: Tensor | None) -> Tensor:
         """``x + C · agg [(x_i − x_j) φ_x(m_ij) (+ (v_i − v_j) φ_w(m_ij))] [+ φ_v(h_i) v_i]``."""
         assert self.coord_mlp is not None
-        if self.vel_mlp is not None and vel is None:
-            raise ValueError("EGNNLayer: built with use_velocity=True but called without vel")
-        rel_vel = None if self.rel_vel_mlp is None else vel[pairs[:, 1]] - vel[pairs[:, 0]]
+        if (self.vel_mlp is not None or self.rel_vel_mlp is not None) and vel is None:
+            raise ValueError("EGNNLayer: built with use_velocity or velocity_messages but called without vel")
+        rel_vel = None if self.rel_vel_mlp is None or vel is None else vel[pairs[:, 1]] - vel[pairs[:, 0]]
         step = pair_position_step(pairs, x.shape[0], diff, m, self.coord_mlp, self.coord_agg, rel_vel, self.rel_vel_mlp)
         x = x + self.coord_weight * step
         if self.vel_mlp is not None:

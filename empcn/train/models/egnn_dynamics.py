@@ -6,7 +6,9 @@ velocities do not) and equivariant to relabelling the particles. ``forward(batch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -83,8 +85,9 @@ def egnn_stack(
         )
         for _ in range(layers)
     )
-    stack[-1].node_in = None
-    stack[-1].node_out = None
+    last = cast(EGNNLayer, stack[-1])
+    last.node_in = None
+    last.node_out = None
     return stack
 
 
@@ -130,7 +133,7 @@ class EGNNDynamics(nn.Module):
         Tensors in, tensors out, no host synchronisation: the unit ``--compile`` compiles whole.
         """
         last = len(self.layers) - 1
-        for k, layer in enumerate(self.layers):
+        for k, layer in enumerate(cast("Sequence[EGNNLayer]", self.layers)):
             m, diff = layer.edge_messages(h, x, pairs, attr)
             x_new = layer.coord_update(h, x, m, diff, pairs, vel)
             if k < last:

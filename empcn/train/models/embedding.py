@@ -37,6 +37,7 @@ class GaussianFourierFeatures(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        self.freq: Tensor
         gen = torch.Generator().manual_seed(seed)
         self.register_buffer("freq", torch.randn(num_frequencies, in_dim, generator=gen) * scale)
         self.in_dim = in_dim
@@ -63,6 +64,7 @@ class GaussianRBF(nn.Module):
             raise ValueError(f"GaussianRBF needs at least 2 centres, got {num_centres}")
         if not max_value > 0:
             raise ValueError(f"GaussianRBF needs max_value > 0, got {max_value}")
+        self.centres: Tensor
         self.register_buffer("centres", torch.linspace(0.0, max_value, num_centres))
         self.width = max_value / (num_centres - 1)
         self.in_dim = in_dim

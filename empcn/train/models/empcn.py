@@ -155,7 +155,7 @@ class EMPCN(nn.Module):
     def embed(self, batch: ComplexBatch) -> dict[int, Tensor]:
         """Initial features ``{rank: (n_rank, hidden)}``."""
         h = {0: self.embed_node(batch.node_feat)}
-        if self.embed_edge is not None:
+        if self.embed_edge is not None and self.edge_inv is not None:
             parts = [self.edge_inv(batch.edge_len.unsqueeze(-1))]
             if self.config.in_edge_features:
                 ef = batch.edge_feat
@@ -167,7 +167,7 @@ class EMPCN(nn.Module):
                     )
                 parts.append(ef)
             h[1] = self.embed_edge(torch.cat(parts, dim=-1))
-        if self.embed_ring is not None:
+        if self.embed_ring is not None and self.ring_inv is not None:
             ring = torch.stack([batch.ring_area, batch.ring_perimeter, batch.ring_radius, batch.ring_size], dim=-1)
             h[2] = self.embed_ring(self.ring_inv(ring))
             if self.config.ring_kinds:

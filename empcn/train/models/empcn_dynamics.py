@@ -9,8 +9,9 @@ read). ``forward(batch) -> (N, 3)``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -304,8 +305,8 @@ class EMPCNDynamics(nn.Module):
         pair_vel = dv = None
         if self.config.velocity_invariants or self.config.velocity_messages:
             dv = vel[nbr[NODE_NODE][:, 1]] - vel[nbr[NODE_NODE][:, 0]]  # v⁰_i − v⁰_j per 0→0 pair: (P, 3)
-        if self.config.velocity_invariants:  # [v⁰_i − v⁰_j ‖ ‖v⁰_i − v⁰_j‖]: (P, 4)
-            pair_vel = torch.cat([dv, torch.linalg.vector_norm(dv, dim=-1, keepdim=True)], dim=-1)
+            if self.config.velocity_invariants:  # [v⁰_i − v⁰_j ‖ ‖v⁰_i − v⁰_j‖]: (P, 4)
+                pair_vel = torch.cat([dv, torch.linalg.vector_norm(dv, dim=-1, keepdim=True)], dim=-1)
         x = batch.pos
         plan = geometry.ring_plan(batch.ring_node, batch.ring_of, batch.num_rings, pos=x)
         geo = _Geometry.of(x, batch.edge_index, plan)
@@ -339,7 +340,7 @@ class EMPCNDynamics(nn.Module):
         layer's input positions. Tensors in, tensors out, no host synchronisation: the unit ``--compile``
         compiles whole.
         """
-        for k, layer in enumerate(self.layers):
+        for k, layer in enumerate(cast("Sequence[EMPCNDynamicsLayer]", self.layers)):
             if k > 0:
                 geo = _Geometry.of(x, edge_index, plan)  # invariants of the updated positions
             inv = self._invariants(geo, x, pair_vel, nbr, layer.communications, pair_scalar)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -80,7 +81,7 @@ class GatedMessage(nn.Module):
         With ``compiled`` set (``--compile``, :func:`use_compiled_messages`) the per-pair part runs as one
         ``torch.compile``d kernel chain (gathers, sums, SiLUs and gate fused; the same function).
         """
-        first, second = self.net[0], self.net[2]
+        first, second = cast(nn.Linear, self.net[0]), cast(nn.Linear, self.net[2])
         w, a, b = first.weight, h_recv.shape[1], h_send.shape[1]
         if a + b + extra.shape[1] != w.shape[1]:
             raise ValueError(

@@ -339,7 +339,7 @@ class SteerableLinear(nn.Module):
         scale = [math.sqrt(k) if k else 1.0 for k in fan_in]
         return torch.cat([torch.full((mul * ir.dim,), f) for (mul, ir), f in zip(tp_out, scale)])
 
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+    def _apply(self, fn, recurse=True):
         """After every ``.to`` / ``.double()``: the CG constants recomputed in float64 and cast, so a
         model built (or trained) in float32 and cast to float64 is equivariant to float64 precision."""
         out = super()._apply(fn, recurse)

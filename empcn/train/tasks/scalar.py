@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 from torch import Tensor
@@ -157,11 +157,11 @@ class ScalarTask(Task):
                 raise TaskError(f"{self.target}: an atom reference needs the elements to count")
             counts, y = read_counts(layout, train_indices, self.target_index, tuple(species))
             fit = fit_atom_counts(counts, y, tuple(species))
-            mean, mad = mean_mad(y - counts @ fit.coef)
+            residual_mean, residual_mad = mean_mad(y - counts @ fit.coef)
             return dataclasses.replace(
                 self,
-                mean=float(mean),
-                mad=float(mad),
+                mean=float(residual_mean),
+                mad=float(residual_mad),
                 reference=tuple(float(c) for c in fit.coef),
                 reference_species=tuple(int(s) for s in species),
             )
@@ -176,7 +176,7 @@ class ScalarTask(Task):
         return dataclasses.replace(self, mean=mean, mad=mad, reference=(), reference_species=())
 
     def restored(self, record: dict[str, Any]) -> ScalarTask:
-        saved = type(self).from_record(record)
+        saved = cast(ScalarTask, type(self).from_record(record))
         return dataclasses.replace(
             self, mean=saved.mean, mad=saved.mad, reference=saved.reference, reference_species=saved.reference_species
         )

@@ -11,9 +11,32 @@ from pathlib import Path
 from typing import NoReturn, Optional
 
 import typer
+from typer.core import TyperGroup
+
+from empcn.errors import EmpcnError
+
+
+class _Commands(TyperGroup):
+    """The command group that turns every error a user can cause (:class:`EmpcnError`) into one line.
+
+    This is the one place the CLI catches them: a command lets them rise, and ``empcn`` prints
+    ``error: <message>`` on stderr and exits with status 2 (on a torchrun rank other than 0 the line names the rank).
+    """
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except EmpcnError as exc:
+            from empcn.train.commands import _fail, one_line
+
+            _fail(one_line(exc))
+
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="E(n)-equivariant message passing on cell complexes."
+    cls=_Commands,
+    add_completion=False,
+    no_args_is_help=True,
+    help="E(n)-equivariant message passing on cell complexes.",
 )
 cache_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Inspect and check lifted caches.")
 app.add_typer(cache_app, name="cache")
@@ -225,13 +248,9 @@ def predict(
 
     A bad file gets its own `error:` line on stderr and the exit status is 2; the others are still predicted.
     """
-    from empcn.errors import EmpcnError
     from empcn.predict import Failure, predict_files
 
-    try:
-        results = predict_files(run, files, device.value)
-    except EmpcnError as exc:  # PredictError, DeviceUnavailable and every other user error
-        commands._fail(commands.one_line(exc))
+    results = predict_files(run, files, device.value)
     failures = [r for r in results if isinstance(r, Failure)]
     if any(not getattr(r, "checked", True) for r in results):
         typer.echo(

@@ -192,10 +192,7 @@ def run_lift(args: Sequence[str]) -> None:
     """``empcn lift ARGS``: parse with the chosen data set's options, lift, print what was written."""
     from click.core import ParameterSource
 
-    try:
-        spec = dataset(dataset_named(args))
-    except EmpcnError as exc:
-        fail(str(exc))
+    spec = dataset(dataset_named(args))
     command = _LiftCommand(spec)
     try:
         ctx = command.make_context("empcn lift", list(args))
@@ -219,8 +216,6 @@ def run_lift(args: Sequence[str]) -> None:
             run["workers"] = default_workers()
         config = spec.config.from_options(values, **run)
         path, reused = lift(config, spec, say=typer.echo)
-    except EmpcnError as exc:
-        fail(str(exc))
     except KeyboardInterrupt:  # Ctrl-C: one line (the workers are quiet, their temporary files removed)
         where = getattr(config, "cache_dir", None) or getattr(config, "out", None) or "the cache"
         fail(

@@ -14,7 +14,6 @@ from typing import NoReturn, Optional
 import typer
 
 from empcn import choices
-from empcn.errors import EmpcnError
 from empcn.train.models.registry import LEGACY_NAMES, MODELS  # names only: no model (and no torch) is imported here
 
 ScheduleChoice = choices.choice_enum("ScheduleChoice", choices.ScheduleChoice)
@@ -175,31 +174,26 @@ def train(
     }
     if model is not None and model not in MODELS and model not in LEGACY_NAMES:
         _fail(str(MODELS.unknown(model)))
-    try:
-        if resume is not None:
-            if out is not None and out.resolve() != resume.resolve():
-                raise ConfigError(f"--out {out} and --resume {resume} name different run folders")
-            given["out"] = str(resume)
-            config = merge_for_resume(TrainConfig.load(resume), given)
-        else:
-            if cache is None:
-                raise ConfigError(
-                    "--cache and --target are required (a positions cache such as N-body takes no --target), "
-                    "or --resume RUN_FOLDER"
-                )
-            config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
-    except ConfigError as exc:
-        _fail(str(exc))
+    if resume is not None:
+        if out is not None and out.resolve() != resume.resolve():
+            raise ConfigError(f"--out {out} and --resume {resume} name different run folders")
+        given["out"] = str(resume)
+        config = merge_for_resume(TrainConfig.load(resume), given)
+    else:
+        if cache is None:
+            raise ConfigError(
+                "--cache and --target are required (a positions cache such as N-body takes no --target), "
+                "or --resume RUN_FOLDER"
+            )
+        config = TrainConfig(**{k: v for k, v in given.items() if v is not None})
 
     from empcn.train.loop import TrainingDiverged
     from empcn.train.loop import train as run_training
 
     try:
         run_training(config, resume=resume is not None)
-    except TrainingDiverged as exc:
+    except TrainingDiverged as exc:  # exit status 1: the run is intact but did not learn (a user error is 2)
         _fail(one_line(exc), code=1)
-    except EmpcnError as exc:
-        _fail(one_line(exc))
 
 
 def evaluate(
@@ -224,10 +218,7 @@ def evaluate(
     and its parity plot."""
     from empcn.train.evaluate import evaluate_run
 
-    try:
-        result = evaluate_run(run, split.value, cache, device.value, batch_size, workers, plot=plot)
-    except EmpcnError as exc:
-        _fail(one_line(exc))
+    result = evaluate_run(run, split.value, cache, device.value, batch_size, workers, plot=plot)
     if result.note:
         typer.echo(f"note: {result.note}", err=True)
     if json_out:
@@ -239,10 +230,7 @@ def evaluate(
     if poses is not None:
         from empcn.train.poses import draw_poses
 
-        try:
-            drawn = draw_poses(run, poses, split.value, pose_samples, cache, device.value)
-        except EmpcnError as exc:
-            _fail(one_line(exc))
+        drawn = draw_poses(run, poses, split.value, pose_samples, cache, device.value)
         typer.echo(f"drew {split.value} samples to {drawn}", err=True)
 
 

@@ -6,6 +6,9 @@ tests run from a clone at any path; a test whose data is missing fails, it does 
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -98,3 +101,22 @@ def with_unparsable_smiles(read_qm9, index: int = 3):
         return type(raw)(**{**raw.__dict__, "smiles": smiles}), skipped
 
     return read
+
+
+def pip_install_copy(package: Path, root: Path) -> Path:
+    """Install the package folder ``package`` with pip into ``root/site`` and return that folder.
+
+    Built from a copy under ``root`` (a build leaves files beside its source), offline and without build
+    isolation: with the setuptools of the test environment (the ``test`` extra), dependencies not installed.
+    """
+    source = shutil.copytree(package, root / package.name)
+    target = root / "site"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index"]
+        + ["--target", str(target), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return target

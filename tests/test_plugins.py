@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import pip_install_copy
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "tests" / "plugins" / "empcn-pointclouds"
@@ -28,29 +28,7 @@ PLUGIN = REPO / "tests" / "plugins" / "empcn-pointclouds"
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The plug-in installed by pip into a folder of its own (built from a copy: pip builds in the source tree),
     offline and without build isolation: with the setuptools of the test environment (the ``test`` extra)."""
-    tmp = tmp_path_factory.mktemp("plugin")
-    source = tmp / "empcn-pointclouds"
-    shutil.copytree(PLUGIN, source)
-    target = tmp / "site"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    target = pip_install_copy(PLUGIN, tmp_path_factory.mktemp("plugin"))
     assert (target / "empcn_pointclouds-0.1.0.dist-info" / "entry_points.txt").is_file()
     return target
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import error_line, invoke
+from helpers import error_line, invoke, pip_install_copy
 from torch import nn
 
 from empcn.cache import open_cache, write_entry
@@ -47,27 +47,7 @@ QUICK = ["--epochs", "1", "--hidden", "8", "--batch-size", "64", "--no-progress"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The plug-in installed into a folder of its own (from a copy: the build leaves files beside its source)."""
-    root = tmp_path_factory.mktemp("plugin")
-    source = shutil.copytree(PLUGIN, root / "src")
-    target = root / "site"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    target = pip_install_copy(PLUGIN, tmp_path_factory.mktemp("plugin"))
     assert (target / "empcn_sumnet" / "model.py").is_file()
     return target
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Optional
 
 import typer
 from typer.core import TyperGroup
 
 from empcn.errors import EmpcnError
+from empcn.train.commands import fail, one_line  # typer only at import time
 
 
 class _Commands(TyperGroup):
@@ -27,9 +28,7 @@ class _Commands(TyperGroup):
         try:
             return super().invoke(ctx)
         except EmpcnError as exc:
-            from empcn.train.commands import _fail, one_line
-
-            _fail(one_line(exc))
+            fail(one_line(exc))
 
 
 app = typer.Typer(
@@ -58,12 +57,6 @@ def _root(
     ),
 ) -> None:
     """E(n)-equivariant message passing on cell complexes."""
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print a one-line error and exit non-zero."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 #: ``lift`` reads its own command line: ``--dataset`` decides which options the rest may hold.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import typer
@@ -20,14 +20,9 @@ import typer
 from empcn.errors import EmpcnError
 from empcn.lift.datasets import DATASETS, dataset, lift
 from empcn.lift.spec import DatasetSpec, Option
+from empcn.train.commands import fail  # the one `error:` line of every command
 
 DEFAULT_DATASET = "qm9"
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print a one-line error and exit non-zero."""
-    typer.echo("error: " + " ".join(str(message).split()), err=True)
-    raise typer.Exit(code)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -48,9 +48,10 @@ def one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``message`` as one ``error:`` line on stderr (naming the rank under torchrun) and exit with ``code``."""
     prefix = f"error (rank {_rank()}): " if _rank() else "error: "
-    typer.echo(prefix + message, err=True)
+    typer.echo(prefix + " ".join(str(message).split()), err=True)
     raise typer.Exit(code)
 
 
@@ -173,7 +174,7 @@ def train(
         "tensorboard": tensorboard,
     }
     if model is not None and model not in MODELS and model not in LEGACY_NAMES:
-        _fail(str(MODELS.unknown(model)))
+        fail(str(MODELS.unknown(model)))
     if resume is not None:
         if out is not None and out.resolve() != resume.resolve():
             raise ConfigError(f"--out {out} and --resume {resume} name different run folders")
@@ -193,7 +194,7 @@ def train(
     try:
         run_training(config, resume=resume is not None)
     except TrainingDiverged as exc:  # exit status 1: the run is intact but did not learn (a user error is 2)
-        _fail(one_line(exc), code=1)
+        fail(one_line(exc), code=1)
 
 
 def evaluate(
